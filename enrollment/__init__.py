@@ -1,0 +1,1 @@
+"""Domain core shared by workflows, activities, workers and the command line."""

@@ -1,0 +1,138 @@
+"""The application a parent submits, validated before any case is started.
+
+Every rule raises an error whose location names the field and whose message
+names the rule, so a rejected application tells the applicant what to fix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from enrollment import identity
+
+Stage = Literal["primary", "junior"]
+RegistrationType = Literal["hukou", "non_hukou"]
+Channel = Literal["platform", "enrollment_system", "service_point"]
+Gender = Literal["male", "female"]
+Relation = Literal["father", "mother", "guardian"]
+
+# Chinese names, including the middle dot of minority names (买买提·艾力), and
+# Latin letters for foreign-born guardians; digits, markup and control
+# characters never belong in a name.
+_NAME = re.compile(r"^[\u3400-\u9fff\uf900-\ufaffA-Za-z][\u3400-\u9fff\uf900-\ufaffA-Za-z·・. '-]*$")
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+ApplicationId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{5,39}$")]
+DistrictCode = Annotated[str, StringConstraints(pattern=r"^51\d{4}$")]
+Phone = Annotated[str, StringConstraints(pattern=r"^1[3-9]\d{9}$")]
+PlaceId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")]
+
+
+def _check_name(value: str) -> str:
+    if not _NAME.match(value):
+        raise PydanticCustomError(
+            "name_characters", "name may hold only Chinese or Latin letters, '·', spaces, '.', \"'\" and '-'"
+        )
+    return value
+
+
+def _check_identity_number(value: str) -> str:
+    value = value.strip().upper()
+    try:
+        identity.parse(value)
+    except identity.IdentityNumberError as exc:
+        raise PydanticCustomError("gb11643", str(exc)) from None
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Student(_Strict):
+    name: Name
+    gender: Gender
+    birth_date: dt.date
+    id_number: str
+
+    _name = field_validator("name")(_check_name)
+
+    @field_validator("id_number")
+    @classmethod
+    def _matches_declared_person(cls, value: str, info: ValidationInfo) -> str:
+        value = _check_identity_number(value)
+        birth, gender = identity.parse(value)
+        declared_birth = info.data.get("birth_date")
+        declared_gender = info.data.get("gender")
+        if declared_birth is not None and birth != declared_birth:
+            raise PydanticCustomError(
+                "id_birth_date", "birth date in the identity number does not match birth_date"
+            )
+        if declared_gender is not None and gender != declared_gender:
+            raise PydanticCustomError(
+                "id_gender", "sequence digit of the identity number does not match gender (odd male, even female)"
+            )
+        return value
+
+
+class Guardian(_Strict):
+    name: Name
+    id_number: str
+    relation: Relation
+    phone: Phone
+
+    _name = field_validator("name")(_check_name)
+    _id = field_validator("id_number")(_check_identity_number)
+
+
+class SchoolChoice(_Strict):
+    zone_id: PlaceId
+    school_id: PlaceId
+
+
+class Application(_Strict):
+    """One application to enrol one child, as the parent filled it in."""
+
+    application_id: ApplicationId
+    school_year: int = Field(ge=2024, le=2100)
+    stage: Stage
+    registration_type: RegistrationType
+    channel: Channel
+    district_code: DistrictCode
+    student: Student
+    guardians: list[Guardian] = Field(min_length=1, max_length=4)
+    school_choice: SchoolChoice | None = None
+
+    @field_validator("guardians")
+    @classmethod
+    def _distinct_guardians(cls, guardians: list[Guardian]) -> list[Guardian]:
+        numbers = [guardian.id_number for guardian in guardians]
+        if len(set(numbers)) != len(numbers):
+            raise PydanticCustomError("distinct_guardians", "each guardian must have a different id_number")
+        return guardians
+
+    @property
+    def workflow_id(self) -> str:
+        return f"case-{self.application_id}"
+
+
+def describe_errors(error: ValidationError) -> list[str]:
+    """One line per broken rule: 'field.path: rule'. Input values are never echoed (they may be personal data)."""
+    lines = []
+    for item in error.errors(include_input=False, include_url=False):
+        path = ".".join(str(part) for part in item["loc"]) or "application"
+        lines.append(f"{path}: {item['msg']}")
+    return lines

@@ -1,0 +1,63 @@
+"""Structured logs with personal data masked before anything is written.
+
+Identity numbers, phones and the values of name and address fields are
+replaced wherever they appear, so a careless log call cannot leak them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+
+import structlog
+
+_ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}\d{3}[\dXx](?![0-9A-Za-z])")
+_PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+_PERSONAL_KEYS = ("name", "address", "phone", "id_number", "birthplace", "owner", "employer")
+
+
+def mask_text(text: str) -> str:
+    text = _ID_NUMBER.sub(r"\1************", text)
+    return _PHONE.sub(r"\1****\2", text)
+
+
+def _is_personal_key(key: str) -> bool:
+    return any(part in key.lower() for part in _PERSONAL_KEYS)
+
+
+def _mask_value(key: str, value):
+    if _is_personal_key(key) and value not in (None, ""):
+        return "***"
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _mask_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mask_value(key, v) for v in value]
+    return value
+
+
+def mask_personal_data(_logger, _method, event_dict):
+    return {key: _mask_value(key, value) for key, value in event_dict.items()}
+
+
+def configure(json_output: bool | None = None, level: str | None = None) -> None:
+    """JSON lines in production (ENROLL_LOG_FORMAT=json), readable lines in development."""
+    if json_output is None:
+        json_output = os.environ.get("ENROLL_LOG_FORMAT", "console") == "json"
+    level_name = (level or os.environ.get("ENROLL_LOG_LEVEL", "INFO")).upper()
+    renderer = structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            mask_personal_data,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level_name)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

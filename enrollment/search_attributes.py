@@ -1,0 +1,35 @@
+"""Search attributes every case keeps current, so ops can filter cases in the UI and scripts."""
+
+from temporalio.common import SearchAttributeKey
+
+CASE_STATUS = SearchAttributeKey.for_keyword("CaseStatus")
+ENROLL_STAGE = SearchAttributeKey.for_keyword("EnrollStage")
+REGISTRATION_TYPE = SearchAttributeKey.for_keyword("RegistrationType")
+DISTRICT_CODE = SearchAttributeKey.for_keyword("DistrictCode")
+ROUTING_PHASE = SearchAttributeKey.for_keyword("RoutingPhase")
+INTAKE_CHANNEL = SearchAttributeKey.for_keyword("IntakeChannel")
+SCHOOL_YEAR = SearchAttributeKey.for_int("SchoolYear")
+
+ALL = (CASE_STATUS, ENROLL_STAGE, REGISTRATION_TYPE, DISTRICT_CODE, ROUTING_PHASE, INTAKE_CHANNEL, SCHOOL_YEAR)
+
+
+async def ensure_registered(client) -> None:
+    """Register the case search attributes on a server that lacks them (test servers, a new namespace)."""
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        known = set(existing.custom_attributes)
+    except RPCError as err:
+        # The time-skipping test server cannot list them, but accepts adding them.
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        known = set()
+    missing = {key.name: key.indexed_value_type for key in ALL if key.name not in known}
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )

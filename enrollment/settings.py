@@ -1,0 +1,58 @@
+"""Deployment settings, read from the environment once per process.
+
+Base URLs are the only thing that changes between the local stand-ins and the
+real departments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from enrollment.policy import DEFAULT_POLICIES_DIR
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    temporal_address: str
+    temporal_namespace: str
+    public_security_url: str
+    social_insurance_url: str
+    natural_resources_url: str
+    platform_url: str
+    policies_dir: Path
+    # "phase_one", "phase_two", or "auto" to follow the cut-over date.
+    routing_phase: str
+    phase_two_from: dt.date
+    http_timeout_seconds: float
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        standins = _env("ENROLL_STANDINS_URL", "http://127.0.0.1:8700").rstrip("/")
+        phase = _env("ENROLL_ROUTING_PHASE", "auto")
+        if phase not in ("auto", "phase_one", "phase_two"):
+            raise ValueError(f"ENROLL_ROUTING_PHASE: must be auto, phase_one or phase_two, not {phase!r}")
+        return cls(
+            temporal_address=_env("TEMPORAL_ADDRESS", "localhost:7233"),
+            temporal_namespace=_env("TEMPORAL_NAMESPACE", "default"),
+            public_security_url=_env("ENROLL_PUBLIC_SECURITY_URL", f"{standins}/public-security"),
+            social_insurance_url=_env("ENROLL_SOCIAL_INSURANCE_URL", f"{standins}/social-insurance"),
+            natural_resources_url=_env("ENROLL_NATURAL_RESOURCES_URL", f"{standins}/natural-resources"),
+            platform_url=_env("ENROLL_PLATFORM_URL", f"{standins}/platform"),
+            policies_dir=Path(_env("ENROLL_POLICIES_DIR", str(DEFAULT_POLICIES_DIR))),
+            routing_phase=phase,
+            phase_two_from=dt.date.fromisoformat(_env("ENROLL_PHASE_TWO_FROM", "2024-09-01")),
+            http_timeout_seconds=float(_env("ENROLL_HTTP_TIMEOUT_SECONDS", "10")),
+        )
+
+    def routing_phase_at(self, received_at: dt.datetime) -> str:
+        """The phase a case received at this time runs in, for its whole life."""
+        if self.routing_phase != "auto":
+            return self.routing_phase
+        return "phase_two" if received_at.date() >= self.phase_two_from else "phase_one"
