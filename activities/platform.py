@@ -1,0 +1,66 @@
+"""The provincial government service platform (省一体化政务服务平台).
+
+Every message carries an idempotency key derived from the case, so however
+often Temporal retries an activity, the platform records each message once.
+"""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.gateway import new_request_id, post_json
+
+
+class PlatformMessage(BaseModel):
+    application_id: str
+    idempotency_key: str
+    body: dict
+
+
+class PlatformReceipt(BaseModel):
+    receipt_id: str
+    duplicate: bool
+
+
+class PlatformActivities:
+    def __init__(self, client: httpx.AsyncClient, base_url: str):
+        self._client = client
+        self._base_url = base_url.rstrip("/")
+
+    async def _send(self, kind: str, message: PlatformMessage) -> PlatformReceipt:
+        url = f"{self._base_url}/v1/cases/{message.application_id}/{kind}"
+        answer = await post_json(
+            self._client,
+            url,
+            {"request_id": new_request_id(), **message.body},
+            headers={"Idempotency-Key": message.idempotency_key},
+        )
+        if answer.get("code") != "0000" or not isinstance(answer.get("receipt_id"), str):
+            raise ApplicationError(f"platform did not accept the {kind}: code {answer.get('code')!r}", type="PlatformRefused")
+        return PlatformReceipt(receipt_id=answer["receipt_id"], duplicate=bool(answer.get("duplicate")))
+
+    @activity.defn
+    async def acknowledge_acceptance(self, message: PlatformMessage) -> PlatformReceipt:
+        """Phase two: confirm to the platform that the enrollment system received the case it accepted (受理)."""
+        return await self._send("acceptance", message)
+
+    @activity.defn
+    async def confirm_dispatch(self, message: PlatformMessage) -> PlatformReceipt:
+        """Phase two: confirm the case data dispatched from the platform is in the enrollment system."""
+        return await self._send("dispatch", message)
+
+    @activity.defn
+    async def push_status(self, message: PlatformMessage) -> PlatformReceipt:
+        return await self._send("status", message)
+
+    @activity.defn
+    async def notify_applicant(self, message: PlatformMessage) -> PlatformReceipt:
+        return await self._send("notice", message)
+
+    @activity.defn
+    async def sync_result(self, message: PlatformMessage) -> PlatformReceipt:
+        """Send the handling result (办结) so the applicant can look it up on the platform (一体反馈)."""
+        return await self._send("result", message)

@@ -1,0 +1,1 @@
+"""The `enroll` command line: submit applications and act on cases."""

@@ -1,0 +1,5 @@
+import sys
+
+from starter.cli import main
+
+sys.exit(main())

@@ -1,0 +1,186 @@
+"""`enroll`: the command line for submitting applications and acting on cases.
+
+Output is JSON (one line per application for `submit`) so ops scripts can rely
+on it. Exit status is 0 when everything asked for was done, 1 when something
+was refused or invalid, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import httpx
+
+from enrollment.case import (
+    DECISIONS,
+    OfflineRegistrationSignal,
+    ReviewSignal,
+    SchoolSelection,
+    SupplementSignal,
+    WithdrawSignal,
+)
+from enrollment.application import SchoolChoice
+from enrollment.client import connect
+from enrollment.policy import policy_book
+from enrollment.settings import Settings
+from starter.cases import CaseActionError, case_handle, case_status, cases_awaiting_review, send_signal
+from starter.intake import submit_file
+from workflows.enrollment_case import EnrollmentCase
+
+
+def _print(document) -> None:
+    print(json.dumps(document, ensure_ascii=False, default=str))
+
+
+async def _submit(args, settings: Settings) -> int:
+    client = await connect(settings)
+    policies = policy_book(settings.policies_dir)
+    counts: dict[str, int] = {}
+    async for result in submit_file(client, Path(args.file), policies):
+        counts[result.result] = counts.get(result.result, 0) + 1
+        _print(result.as_dict())
+    print(json.dumps({"summary": counts}), file=sys.stderr)
+    return 0 if set(counts) <= {"started"} else 1
+
+
+async def _status(args, settings: Settings) -> int:
+    view = await case_status(await connect(settings), args.application_id)
+    print(view.model_dump_json(indent=2))
+    return 0
+
+
+async def _awaiting_review(args, settings: Settings) -> int:
+    for case in await cases_awaiting_review(await connect(settings), args.district):
+        _print(case)
+    return 0
+
+
+async def _signal(args, settings: Settings, signal, payload) -> int:
+    entries = await send_signal(await connect(settings), args.application_id, signal, payload)
+    view = await case_status(await connect(settings), args.application_id)
+    _print({"application_id": args.application_id, "recorded": [e.model_dump(mode="json") for e in entries], "status": view.status})
+    return 0
+
+
+async def _review(args, settings: Settings) -> int:
+    payload = ReviewSignal(reviewer_id=args.reviewer, district_code=args.district, decision=args.decision, opinion=args.opinion)
+    return await _signal(args, settings, EnrollmentCase.review, payload)
+
+
+async def _register_offline(args, settings: Settings) -> int:
+    choice = SchoolChoice(zone_id=args.zone, school_id=args.school) if args.zone and args.school else None
+    payload = OfflineRegistrationSignal(
+        staff_id=args.staff, district_code=args.district, materials=args.material or [], note=args.note, school_choice=choice
+    )
+    return await _signal(args, settings, EnrollmentCase.register_offline, payload)
+
+
+async def _supplement(args, settings: Settings) -> int:
+    payload = SupplementSignal(materials=args.material or [], note=args.note)
+    return await _signal(args, settings, EnrollmentCase.supplement, payload)
+
+
+async def _withdraw(args, settings: Settings) -> int:
+    return await _signal(args, settings, EnrollmentCase.withdraw, WithdrawSignal(reason=args.reason))
+
+
+async def _select_school(args, settings: Settings) -> int:
+    from temporalio.client import WorkflowUpdateFailedError
+
+    handle = case_handle(await connect(settings), args.application_id)
+    try:
+        view = await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=args.zone, school_id=args.school))
+    except WorkflowUpdateFailedError as err:
+        raise CaseActionError(f"refused: {err.cause.message if err.cause else err}") from None
+    _print({"application_id": args.application_id, "school_choice": view.school_choice.model_dump(), "status": view.status})
+    return 0
+
+
+async def _platform_record(args, settings: Settings) -> int:
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.get(f"{settings.platform_url}/v1/cases/{args.application_id}")
+        response.raise_for_status()
+        print(json.dumps(response.json(), ensure_ascii=False, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="enroll", description="Sichuan enrollment 'one thing' cases.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    submit = commands.add_parser("submit", help="submit a JSON or JSON Lines file of applications")
+    submit.add_argument("file")
+    submit.set_defaults(handler=_submit)
+
+    status = commands.add_parser("status", help="show a case's status")
+    status.add_argument("application_id")
+    status.set_defaults(handler=_status)
+
+    awaiting = commands.add_parser("awaiting-review", help="list cases awaiting review in a district")
+    awaiting.add_argument("--district", required=True)
+    awaiting.set_defaults(handler=_awaiting_review)
+
+    review = commands.add_parser("review", help="send a reviewer's decision (办理意见)")
+    review.add_argument("application_id")
+    review.add_argument("--reviewer", required=True)
+    review.add_argument("--district", required=True, help="the reviewer's district code")
+    review.add_argument("--decision", required=True, choices=DECISIONS)
+    review.add_argument("--opinion", required=True)
+    review.set_defaults(handler=_review)
+
+    offline = commands.add_parser("register-offline", help="register a case at the service point")
+    offline.add_argument("application_id")
+    offline.add_argument("--staff", required=True)
+    offline.add_argument("--district", required=True, help="the service point's district code")
+    offline.add_argument("--material", action="append", help="a material registered (repeatable)")
+    offline.add_argument("--note", default="")
+    offline.add_argument("--zone")
+    offline.add_argument("--school")
+    offline.set_defaults(handler=_register_offline)
+
+    supplement = commands.add_parser("supplement", help="submit supplementary materials")
+    supplement.add_argument("application_id")
+    supplement.add_argument("--material", action="append")
+    supplement.add_argument("--note", default="")
+    supplement.set_defaults(handler=_supplement)
+
+    select = commands.add_parser("select-school", help="choose the enrollment zone and school")
+    select.add_argument("application_id")
+    select.add_argument("--zone", required=True)
+    select.add_argument("--school", required=True)
+    select.set_defaults(handler=_select_school)
+
+    withdraw = commands.add_parser("withdraw", help="withdraw an application before the decision")
+    withdraw.add_argument("application_id")
+    withdraw.add_argument("--reason", default="")
+    withdraw.set_defaults(handler=_withdraw)
+
+    platform = commands.add_parser("platform-record", help="what the platform holds for a case")
+    platform.add_argument("application_id")
+    platform.set_defaults(handler=_platform_record)
+
+    worker = commands.add_parser("worker", help="run the workers (same as python -m workers)")
+    worker.add_argument("--role", choices=("case", "verification"), action="append")
+    worker.set_defaults(handler=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "worker":
+        from workers.__main__ import main as run_workers
+
+        run_workers([part for role in args.role or [] for part in ("--role", role)])
+        return 0
+    try:
+        return asyncio.run(args.handler(args, Settings.from_env()))
+    except CaseActionError as err:
+        print(f"enroll {args.command}: {err}", file=sys.stderr)
+        return 1
+    except (RuntimeError, httpx.HTTPError) as err:
+        print(f"enroll {args.command}: {err}", file=sys.stderr)
+        return 1

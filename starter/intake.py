@@ -1,0 +1,135 @@
+"""Reading application files and starting one case per valid application.
+
+Nothing is started for an application that breaks a rule, and an application
+id that already has a case is refused as a duplicate by Temporal itself (the
+workflow id is derived from it), so two submissions racing still make one case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from enrollment.application import Application, describe_errors
+from enrollment.case import CASE_TASK_QUEUE, CaseInput, workflow_id_for
+from enrollment.policy import PolicyBook
+from workflows.enrollment_case import EnrollmentCase
+
+MAX_LINE_BYTES = 64 * 1024
+
+
+@dataclass
+class SubmissionResult:
+    """One line of `enroll submit` output."""
+
+    source: str
+    result: str  # started | duplicate | invalid
+    application_id: str | None = None
+    workflow_id: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if value not in (None, [])}
+
+
+def read_applications(path: Path) -> Iterator[tuple[str, object | None, list[str]]]:
+    """Yield (where, parsed JSON or None, errors) for each application in a JSON or JSON Lines file."""
+    raw = path.read_bytes()
+    stripped = raw.lstrip()
+    if stripped.startswith(b"["):
+        try:
+            items = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            yield f"{path.name}", None, [f"file: not a valid UTF-8 JSON array ({exc.__class__.__name__})"]
+            return
+        for index, item in enumerate(items):
+            yield f"{path.name}[{index}]", item, []
+        return
+    for number, line in enumerate(raw.splitlines(), start=1):
+        where = f"{path.name}:{number}"
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE_BYTES:
+            yield where, None, [f"line: longer than {MAX_LINE_BYTES} bytes"]
+            continue
+        try:
+            yield where, json.loads(line.decode("utf-8")), []
+        except UnicodeDecodeError:
+            yield where, None, ["line: not valid UTF-8"]
+        except json.JSONDecodeError as exc:
+            yield where, None, [f"line: not valid JSON ({exc.msg} at column {exc.colno})"]
+
+
+def validate(item: object, policies: PolicyBook) -> tuple[Application | None, list[str]]:
+    """The application, or the rules it breaks: its own fields first, then the district's existence."""
+    if not isinstance(item, dict):
+        return None, ["application: must be a JSON object"]
+    try:
+        application = Application.model_validate(item)
+    except ValidationError as exc:
+        return None, describe_errors(exc)
+    if policies.district(application.district_code) is None:
+        return None, [f"district_code: no enrollment policy is configured for district {application.district_code}"]
+    return application, []
+
+
+def static_summary(application: Application) -> str:
+    """What ops see for a case in the UI list: no personal data."""
+    return (
+        f"{application.school_year} {application.stage} · {application.registration_type} · "
+        f"district {application.district_code} · via {application.channel}"
+    )
+
+
+async def start_case(client: Client, application: Application) -> SubmissionResult:
+    workflow_id = workflow_id_for(application.application_id)
+    try:
+        await client.start_workflow(
+            EnrollmentCase.run,
+            CaseInput(application=application),
+            id=workflow_id,
+            task_queue=CASE_TASK_QUEUE,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=static_summary(application),
+        )
+    except WorkflowAlreadyStartedError:
+        return SubmissionResult(
+            source="",
+            result="duplicate",
+            application_id=application.application_id,
+            workflow_id=workflow_id,
+            errors=[f"application_id: {application.application_id} already has a case"],
+        )
+    return SubmissionResult(source="", result="started", application_id=application.application_id, workflow_id=workflow_id)
+
+
+async def submit_file(client: Client, path: Path, policies: PolicyBook, concurrency: int = 32) -> AsyncIterator[SubmissionResult]:
+    """Submit every application in the file, a bounded number at a time, yielding results in file order."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(where: str, item: object | None, errors: list[str]) -> SubmissionResult:
+        application, problems = (None, errors) if errors else validate(item, policies)
+        if application is None:
+            app_id = item.get("application_id") if isinstance(item, dict) and isinstance(item.get("application_id"), str) else None
+            return SubmissionResult(source=where, result="invalid", application_id=app_id, errors=problems)
+        async with limit:
+            result = await start_case(client, application)
+        result.source = where
+        return result
+
+    pending: list[asyncio.Task] = []
+    for where, item, errors in read_applications(path):
+        pending.append(asyncio.create_task(one(where, item, errors)))
+        if len(pending) >= concurrency * 4:
+            yield await pending.pop(0)
+    for task in pending:
+        yield await task

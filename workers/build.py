@@ -1,0 +1,68 @@
+"""The two workers: cases (workflow, intake, platform) and verification (the four departments).
+
+They poll separate task queues so verification can be scaled, or throttled to
+protect the departments, without touching case processing.
+"""
+
+from __future__ import annotations
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.intake import IntakeActivities
+from activities.natural_resources import NaturalResourcesActivities
+from activities.platform import PlatformActivities
+from activities.public_security import PublicSecurityActivities
+from activities.social_insurance import SocialInsuranceActivities
+from enrollment.case import CASE_TASK_QUEUE, VERIFICATION_TASK_QUEUE
+from enrollment.settings import Settings
+from workflows.enrollment_case import EnrollmentCase
+
+ROLES = ("case", "verification")
+
+
+def new_http_client(settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.http_timeout_seconds),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+
+
+def build_workers(client: Client, settings: Settings, http: httpx.AsyncClient, roles: tuple[str, ...] = ROLES) -> list[Worker]:
+    workers = []
+    if "case" in roles:
+        platform = PlatformActivities(http, settings.platform_url)
+        intake = IntakeActivities(settings)
+        workers.append(
+            Worker(
+                client,
+                task_queue=CASE_TASK_QUEUE,
+                workflows=[EnrollmentCase],
+                activities=[
+                    intake.load_case_setup,
+                    platform.acknowledge_acceptance,
+                    platform.confirm_dispatch,
+                    platform.push_status,
+                    platform.notify_applicant,
+                    platform.sync_result,
+                ],
+            )
+        )
+    if "verification" in roles:
+        public_security = PublicSecurityActivities(http, settings.public_security_url)
+        social_insurance = SocialInsuranceActivities(http, settings.social_insurance_url)
+        natural_resources = NaturalResourcesActivities(http, settings.natural_resources_url)
+        workers.append(
+            Worker(
+                client,
+                task_queue=VERIFICATION_TASK_QUEUE,
+                activities=[
+                    public_security.verify_hukou,
+                    public_security.verify_residence_permit,
+                    social_insurance.verify_social_insurance,
+                    natural_resources.verify_property,
+                ],
+            )
+        )
+    return workers

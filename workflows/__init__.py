@@ -1,0 +1,1 @@
+"""Workflows: the durable flow of each enrollment case."""

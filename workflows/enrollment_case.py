@@ -1,0 +1,469 @@
+"""One enrollment application (教育入学"一件事"), from intake to the result on the platform.
+
+The run method reads as the scheme's flow: accept the case, check the
+acceptance conditions, verify the family with the four departments, route it
+(online, to the service point, or to school selection), have the local bureau
+review it, and feed the result back to the platform (一体反馈).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Callable
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.intake import IntakeActivities
+    from activities.natural_resources import NaturalResourcesActivities
+    from activities.platform import PlatformActivities, PlatformMessage
+    from activities.public_security import PublicSecurityActivities
+    from activities.social_insurance import SocialInsuranceActivities
+    from enrollment import search_attributes as sa
+    from enrollment.application import SchoolChoice
+    from enrollment.case import (
+        DECISIONS,
+        FINAL_STATES,
+        VERIFICATION_TASK_QUEUE,
+        WORKFLOW_TYPE,
+        CaseInput,
+        CaseSetupRequest,
+        CaseState,
+        CaseStatusView,
+        OfflineRegistrationSignal,
+        ReviewRecord,
+        ReviewSignal,
+        SchoolSelection,
+        SupplementSignal,
+        TimelineEntry,
+        VerifierReport,
+        WithdrawSignal,
+    )
+    from enrollment.policy import VERIFIERS, DistrictPolicy, Verifier, eligibility_problems
+    from enrollment.verification import SOURCES, Person, VerificationRequest, VerificationResult
+
+# A verifier gets a bounded budget: past it the case goes to the service point
+# instead of waiting on a department that is down.
+VERIFICATION_BUDGET = timedelta(minutes=5)
+VERIFICATION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
+)
+# The platform must always receive what the case owes it, so these retry until accepted.
+PLATFORM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
+)
+
+VERIFIER_ACTIVITIES = {
+    "hukou": PublicSecurityActivities.verify_hukou,
+    "residence_permit": PublicSecurityActivities.verify_residence_permit,
+    "social_insurance": SocialInsuranceActivities.verify_social_insurance,
+    "property": NaturalResourcesActivities.verify_property,
+}
+VERIFIER_TITLES = {
+    "hukou": "hukou verification",
+    "residence_permit": "residence permit verification",
+    "social_insurance": "social insurance verification",
+    "property": "property verification",
+}
+MAX_OPINION_LENGTH = 2000
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class EnrollmentCase:
+    @workflow.init
+    def __init__(self, case: CaseInput) -> None:
+        self._application = case.application
+        self._status: CaseState = "submitted"
+        self._phase: str | None = None
+        self._policy: DistrictPolicy | None = None
+        self._problems: list[str] = []
+        self._verifications: dict[Verifier, VerifierReport] = {}
+        self._element_values: dict[str, str] = {}
+        self._element_sources: dict[str, str] = {}
+        self._school_choice: SchoolChoice | None = case.application.school_choice
+        self._materials: list[str] = []
+        self._reviews: list[ReviewRecord] = []
+        self._decision: ReviewRecord | None = None
+        self._offline_registered = False
+        self._supplemented = False
+        self._withdrawal: WithdrawSignal | None = None
+        self._platform_synced = False
+        self._timeline: list[TimelineEntry] = []
+        self._status_pushes = 0
+        self._notices = 0
+
+    # The flow.
+
+    @workflow.run
+    async def run(self, case: CaseInput) -> CaseStatusView:
+        app = self._application
+        self._record("submitted", f"applicant via {app.channel}")
+        workflow.upsert_search_attributes(
+            [
+                sa.CASE_STATUS.value_set(self._status),
+                sa.ENROLL_STAGE.value_set(app.stage),
+                sa.REGISTRATION_TYPE.value_set(app.registration_type),
+                sa.DISTRICT_CODE.value_set(app.district_code),
+                sa.INTAKE_CHANNEL.value_set(app.channel),
+                sa.SCHOOL_YEAR.value_set(app.school_year),
+            ]
+        )
+        await self._accept()
+
+        self._problems = self._acceptance_problems()
+        if self._problems:
+            await self._notify("not_eligible", "不符合申请条件: " + "; ".join(self._problems))
+            return await self._finish("not_eligible", "; ".join(self._problems))
+
+        await self._verify_family()
+        if self._withdrawal is None:
+            outcome = await self._route()
+            if outcome is None:
+                outcome = await self._review()
+        else:
+            outcome = "withdrawn"
+        return await self._finish(outcome)
+
+    async def _accept(self) -> None:
+        """Capture the policy and routing phase; in phase two, confirm the platform's acceptance (受理)."""
+        setup = await workflow.execute_activity_method(
+            IntakeActivities.load_case_setup,
+            CaseSetupRequest(district_code=self._application.district_code, received_at=workflow.info().start_time),
+            start_to_close_timeout=timedelta(seconds=30),
+            summary="load district policy",
+        )
+        self._policy = setup.policy
+        self._phase = setup.routing_phase
+        workflow.upsert_search_attributes([sa.ROUTING_PHASE.value_set(self._phase)])
+        self._record("accepted", "enrollment_system", f"{self._phase}, policy {self._policy.version if self._policy else 'none'}")
+        if self._phase == "phase_two":
+            app_id = self._application.application_id
+            await self._to_platform(
+                PlatformActivities.acknowledge_acceptance,
+                "platform acceptance acknowledgement",
+                f"{app_id}/acceptance",
+                {"accepted_at": workflow.now().isoformat(), "channel": self._application.channel},
+            )
+            await self._to_platform(
+                PlatformActivities.confirm_dispatch,
+                "dispatch to enrollment system",
+                f"{app_id}/dispatch",
+                {"received_by": "enrollment_system", "district_code": self._application.district_code},
+            )
+            self._record("dispatched_to_enrollment_system", "platform")
+
+    def _acceptance_problems(self) -> list[str]:
+        if self._policy is None:
+            return [f"district_code: no enrollment policy for district {self._application.district_code}"]
+        return eligibility_problems(self._application, self._policy)
+
+    async def _verify_family(self) -> None:
+        """Ask the departments this case's policy requires, all at once."""
+        await self._enter("verifying", "system")
+        required = self._policy.required_verifications(self._application.registration_type)
+        for verifier in VERIFIERS:
+            if verifier not in required:
+                self._verifications[verifier] = VerifierReport(outcome="not_required")
+        await asyncio.gather(*(self._verify(verifier) for verifier in required))
+
+    async def _verify(self, verifier: Verifier) -> None:
+        app = self._application
+        request = VerificationRequest(
+            application_id=app.application_id,
+            verifier=verifier,
+            registration_type=app.registration_type,
+            district_code=app.district_code,
+            city_code=self._policy.city_code,
+            min_social_insurance_months=self._policy.registration_types[app.registration_type].min_social_insurance_months,
+            student=Person(name=app.student.name, id_number=app.student.id_number),
+            guardians=[Person(name=g.name, id_number=g.id_number) for g in app.guardians],
+        )
+        try:
+            result: VerificationResult = await workflow.execute_activity(
+                VERIFIER_ACTIVITIES[verifier],
+                request,
+                task_queue=VERIFICATION_TASK_QUEUE,
+                schedule_to_close_timeout=VERIFICATION_BUDGET,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=VERIFICATION_RETRY,
+                summary=VERIFIER_TITLES[verifier],
+            )
+        except ActivityError as err:
+            cause = err.cause.message if err.cause is not None else str(err)
+            report = VerifierReport(outcome="unavailable", reason=f"no answer within the retry budget: {cause}")
+        else:
+            report = VerifierReport(outcome=result.outcome, reason=result.reason, elements=sorted(result.elements))
+            self._element_values.update(result.elements)
+            self._element_sources.update({element: SOURCES[verifier] for element in result.elements})
+        self._verifications[verifier] = report
+        self._record(f"{verifier}_verified", SOURCES[verifier], report.outcome + (f": {report.reason}" if report.reason else ""))
+
+    async def _route(self) -> CaseState | None:
+        """Send the case offline or to school selection; a final state if it ends while waiting."""
+        deadlines = self._policy.deadlines
+        verified = all(report.outcome in ("matched", "not_required") for report in self._verifications.values())
+        if self._application.channel == "service_point":
+            # Registered at the service point with paper materials: straight to review.
+            return None
+        if not verified:
+            await self._enter("awaiting_offline_registration", "system")
+            await self._notify(
+                "go_to_service_point",
+                "符合申请条件但核验未通过: please register at your local education bureau's enrollment service point",
+            )
+            if not await self._wait_for(lambda: self._offline_registered, deadlines.offline_registration_days):
+                return "expired"
+        if self._withdrawal is None and self._school_choice is None:
+            await self._enter("awaiting_school_selection", "system")
+            await self._notify("choose_school", "核验通过: please choose your enrollment zone and school")
+            if not await self._wait_for(lambda: self._school_choice is not None, deadlines.school_selection_days):
+                return "expired"
+        return "withdrawn" if self._withdrawal is not None else None
+
+    async def _review(self) -> CaseState:
+        """The local bureau reviews until it approves or rejects; a supplement request loops back."""
+        while True:
+            await self._enter("awaiting_review", "system")
+            await self._await_decision()
+            if self._withdrawal is not None:
+                return "withdrawn"
+            decision, self._decision = self._decision, None
+            self._reviews.append(decision)
+            if decision.decision == "approve":
+                return "approved"
+            if decision.decision == "reject":
+                return "rejected"
+            await self._enter("awaiting_supplement", f"reviewer:{decision.reviewer_id}", decision.opinion)
+            await self._notify("supplement_requested", f"需补充材料: {decision.opinion}")
+            self._supplemented = False
+            if not await self._wait_for(lambda: self._supplemented, self._policy.deadlines.supplement_days):
+                return "expired"
+            if self._withdrawal is not None:
+                return "withdrawn"
+
+    async def _await_decision(self) -> None:
+        """Wait for the reviewer without a deadline, recording a reminder and then an escalation when overdue."""
+        deadlines = self._policy.deadlines
+        started = workflow.now()
+        decided = lambda: self._decision is not None or self._withdrawal is not None  # noqa: E731
+        for days, step in (
+            (deadlines.review_reminder_days, "review_reminder"),
+            (deadlines.review_escalation_days, "review_escalated"),
+        ):
+            remaining = started + timedelta(days=days) - workflow.now()
+            if await self._wait(decided, remaining):
+                return
+            self._record(step, "system", f"no decision after {days} days")
+        await workflow.wait_condition(decided)
+
+    async def _finish(self, outcome: CaseState, detail: str | None = None) -> CaseStatusView:
+        """End the case and feed the result back to the platform (办结), exactly once."""
+        review = self._reviews[-1] if self._reviews and outcome in ("approved", "rejected") else None
+        if review is not None:
+            detail = review.opinion
+        elif outcome == "withdrawn":
+            detail = self._withdrawal.reason or None
+        await self._enter(outcome, self._actor_for(outcome, review), detail)
+        app = self._application
+        await self._to_platform(
+            PlatformActivities.sync_result,
+            "platform result sync",
+            f"{app.application_id}/result",
+            {
+                "status": outcome,
+                "decision": review.decision if review else None,
+                "opinion": review.opinion if review else detail,
+                "reviewer_id": review.reviewer_id if review else None,
+                "decided_at": workflow.now().isoformat(),
+                "district_code": app.district_code,
+                "routing_phase": self._phase,
+                "policy_version": self._policy.version if self._policy else None,
+                "school_choice": self._school_choice.model_dump() if self._school_choice else None,
+            },
+        )
+        self._platform_synced = True
+        self._record("result_synced_to_platform", "enrollment_system")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._view()
+
+    def _actor_for(self, outcome: CaseState, review: ReviewRecord | None) -> str:
+        if review is not None:
+            return f"reviewer:{review.reviewer_id}"
+        if outcome == "withdrawn":
+            return self._withdrawal.requested_by
+        return "system"
+
+    # Steps shared by the flow.
+
+    async def _enter(self, status: CaseState, actor: str, detail: str | None = None) -> None:
+        self._status = status
+        self._record(status, actor, detail)
+        workflow.upsert_search_attributes([sa.CASE_STATUS.value_set(status)])
+        workflow.set_current_details(self._current_details())
+        if self._phase == "phase_two":
+            self._status_pushes += 1
+            await self._to_platform(
+                PlatformActivities.push_status,
+                f"platform status push: {status}",
+                f"{self._application.application_id}/status/{self._status_pushes}",
+                {"status": status, "sequence": self._status_pushes, "at": workflow.now().isoformat()},
+            )
+
+    async def _notify(self, kind: str, message: str) -> None:
+        self._notices += 1
+        await self._to_platform(
+            PlatformActivities.notify_applicant,
+            f"applicant notice: {kind}",
+            f"{self._application.application_id}/notice/{self._notices}",
+            {"kind": kind, "message": message, "status": self._status},
+        )
+        self._record(f"applicant_notified:{kind}", "enrollment_system")
+
+    async def _to_platform(self, activity: Callable, summary: str, idempotency_key: str, body: dict) -> None:
+        await workflow.execute_activity_method(
+            activity,
+            PlatformMessage(application_id=self._application.application_id, idempotency_key=idempotency_key, body=body),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=PLATFORM_RETRY,
+            summary=summary,
+        )
+
+    async def _wait(self, condition: Callable[[], bool], timeout: timedelta) -> bool:
+        try:
+            await workflow.wait_condition(condition, timeout=timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _wait_for(self, condition: Callable[[], bool], days: int) -> bool:
+        """Wait for a person's step or a withdrawal; False when the policy's deadline passes first."""
+        met = await self._wait(lambda: condition() or self._withdrawal is not None, timedelta(days=days))
+        if not met:
+            self._record("deadline_passed", "system", f"{self._status} for {days} days")
+        return met
+
+    def _record(self, step: str, actor: str, detail: str | None = None) -> None:
+        self._timeline.append(TimelineEntry(at=workflow.now(), step=step, actor=actor, detail=detail))
+
+    def _refuse(self, what: str, actor: str, reason: str) -> None:
+        """A refused message changes nothing but is kept in the timeline, for the audit trail."""
+        workflow.logger.info("Refused %s: %s", what, reason)
+        self._record(f"{what}_refused", actor, reason)
+
+    def _current_details(self) -> str:
+        app = self._application
+        return (
+            f"**{self._status}** · {app.stage} · {app.registration_type} · district {app.district_code} · "
+            f"{self._phase or 'phase pending'} · via {app.channel}"
+        )
+
+    # Messages from people.
+
+    @workflow.signal(name="review")
+    def review(self, signal: ReviewSignal) -> None:
+        actor = f"reviewer:{signal.reviewer_id}"
+        if self._status != "awaiting_review" or self._decision is not None:
+            return self._refuse("review", actor, f"case is {self._status}, not awaiting_review")
+        if signal.district_code != self._application.district_code:
+            return self._refuse(
+                "review", actor, f"district_code: a reviewer of {signal.district_code} cannot review a case of {self._application.district_code}"
+            )
+        if signal.decision not in DECISIONS:
+            return self._refuse("review", actor, f"decision: must be one of {', '.join(DECISIONS)}")
+        opinion = signal.opinion.strip()
+        if not opinion or len(opinion) > MAX_OPINION_LENGTH:
+            return self._refuse("review", actor, f"opinion: a handling opinion (办理意见) of 1 to {MAX_OPINION_LENGTH} characters is required")
+        self._decision = ReviewRecord(
+            reviewer_id=signal.reviewer_id,
+            district_code=signal.district_code,
+            decision=signal.decision,
+            opinion=opinion,
+            at=workflow.now(),
+        )
+        self._record(f"reviewed:{signal.decision}", actor, opinion)
+
+    @workflow.signal(name="register_offline")
+    def register_offline(self, signal: OfflineRegistrationSignal) -> None:
+        actor = f"staff:{signal.staff_id}"
+        if self._status != "awaiting_offline_registration" or self._offline_registered:
+            return self._refuse("offline_registration", actor, f"case is {self._status}, not awaiting_offline_registration")
+        if signal.district_code != self._application.district_code:
+            return self._refuse(
+                "offline_registration",
+                actor,
+                f"district_code: a service point of {signal.district_code} cannot register a case of {self._application.district_code}",
+            )
+        if signal.school_choice is not None:
+            problem = self._policy.school_choice_problem(
+                self._application.stage, signal.school_choice.zone_id, signal.school_choice.school_id
+            )
+            if problem:
+                return self._refuse("offline_registration", actor, problem)
+            self._school_choice = signal.school_choice
+        self._materials.extend(signal.materials)
+        self._offline_registered = True
+        self._record("registered_offline", actor, f"{len(signal.materials)} materials" + (f"; {signal.note}" if signal.note else ""))
+
+    @workflow.signal(name="supplement")
+    def supplement(self, signal: SupplementSignal) -> None:
+        if self._status != "awaiting_supplement" or self._supplemented:
+            return self._refuse("supplement", signal.submitted_by, f"case is {self._status}, not awaiting_supplement")
+        if not signal.materials and not signal.note.strip():
+            return self._refuse("supplement", signal.submitted_by, "materials: a supplement needs materials or a note")
+        self._materials.extend(signal.materials)
+        self._supplemented = True
+        self._record("supplemented", signal.submitted_by, f"{len(signal.materials)} materials")
+
+    @workflow.signal(name="withdraw")
+    def withdraw(self, signal: WithdrawSignal) -> None:
+        if self._status in FINAL_STATES or self._withdrawal is not None:
+            return self._refuse("withdrawal", signal.requested_by, f"case is already {self._status}")
+        if self._decision is not None and self._decision.decision != "request_supplement":
+            return self._refuse("withdrawal", signal.requested_by, "the bureau has already decided")
+        self._withdrawal = signal
+        self._record("withdrawal_requested", signal.requested_by, signal.reason or None)
+
+    @workflow.update(name="select_school")
+    def select_school(self, selection: SchoolSelection) -> CaseStatusView:
+        self._school_choice = SchoolChoice(zone_id=selection.zone_id, school_id=selection.school_id)
+        self._record("school_selected", "applicant", f"{selection.zone_id} / {selection.school_id}")
+        return self._view()
+
+    @select_school.validator
+    def _check_school_selection(self, selection: SchoolSelection) -> None:
+        if self._status != "awaiting_school_selection" or self._school_choice is not None:
+            raise ValueError(f"case is {self._status}, not awaiting_school_selection")
+        problem = self._policy.school_choice_problem(self._application.stage, selection.zone_id, selection.school_id)
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.query(name="status")
+    def status(self) -> CaseStatusView:
+        return self._view()
+
+    def _view(self) -> CaseStatusView:
+        app = self._application
+        return CaseStatusView(
+            application_id=app.application_id,
+            status=self._status,
+            routing_phase=self._phase,
+            channel=app.channel,
+            stage=app.stage,
+            registration_type=app.registration_type,
+            district_code=app.district_code,
+            school_year=app.school_year,
+            policy_version=self._policy.version if self._policy else None,
+            eligibility_problems=self._problems,
+            verifications=self._verifications,
+            auto_filled_count=len(self._element_sources),
+            auto_filled=self._element_sources,
+            school_choice=self._school_choice,
+            materials=self._materials,
+            review=self._reviews[-1] if self._reviews else None,
+            reviews=self._reviews,
+            platform_synced=self._platform_synced,
+            timeline=self._timeline,
+        )
