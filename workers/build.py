@@ -29,7 +29,10 @@ def new_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def build_workers(client: Client, settings: Settings, http: httpx.AsyncClient, roles: tuple[str, ...] = ROLES) -> list[Worker]:
+def build_workers(
+    client: Client, settings: Settings, http: httpx.AsyncClient, roles: tuple[str, ...] = ROLES, **worker_options
+) -> list[Worker]:
+    """The workers for the given roles; worker_options (cache size, concurrency) apply to each."""
     workers = []
     if "case" in roles:
         platform = PlatformActivities(http, settings.platform_url)
@@ -47,6 +50,7 @@ def build_workers(client: Client, settings: Settings, http: httpx.AsyncClient, r
                     platform.notify_applicant,
                     platform.sync_result,
                 ],
+                **worker_options,
             )
         )
     if "verification" in roles:
@@ -63,6 +67,7 @@ def build_workers(client: Client, settings: Settings, http: httpx.AsyncClient, r
                     social_insurance.verify_social_insurance,
                     natural_resources.verify_property,
                 ],
+                **worker_options,
             )
         )
     return workers

@@ -1,0 +1,173 @@
+"""The real pieces every case test runs against: the stand-in departments over HTTP and a Temporal
+time-skipping test server (its days-long deadlines pass in milliseconds)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from enrollment.application import Application
+from enrollment.case import CaseStatusView
+from enrollment.search_attributes import ensure_registered
+from enrollment.settings import Settings
+from standins.population import Population, generate
+from standins.runner import RunningStandins, start_in_thread
+from starter.intake import start_case
+from workers.build import build_workers, new_http_client
+from workflows.enrollment_case import EnrollmentCase
+
+TEST_SERVER = shutil.which("temporal-test-server") or str(Path(sys.executable).parent / "temporal-test-server")
+
+
+@pytest.fixture(scope="session")
+def population() -> Population:
+    return generate(seed=2027, families=80)
+
+
+@pytest.fixture(scope="session")
+def standins(population: Population) -> RunningStandins:
+    running = start_in_thread(population)
+    yield running
+    running.stop()
+
+
+def settings_for(standins: RunningStandins, **overrides) -> Settings:
+    base = Settings.from_env()
+    return dataclasses.replace(
+        base,
+        public_security_url=f"{standins.base_url}/public-security",
+        social_insurance_url=f"{standins.base_url}/social-insurance",
+        natural_resources_url=f"{standins.base_url}/natural-resources",
+        platform_url=f"{standins.base_url}/platform",
+        routing_phase=overrides.pop("routing_phase", "phase_one"),
+        http_timeout_seconds=overrides.pop("http_timeout_seconds", 2.0),
+        **overrides,
+    )
+
+
+class Stack:
+    """A test's view of the running system: Temporal client, workers, and the stand-ins' admin API."""
+
+    def __init__(self, env: WorkflowEnvironment, standins: RunningStandins, population: Population):
+        self.env = env
+        self.client: Client = env.client
+        self.standins = standins
+        self.population = population
+        self.admin = httpx.Client(base_url=standins.base_url, timeout=10)
+
+    def application(self, scenario: str, index: int = 0, **changes) -> Application:
+        data = self.population.by_scenario(scenario)[index]
+        return Application.model_validate({**data, **changes})
+
+    def expectation(self, application: Application) -> dict:
+        return self.population.expectations[application.application_id]
+
+    async def submit(self, application: Application) -> WorkflowHandle:
+        result = await start_case(self.client, application)
+        assert result.result == "started", result
+        return self.client.get_workflow_handle_for(EnrollmentCase.run, result.workflow_id)
+
+    async def result(self, handle: WorkflowHandle) -> CaseStatusView:
+        """The case's final view, skipping time over its waits as a reviewer's weeks would pass."""
+        async with self.env.time_skipping_unlocked():
+            return await handle.result()
+
+    async def status(self, handle: WorkflowHandle) -> CaseStatusView:
+        return await handle.query(EnrollmentCase.status)
+
+    async def wait_for(self, handle: WorkflowHandle, *statuses: str, timeout: float = 20.0) -> CaseStatusView:
+        """Poll the case in real time (no skipping) until it reaches one of the statuses."""
+        deadline = time.monotonic() + timeout
+        while True:
+            view = await self.status(handle)
+            if view.status in statuses:
+                return view
+            if time.monotonic() > deadline:
+                raise AssertionError(f"case stayed {view.status}, expected {statuses}; timeline {view.timeline}")
+            await asyncio.sleep(0.05)
+
+    async def wait_for_step(self, handle: WorkflowHandle, step: str, timeout: float = 20.0) -> CaseStatusView:
+        deadline = time.monotonic() + timeout
+        while True:
+            view = await self.status(handle)
+            if any(entry.step == step for entry in view.timeline):
+                return view
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {step} in timeline {[e.step for e in view.timeline]}")
+            await asyncio.sleep(0.05)
+
+    def platform_record(self, application_id: str) -> dict:
+        response = self.admin.get(f"/platform/v1/cases/{application_id}")
+        response.raise_for_status()
+        return response.json()
+
+    def set_faults(self, service: str, **switches) -> None:
+        self.admin.put(f"/admin/faults/{service}", json=switches).raise_for_status()
+
+    @contextlib.asynccontextmanager
+    async def platform_down(self) -> AsyncIterator[None]:
+        self.set_faults("platform", outage=True)
+        try:
+            yield
+        finally:
+            self.set_faults("platform", outage=False)
+
+    def stats(self) -> dict:
+        return self.admin.get("/admin/stats").json()["stats"]
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=TEST_SERVER
+    )
+    await ensure_registered(environment.client)
+    async with environment:
+        yield environment
+
+
+@pytest.fixture
+def stack(env: WorkflowEnvironment, standins: RunningStandins, population: Population) -> Stack:
+    test_stack = Stack(env, standins, population)
+    test_stack.admin.delete("/admin/faults").raise_for_status()
+    test_stack.admin.post("/admin/reset").raise_for_status()
+    yield test_stack
+    test_stack.admin.close()
+
+
+@pytest.fixture
+async def workers(stack: Stack) -> AsyncIterator[list[Worker]]:
+    """Both workers, phase one, as `python -m workers` would run them against the stand-ins."""
+    async with running_workers(stack, settings_for(stack.standins)) as running:
+        yield running
+
+
+class running_workers:
+    """Run the product's workers with the given settings for the duration of a `with` block."""
+
+    def __init__(self, stack: Stack, settings: Settings, **worker_options):
+        self._stack, self._settings, self._options = stack, settings, worker_options
+
+    async def __aenter__(self) -> list[Worker]:
+        self._http = new_http_client(self._settings)
+        self._workers = build_workers(self._stack.client, self._settings, self._http, **self._options)
+        self._tasks = [asyncio.create_task(worker.run()) for worker in self._workers]
+        return self._workers
+
+    async def __aexit__(self, *exc_info) -> None:
+        await asyncio.gather(*(worker.shutdown() for worker in self._workers))
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._http.aclose()

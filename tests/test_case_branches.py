@@ -1,0 +1,243 @@
+"""Every branch of the scheme's flow and every refusal, on the time-skipping test server."""
+
+from datetime import timedelta
+
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+
+from enrollment.case import (
+    OfflineRegistrationSignal,
+    ReviewSignal,
+    SchoolSelection,
+    SupplementSignal,
+    WithdrawSignal,
+)
+from enrollment.policy import policy_book
+from workflows.enrollment_case import EnrollmentCase
+
+
+def review(application, decision="approve", opinion="同意入学", district=None, reviewer="r-01"):
+    return ReviewSignal(reviewer_id=reviewer, district_code=district or application.district_code, decision=decision, opinion=opinion)
+
+
+def steps(view) -> list[str]:
+    return [entry.step for entry in view.timeline]
+
+
+async def test_not_eligible_case_ends_with_reasons_and_the_applicant_is_told_online(stack, workers):
+    application = stack.application("not_eligible_age")
+    handle = await stack.submit(application)
+    result = await stack.result(handle)
+
+    assert result.status == "not_eligible"
+    assert result.eligibility_problems and result.eligibility_problems[0].startswith("student.birth_date:")
+    assert all(report.outcome == "not_required" for report in result.verifications.values()) or result.verifications == {}
+    record = stack.platform_record(application.application_id)
+    assert [notice["body"]["kind"] for notice in record["notice"]] == ["not_eligible"]
+    assert result.eligibility_problems[0] in record["notice"][0]["body"]["message"]
+    assert [entry["body"]["status"] for entry in record["result"]] == ["not_eligible"]
+    assert stack.stats()["hukou"]["total"] == 0, "no department is asked about an ineligible case"
+
+
+@pytest.mark.parametrize("scenario", ["verification_failed_not_found", "verification_failed_mismatch"])
+async def test_failed_verification_sends_the_applicant_to_the_service_point(stack, workers, scenario):
+    application = stack.application(scenario)
+    handle = await stack.submit(application)
+    view = await stack.wait_for(handle, "awaiting_offline_registration")
+
+    expected = stack.expectation(application)["expected_outcomes"]
+    assert {v: r.outcome for v, r in view.verifications.items()} == expected
+    failed = [r for r in view.verifications.values() if r.outcome in ("mismatch", "not_found")]
+    assert failed and all(r.reason for r in failed)
+    record = stack.platform_record(application.application_id)
+    assert [notice["body"]["kind"] for notice in record["notice"]] == ["go_to_service_point"]
+
+    other_district = "510703" if application.district_code != "510703" else "510104"
+    await handle.signal(
+        EnrollmentCase.register_offline,
+        OfflineRegistrationSignal(staff_id="s-09", district_code=other_district, materials=["户口簿"]),
+    )
+    view = await stack.wait_for_step(handle, "offline_registration_refused")
+    assert view.status == "awaiting_offline_registration" and view.materials == []
+
+    zone = policy_book().district(application.district_code).zones[0]
+    school = next(s for s in zone.schools if application.stage in s.stages)
+    await handle.signal(
+        EnrollmentCase.register_offline,
+        OfflineRegistrationSignal(
+            staff_id="s-01",
+            district_code=application.district_code,
+            materials=["居民户口簿", "居住证明"],
+            school_choice={"zone_id": zone.zone_id, "school_id": school.school_id},
+        ),
+    )
+    view = await stack.wait_for(handle, "awaiting_review")
+    assert view.materials == ["居民户口簿", "居住证明"]
+    assert view.school_choice.school_id == school.school_id
+    await handle.signal(EnrollmentCase.review, review(application))
+    assert (await stack.result(handle)).status == "approved"
+
+
+async def test_service_point_case_goes_straight_to_review(stack, workers):
+    application = stack.application("service_point")
+    handle = await stack.submit(application)
+    view = await stack.wait_for(handle, "awaiting_review")
+    assert "awaiting_offline_registration" not in steps(view)
+    assert view.channel == "service_point"
+
+
+async def test_verified_case_without_a_school_waits_for_a_valid_choice(stack, workers):
+    application = stack.application("without_school_choice")
+    handle = await stack.submit(application)
+    view = await stack.wait_for(handle, "awaiting_school_selection")
+    assert view.school_choice is None
+    assert "choose_school" in [n["body"]["kind"] for n in stack.platform_record(application.application_id)["notice"]]
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id="XX-Z09", school_id="XX-Z09-P01"))
+    assert "zone_id: XX-Z09 is not an enrollment zone" in refused.value.cause.message
+    policy = policy_book().district(application.district_code)
+    wrong_stage = next(s for z in policy.zones for s in z.schools if application.stage not in s.stages)
+    wrong_zone = next(z for z in policy.zones if wrong_stage in z.schools)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=wrong_zone.zone_id, school_id=wrong_stage.school_id))
+    assert f"does not enrol the {application.stage} stage" in refused.value.cause.message
+    assert (await stack.status(handle)).school_choice is None
+
+    good = next(s for z in policy.zones for s in z.schools if application.stage in s.stages)
+    good_zone = next(z for z in policy.zones if good in z.schools)
+    updated = await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=good_zone.zone_id, school_id=good.school_id))
+    assert updated.school_choice.school_id == good.school_id
+    await stack.wait_for(handle, "awaiting_review")
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=good_zone.zone_id, school_id=good.school_id))
+    assert "case is awaiting_review, not awaiting_school_selection" == refused.value.cause.message
+
+
+async def test_reviews_that_break_a_rule_are_refused_recorded_and_change_nothing(stack, workers):
+    application = stack.application("hukou_verified", index=2)
+    handle = await stack.submit(application)
+    await stack.wait_for(handle, "awaiting_review")
+
+    other = "510105" if application.district_code != "510105" else "510104"
+    await handle.signal(EnrollmentCase.review, review(application, district=other))
+    await handle.signal(EnrollmentCase.review, review(application, decision="maybe"))
+    await handle.signal(EnrollmentCase.review, review(application, opinion="   "))
+    view = await stack.wait_for_step(handle, "review_refused")
+    for _ in range(50):
+        if sum(step == "review_refused" for step in steps(view)) == 3:
+            break
+        view = await stack.status(handle)
+    refusals = [entry for entry in view.timeline if entry.step == "review_refused"]
+    assert [r.detail.split(":")[0] for r in refusals] == ["district_code", "decision", "opinion"]
+    assert refusals[0].actor == "reviewer:r-01"
+    assert view.status == "awaiting_review" and view.review is None and view.reviews == []
+
+
+async def test_a_review_before_the_case_awaits_review_is_refused(stack, workers):
+    application = stack.application("without_school_choice", index=1)
+    handle = await stack.submit(application)
+    await stack.wait_for(handle, "awaiting_school_selection")
+    await handle.signal(EnrollmentCase.review, review(application))
+    view = await stack.wait_for_step(handle, "review_refused")
+    assert view.status == "awaiting_school_selection" and view.review is None
+    assert "not awaiting_review" in [e for e in view.timeline if e.step == "review_refused"][0].detail
+
+
+async def test_supplement_requested_then_supplied_then_rejected(stack, workers):
+    application = stack.application("hukou_verified", index=3)
+    handle = await stack.submit(application)
+    await stack.wait_for(handle, "awaiting_review")
+    await handle.signal(EnrollmentCase.supplement, SupplementSignal(materials=["早到的材料"]))
+    await stack.wait_for_step(handle, "supplement_refused")
+
+    await handle.signal(EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充房产证明"))
+    await stack.wait_for(handle, "awaiting_supplement")
+    notices = stack.platform_record(application.application_id)["notice"]
+    assert notices[-1]["body"]["kind"] == "supplement_requested" and "请补充房产证明" in notices[-1]["body"]["message"]
+
+    await handle.signal(EnrollmentCase.supplement, SupplementSignal(materials=["不动产权证书"], note="已补充"))
+    view = await stack.wait_for(handle, "awaiting_review")
+    assert view.materials == ["不动产权证书"]
+    await handle.signal(EnrollmentCase.review, review(application, decision="reject", opinion="不符合片区政策"))
+    result = await stack.result(handle)
+    assert result.status == "rejected"
+    assert [r.decision for r in result.reviews] == ["request_supplement", "reject"]
+    assert steps(result).count("awaiting_review") == 2
+
+
+async def test_review_reminder_then_escalation_while_the_case_keeps_waiting(stack, workers):
+    application = stack.application("hukou_verified", index=4)
+    deadlines = policy_book().district(application.district_code).deadlines
+    handle = await stack.submit(application)
+    await stack.wait_for(handle, "awaiting_review")
+
+    await stack.env.sleep(timedelta(days=deadlines.review_reminder_days, hours=1))
+    view = await stack.wait_for_step(handle, "review_reminder")
+    assert "review_escalated" not in steps(view) and view.status == "awaiting_review"
+
+    await stack.env.sleep(timedelta(days=deadlines.review_escalation_days - deadlines.review_reminder_days))
+    view = await stack.wait_for_step(handle, "review_escalated")
+    assert view.status == "awaiting_review"
+
+    await stack.env.sleep(timedelta(days=60))
+    assert (await stack.status(handle)).status == "awaiting_review", "a review wait has no expiry"
+    await handle.signal(EnrollmentCase.review, review(application))
+    assert (await stack.result(handle)).status == "approved"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "waiting", "deadline_field"),
+    [
+        ("verification_failed_not_found", "awaiting_offline_registration", "offline_registration_days"),
+        ("without_school_choice", "awaiting_school_selection", "school_selection_days"),
+    ],
+)
+async def test_a_wait_past_its_policy_deadline_expires_the_case(stack, workers, scenario, waiting, deadline_field):
+    application = stack.application(scenario, index=1 if scenario == "verification_failed_not_found" else 2)
+    handle = await stack.submit(application)
+    await stack.wait_for(handle, waiting)
+    days = getattr(policy_book().district(application.district_code).deadlines, deadline_field)
+
+    await stack.env.sleep(timedelta(days=days) - timedelta(hours=1))
+    assert (await stack.status(handle)).status == waiting
+
+    result = await stack.result(handle)
+    assert result.status == "expired"
+    assert f"{waiting} for {days} days" in [e.detail for e in result.timeline if e.step == "deadline_passed"][0]
+    assert [r["body"]["status"] for r in stack.platform_record(application.application_id)["result"]] == ["expired"]
+
+
+async def test_a_supplement_not_delivered_in_time_expires_the_case(stack, workers):
+    application = stack.application("hukou_verified", index=5)
+    handle = await stack.submit(application)
+    await stack.wait_for(handle, "awaiting_review")
+    await handle.signal(EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充材料"))
+    await stack.wait_for(handle, "awaiting_supplement")
+    assert (await stack.result(handle)).status == "expired"
+
+
+async def test_withdrawal_before_the_decision_ends_the_case_and_tells_the_platform(stack, workers):
+    application = stack.application("hukou_verified", index=6)
+    handle = await stack.submit(application)
+    await stack.wait_for(handle, "awaiting_review")
+    await handle.signal(EnrollmentCase.withdraw, WithdrawSignal(reason="已选择民办学校"))
+    result = await stack.result(handle)
+    assert result.status == "withdrawn"
+    results = stack.platform_record(application.application_id)["result"]
+    assert [r["body"]["status"] for r in results] == ["withdrawn"] and results[0]["body"]["opinion"] == "已选择民办学校"
+
+
+async def test_withdrawal_after_a_decision_is_refused(stack, workers):
+    application = stack.application("hukou_verified", index=7)
+    async with stack.platform_down():
+        handle = await stack.submit(application)
+        await stack.wait_for(handle, "awaiting_review")
+        await handle.signal(EnrollmentCase.review, review(application))
+        await stack.wait_for(handle, "approved")
+        await handle.signal(EnrollmentCase.withdraw, WithdrawSignal(reason="改主意了"))
+        view = await stack.wait_for_step(handle, "withdrawal_refused")
+        assert view.status == "approved"
+    result = await stack.result(handle)
+    assert result.status == "approved" and result.platform_synced
