@@ -1,0 +1,51 @@
+"""Command line: `python -m standins generate ...` writes a population, `python -m standins serve ...` serves one."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from standins.population import DEFAULT_POLICIES, generate
+from standins.runner import load_or_generate, serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m standins", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate", help="write population.json, applications.jsonl, expectations.json")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--families", type=int, default=200)
+    gen.add_argument("--out", type=Path, default=Path("data/standins"))
+    gen.add_argument("--policies", type=Path, default=DEFAULT_POLICIES)
+
+    srv = commands.add_parser("serve", help="serve the stand-ins (generating the data first if missing)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8700)
+    srv.add_argument("--data", type=Path, default=Path("data/standins"))
+    srv.add_argument("--seed", type=int, default=42, help="used only when the data must be generated")
+    srv.add_argument("--families", type=int, default=200, help="used only when the data must be generated")
+    srv.add_argument("--policies", type=Path, default=DEFAULT_POLICIES)
+
+    args = parser.parse_args(argv)
+    if args.families < 1:
+        parser.error("--families must be at least 1")
+    if args.command == "generate":
+        population = generate(args.seed, args.families, args.policies)
+        population.write(args.out)
+        counts = ", ".join(f"{name} {count}" for name, count in population.meta["scenarios"].items())
+        print(f"wrote {len(population.applications)} applications to {args.out} ({counts})")
+        return 0
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    population = load_or_generate(args.data, args.seed, args.families, args.policies)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"stand-ins serving {len(population.applications)} families at http://{host}:{args.port}", flush=True)
+    serve(population, args.host, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
