@@ -1,0 +1,108 @@
+"""Departments and the platform failing: retried within budget, routed when it runs out, never doubled."""
+
+import asyncio
+
+from temporalio.testing import ActivityEnvironment
+
+from activities.platform import PlatformActivities, PlatformMessage
+from enrollment.case import ReviewSignal
+from starter.intake import start_case
+from tests.conftest import settings_for
+from workers.build import new_http_client
+from workflows.enrollment_case import VERIFICATION_BUDGET, EnrollmentCase
+
+
+async def wait_until(predicate, timeout: float = 20.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+async def test_transient_errors_and_timeouts_are_retried_until_the_answer_comes(stack, workers):
+    for service in ("hukou", "property"):
+        stack.set_faults(service, error_rate=0.3, timeout_rate=0.1, timeout_seconds=3, seed=7)
+    application = stack.application("hukou_verified", index=8)
+    handle = await stack.submit(application)
+    # Skip the retry backoff; once awaiting review the case only has reminder timers, and keeps waiting.
+    async with stack.env.time_skipping_unlocked():
+        view = await stack.wait_for(handle, "awaiting_review", timeout=60)
+
+    assert {v: r.outcome for v, r in view.verifications.items()} == stack.expectation(application)["expected_outcomes"]
+    stats = stack.stats()
+    assert stats["hukou"]["total"] >= 1 and stats["hukou"]["by_code"].get("0000") == 1
+    assert stats["property"]["by_code"].get("0000", 0) >= 1
+
+
+async def test_a_department_down_for_a_while_is_waited_for(stack, workers):
+    stack.set_faults("hukou", outage=True)
+    application = stack.application("hukou_verified", index=9)
+    handle = await stack.submit(application)
+    await wait_until(lambda: stack.stats()["hukou"]["by_code"].get("5030", 0) >= 2)
+    assert (await stack.status(handle)).status == "verifying"
+    stack.set_faults("hukou", outage=False)
+
+    view = await stack.wait_for(handle, "awaiting_review", timeout=60)
+    assert view.verifications["hukou"].outcome == "matched"
+
+
+async def test_a_department_down_past_its_retry_budget_sends_the_case_offline_not_through(stack, workers):
+    stack.set_faults("hukou", outage=True)
+    application = stack.application("hukou_verified", index=10)
+    handle = await stack.submit(application)
+    # Nobody registers the case offline, so after the budget runs out it waits, then expires.
+    view = await stack.result(handle)
+    assert [e.step for e in view.timeline][3:7] == [
+        "hukou_verified", "awaiting_offline_registration", "applicant_notified:go_to_service_point", "deadline_passed"
+    ]
+    hukou = view.verifications["hukou"]
+    assert hukou.outcome == "unavailable" and "retry budget" in hukou.reason
+    assert view.auto_filled_count == len([e for e, s in view.auto_filled.items() if s != "public_security.hukou"])
+    attempts = stack.stats()["hukou"]["by_code"]["5030"]
+    # Backoff 1s doubling to 30s: a 5-minute budget allows about a dozen attempts, not hundreds.
+    assert 5 <= attempts <= VERIFICATION_BUDGET.total_seconds() / 15, attempts
+    notices = stack.platform_record(application.application_id)["notice"]
+    assert [n["body"]["kind"] for n in notices] == ["go_to_service_point"]
+
+
+async def test_a_platform_outage_delays_the_result_but_delivers_it_exactly_once(stack, workers):
+    application = stack.application("hukou_verified", index=11)
+    handle = await stack.submit(application)
+    await stack.wait_for(handle, "awaiting_review")
+    async with stack.platform_down():
+        await handle.signal(
+            EnrollmentCase.review,
+            ReviewSignal(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"),
+        )
+        await wait_until(lambda: stack.stats()["platform"]["by_code"].get("5030", 0) >= 2)
+        assert not (await stack.status(handle)).platform_synced
+    result = await stack.result(handle)
+    assert result.platform_synced
+    record = stack.platform_record(application.application_id)
+    assert len(record["result"]) == 1 and record["duplicates_refused"] == 0
+
+
+async def test_a_result_sent_twice_is_recorded_once_at_the_platform(stack):
+    settings = settings_for(stack.standins)
+    message = PlatformMessage(application_id="SC2027-IDEMPOTENT", idempotency_key="SC2027-IDEMPOTENT/result", body={"status": "approved"})
+    async with new_http_client(settings) as http:
+        platform = PlatformActivities(http, settings.platform_url)
+        first = await ActivityEnvironment().run(platform.sync_result, message)
+        second = await ActivityEnvironment().run(platform.sync_result, message)
+    assert not first.duplicate and second.duplicate and first.receipt_id == second.receipt_id
+    record = stack.platform_record("SC2027-IDEMPOTENT")
+    assert len(record["result"]) == 1 and record["duplicates_refused"] == 1
+
+
+async def test_the_same_application_submitted_twice_makes_one_case(stack, workers):
+    application = stack.application("not_eligible_age", index=1)
+    concurrent = await asyncio.gather(*(start_case(stack.client, application) for _ in range(5)))
+    assert sorted(r.result for r in concurrent) == ["duplicate"] * 4 + ["started"]
+    duplicate = next(r for r in concurrent if r.result == "duplicate")
+    assert duplicate.errors == [f"application_id: {application.application_id} already has a case"]
+
+    handle = stack.client.get_workflow_handle(concurrent[0].workflow_id)
+    await stack.result(handle)
+    later = await start_case(stack.client, application)
+    assert later.result == "duplicate", "a finished case still owns its application id"
