@@ -124,10 +124,6 @@ class Application(_Strict):
             raise PydanticCustomError("distinct_guardians", "each guardian must have a different id_number")
         return guardians
 
-    @property
-    def workflow_id(self) -> str:
-        return f"case-{self.application_id}"
-
 
 def describe_errors(error: ValidationError) -> list[str]:
     """One line per broken rule: 'field.path: rule'. Input values are never echoed (they may be personal data)."""

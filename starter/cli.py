@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
 import httpx
+from temporalio.service import RPCError
 
 from enrollment.case import (
     DECISIONS,
@@ -60,8 +62,9 @@ async def _awaiting_review(args, settings: Settings) -> int:
 
 
 async def _signal(args, settings: Settings, signal, payload) -> int:
-    entries = await send_signal(await connect(settings), args.application_id, signal, payload)
-    view = await case_status(await connect(settings), args.application_id)
+    client = await connect(settings)
+    entries = await send_signal(client, args.application_id, signal, payload)
+    view = await case_status(client, args.application_id)
     _print({"application_id": args.application_id, "recorded": [e.model_dump(mode="json") for e in entries], "status": view.status})
     return 0
 
@@ -169,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "worker":
         from workers.__main__ import main as run_workers
@@ -178,9 +181,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return asyncio.run(args.handler(args, Settings.from_env()))
-    except CaseActionError as err:
+    except (CaseActionError, RPCError, httpx.HTTPError, OSError) as err:
         print(f"enroll {args.command}: {err}", file=sys.stderr)
         return 1
-    except (RuntimeError, httpx.HTTPError) as err:
-        print(f"enroll {args.command}: {err}", file=sys.stderr)
-        return 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    code = run(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal client's native runtime threads can crash CPython's finalisation of a
+    # short-lived process (temporalio/sdk-python#300); everything is flushed, so skip it.
+    os._exit(code)

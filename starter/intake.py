@@ -115,12 +115,23 @@ async def start_case(client: Client, application: Application) -> SubmissionResu
 async def submit_file(client: Client, path: Path, policies: PolicyBook, concurrency: int = 32) -> AsyncIterator[SubmissionResult]:
     """Submit every application in the file, a bounded number at a time, yielding results in file order."""
     limit = asyncio.Semaphore(concurrency)
+    first_seen: dict[str, str] = {}
 
     async def one(where: str, item: object | None, errors: list[str]) -> SubmissionResult:
         application, problems = (None, errors) if errors else validate(item, policies)
         if application is None:
             app_id = item.get("application_id") if isinstance(item, dict) and isinstance(item.get("application_id"), str) else None
             return SubmissionResult(source=where, result="invalid", application_id=app_id, errors=problems)
+        # Within one file the first occurrence wins, whatever order the starts complete in.
+        earlier = first_seen.setdefault(application.application_id, where)
+        if earlier != where:
+            return SubmissionResult(
+                source=where,
+                result="duplicate",
+                application_id=application.application_id,
+                workflow_id=workflow_id_for(application.application_id),
+                errors=[f"application_id: {application.application_id} already appears at {earlier}"],
+            )
         async with limit:
             result = await start_case(client, application)
         result.source = where

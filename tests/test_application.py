@@ -39,7 +39,7 @@ def errors_for(change) -> list[str]:
 
 def test_a_complete_application_is_accepted():
     application = Application.model_validate(VALID)
-    assert application.workflow_id == "case-SC2027-000001"
+    assert application.application_id == "SC2027-000001"
     assert application.student.id_number == STUDENT_ID
 
 

@@ -1,0 +1,153 @@
+"""The `enroll` command line and `python -m workers` against a real Temporal dev server.
+
+This is how a newcomer and the ops team use the product: processes, not
+fixtures, talking to the dev server (with its visibility store, so listing
+cases by search attribute works) and to the stand-ins over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stack import temporal_server
+
+BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.skipif(temporal_server.find_cli() is None, reason="Temporal CLI not built: run scripts/install")
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("temporal")
+    server = temporal_server.start(folder / "temporal.db", port=temporal_server.free_port(), ui_port=temporal_server.free_port(), log_file=folder / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def environment(dev_server, standins) -> dict[str, str]:
+    httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
+    httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": dev_server.address,
+        "ENROLL_STANDINS_URL": standins.base_url,
+        "ENROLL_ROUTING_PHASE": "phase_one",
+        "ENROLL_HTTP_TIMEOUT_SECONDS": "2",
+    }
+
+
+@pytest.fixture(scope="module")
+def worker(environment, tmp_path_factory):
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen([str(BIN / "python"), "-m", "workers"], env=environment, stdout=output, stderr=subprocess.STDOUT)
+    yield log
+    process.terminate()
+    process.wait(15)
+
+
+def enroll(environment, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "enroll"), *args], env=environment, capture_output=True, text=True, timeout=60)
+
+
+def eventually(check, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = check()
+        if outcome:
+            return outcome
+        if time.monotonic() > deadline:
+            raise AssertionError("not reached in time")
+        time.sleep(0.3)
+
+
+def case_status(environment, application_id: str) -> dict:
+    done = enroll(environment, "status", application_id)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_submit_review_and_see_the_result_at_the_platform(environment, worker, population, tmp_path):
+    chosen = [population.by_scenario("hukou_verified")[12], population.by_scenario("non_hukou_verified")[3]]
+    broken = dict(chosen[0], application_id="SC2027-BROKEN1", student=dict(chosen[0]["student"], birth_date="2010-01-01"))
+    applications = tmp_path / "applications.jsonl"
+    applications.write_text(
+        "\n".join([json.dumps(a, ensure_ascii=False) for a in chosen] + [json.dumps(broken, ensure_ascii=False), "{not json", json.dumps(chosen[0], ensure_ascii=False)]) + "\n",
+        encoding="utf-8",
+    )
+
+    submitted = enroll(environment, "submit", str(applications))
+    lines = [json.loads(line) for line in submitted.stdout.splitlines()]
+    assert submitted.returncode == 1, "some lines were refused"
+    assert [line["result"] for line in lines] == ["started", "started", "invalid", "invalid", "duplicate"]
+    assert lines[2]["errors"] == ["student.id_number: birth date in the identity number does not match birth_date"]
+    assert lines[3]["errors"][0].startswith("line: not valid JSON")
+    assert lines[0]["workflow_id"] == f"case-{chosen[0]['application_id']}"
+
+    target = chosen[0]
+    district = target["district_code"]
+    listed = eventually(
+        lambda: [json.loads(l) for l in enroll(environment, "awaiting-review", "--district", district).stdout.splitlines()]
+        and [c for c in (json.loads(l) for l in enroll(environment, "awaiting-review", "--district", district).stdout.splitlines()) if c["application_id"] == target["application_id"]]
+    )
+    assert listed[0]["stage"] == target["stage"] and listed[0]["routing_phase"] == "phase_one"
+
+    other_district = "510105" if district != "510105" else "510104"
+    refused = enroll(environment, "review", target["application_id"], "--reviewer", "r-77", "--district", other_district, "--decision", "approve", "--opinion", "同意")
+    assert refused.returncode == 1 and f"refused: district_code: a reviewer of {other_district}" in refused.stderr
+
+    approved = enroll(environment, "review", target["application_id"], "--reviewer", "r-01", "--district", district, "--decision", "approve", "--opinion", "材料齐全，同意入学")
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["recorded"][0]["step"] == "reviewed:approve"
+
+    final = eventually(lambda: (s := case_status(environment, target["application_id"]))["platform_synced"] and s)
+    assert final["status"] == "approved" and final["review"]["opinion"] == "材料齐全，同意入学"
+    assert [entry["step"] for entry in final["timeline"]].count("review_refused") == 1
+
+    record = json.loads(enroll(environment, "platform-record", target["application_id"]).stdout)
+    assert [r["body"]["status"] for r in record["result"]] == ["approved"]
+
+    late = enroll(environment, "withdraw", target["application_id"], "--reason", "太晚了")
+    assert late.returncode == 1 and "already finished" in late.stderr
+
+
+def test_offline_registration_school_selection_and_withdrawal_from_the_command_line(environment, worker, population):
+    offline = population.by_scenario("verification_failed_not_found")[2]
+    choose = population.by_scenario("without_school_choice")[3]
+    withdraw = population.by_scenario("hukou_verified")[13]
+    for application in (offline, choose, withdraw):
+        path = Path(environment.get("TMPDIR", "/tmp")) / f"{application['application_id']}.json"
+        path.write_text(json.dumps(application, ensure_ascii=False), encoding="utf-8")
+        assert enroll(environment, "submit", str(path)).returncode == 0
+
+    eventually(lambda: case_status(environment, offline["application_id"])["status"] == "awaiting_offline_registration")
+    registered = enroll(environment, "register-offline", offline["application_id"], "--staff", "s-01", "--district", offline["district_code"], "--material", "居民户口簿", "--material", "居住证明")
+    assert registered.returncode == 0, registered.stderr
+    eventually(lambda: case_status(environment, offline["application_id"])["status"] in ("awaiting_review", "awaiting_school_selection"))
+
+    eventually(lambda: case_status(environment, choose["application_id"])["status"] == "awaiting_school_selection")
+    bad = enroll(environment, "select-school", choose["application_id"], "--zone", "NO-SUCH", "--school", "NO-SUCH-1")
+    assert bad.returncode == 1 and "refused: zone_id: NO-SUCH is not an enrollment zone" in bad.stderr
+    from enrollment.policy import policy_book
+
+    policy = policy_book().district(choose["district_code"])
+    zone = next(z for z in policy.zones if any(choose["stage"] in s.stages for s in z.schools))
+    school = next(s for s in zone.schools if choose["stage"] in s.stages)
+    good = enroll(environment, "select-school", choose["application_id"], "--zone", zone.zone_id, "--school", school.school_id)
+    assert good.returncode == 0, good.stderr
+    eventually(lambda: case_status(environment, choose["application_id"])["status"] == "awaiting_review")
+
+    eventually(lambda: case_status(environment, withdraw["application_id"])["status"] == "awaiting_review")
+    withdrawn = enroll(environment, "withdraw", withdraw["application_id"], "--reason", "搬家")
+    assert withdrawn.returncode == 0, withdrawn.stderr
+    final = eventually(lambda: (s := case_status(environment, withdraw["application_id"]))["platform_synced"] and s)
+    assert final["status"] == "withdrawn"
