@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 import httpx
 from temporalio import activity
 
 from activities.gateway import ask_about
+from enrollment.china_time import china_date
 from enrollment.verification import VerificationRequest, VerificationResult, judge_hukou, judge_residence_permits
-
-CHINA = ZoneInfo("Asia/Shanghai")
 
 
 class PublicSecurityActivities:
@@ -30,4 +28,4 @@ class PublicSecurityActivities:
         url = f"{self._base_url}/residence-permit/v1/verify"
         answers = await asyncio.gather(*(ask_about(self._client, url, guardian) for guardian in request.guardians))
         # A permit is judged valid on the day it is checked, in China's calendar.
-        return judge_residence_permits(request, list(answers), today=dt.datetime.now(CHINA).date())
+        return judge_residence_permits(request, list(answers), today=china_date(dt.datetime.now(dt.timezone.utc)))

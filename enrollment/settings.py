@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from enrollment.china_time import china_date
 from enrollment.policy import DEFAULT_POLICIES_DIR
 
 
@@ -55,4 +56,4 @@ class Settings:
         """The phase a case received at this time runs in, for its whole life."""
         if self.routing_phase != "auto":
             return self.routing_phase
-        return "phase_two" if received_at.date() >= self.phase_two_from else "phase_one"
+        return "phase_two" if china_date(received_at) >= self.phase_two_from else "phase_one"
