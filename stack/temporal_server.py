@@ -7,6 +7,7 @@ its state in a SQLite file, so a restart keeps every case.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -95,3 +96,32 @@ def start(db_file: Path, port: int = 7233, ui_port: int | None = None, log_file:
             time.sleep(0.2)
     server.stop()
     raise RuntimeError(f"Temporal dev server did not listen on {port} within {wait_seconds:.0f}s")
+
+
+async def wait_until_serving(address: str, namespace: str = "default", wait_seconds: float = 60.0) -> None:
+    """Wait until the server answers a history read, which it cannot before its shards are loaded.
+
+    A listening port is not enough: after a restart the frontend accepts calls
+    while history shards are still being acquired ("shard status unknown").
+    """
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+    from temporalio.client import Client
+    from temporalio.service import RPCError, RPCStatusCode
+
+    deadline = time.monotonic() + wait_seconds
+    probe = DescribeWorkflowExecutionRequest(namespace=namespace, execution=WorkflowExecution(workflow_id="readiness-probe"))
+    while True:
+        try:
+            client = await Client.connect(address, namespace=namespace)
+            await client.workflow_service.describe_workflow_execution(probe, retry=False)
+            return
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return
+            last = err
+        except RuntimeError as err:
+            last = err
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Temporal at {address} is not serving after {wait_seconds:.0f}s: {last}")
+        await asyncio.sleep(0.5)

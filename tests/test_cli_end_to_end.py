@@ -25,9 +25,10 @@ pytestmark = pytest.mark.skipif(temporal_server.find_cli() is None, reason="Temp
 
 
 @pytest.fixture(scope="module")
-def dev_server(tmp_path_factory):
+async def dev_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("temporal")
     server = temporal_server.start(folder / "temporal.db", port=temporal_server.free_port(), ui_port=temporal_server.free_port(), log_file=folder / "server.log")
+    await temporal_server.wait_until_serving(server.address)
     yield server
     server.stop()
 

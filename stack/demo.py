@@ -1,0 +1,259 @@
+"""The main job on one machine: dev server, stand-ins and workers, a realistic batch, some reviews.
+
+`scripts/demo` runs it. It starts every process it needs, submits the
+generated applications (half before a phase-two cut-over, half after),
+approves and rejects some of the cases awaiting review as a bureau would,
+leaves the rest for a person, prints a summary and the UI address, and keeps
+running until interrupted; then it stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+from enrollment.case import CaseStatusView, ReviewSignal
+from enrollment.client import connect
+from enrollment.policy import policy_book
+from enrollment.settings import Settings
+from stack import temporal_server
+from starter.cases import case_handle
+from starter.intake import submit_file
+from workflows.enrollment_case import EnrollmentCase
+
+ROOT = temporal_server.ROOT
+STATUSES = (
+    "verifying", "not_eligible", "awaiting_offline_registration", "awaiting_school_selection",
+    "awaiting_review", "awaiting_supplement", "approved", "rejected", "withdrawn", "expired",
+)
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+class Processes:
+    """Every child process the demo starts, stopped in reverse order."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.children: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        self.children.append((name, process))
+        return process
+
+    def stop(self, name: str) -> None:
+        for child_name, process in list(self.children):
+            if child_name == name:
+                _terminate(process)
+                self.children.remove((child_name, process))
+
+    def stop_all(self) -> None:
+        for _name, process in reversed(self.children):
+            _terminate(process)
+        self.children.clear()
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for_http(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {seconds:.0f}s")
+
+
+async def submit_batch(settings: Settings, path: Path, label: str) -> Counter:
+    client = await connect(settings)
+    total = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    results: Counter = Counter()
+    async for result in submit_file(client, path, policy_book(settings.policies_dir)):
+        results[result.result] += 1
+        done = sum(results.values())
+        if done % 25 == 0 or done == total:
+            say(f"  {label}: submitted {done}/{total} ({dict(results)})")
+    return results
+
+
+async def case_views(settings: Settings, application_ids: list[str]) -> dict[str, CaseStatusView]:
+    client = await connect(settings)
+    views = await asyncio.gather(*(case_handle(client, app_id).query(EnrollmentCase.status) for app_id in application_ids))
+    return dict(zip(application_ids, views))
+
+
+async def wait_until_accepted(settings: Settings, application_ids: list[str], seconds: float = 120) -> None:
+    """Wait until every case has taken its routing phase from the deployment that accepted it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        views = await case_views(settings, application_ids)
+        accepted = sum(view.routing_phase is not None for view in views.values())
+        say(f"  accepted: {accepted}/{len(views)}")
+        if accepted == len(views):
+            return
+        await asyncio.sleep(1)
+    raise RuntimeError("cases were not accepted in time; see the worker log")
+
+
+async def settle(settings: Settings, application_ids: list[str], seconds: float = 120) -> dict[str, CaseStatusView]:
+    """Wait until no case is still being verified (or was just submitted)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        views = await case_views(settings, application_ids)
+        busy = [v for v in views.values() if v.status in ("submitted", "verifying")]
+        say(f"  verifying: {len(views) - len(busy)}/{len(views)} cases past verification")
+        if not busy or time.monotonic() > deadline:
+            return views
+        await asyncio.sleep(2)
+
+
+async def review_some(settings: Settings, views: dict[str, CaseStatusView]) -> Counter:
+    """Approve about half of the cases awaiting review and reject a quarter, as reviewers of their districts."""
+    client = await connect(settings)
+    decisions: Counter = Counter()
+    waiting = sorted(app_id for app_id, view in views.items() if view.status == "awaiting_review")
+    for index, app_id in enumerate(waiting):
+        slot = index % 4
+        if slot == 3:
+            continue
+        decision, opinion = ("approve", "材料齐全，符合本地招生政策，同意入学") if slot < 2 else ("reject", "所报学校学位已满，请服从片区统筹")
+        view = views[app_id]
+        await case_handle(client, app_id).signal(
+            EnrollmentCase.review,
+            ReviewSignal(reviewer_id=f"reviewer-{view.district_code}", district_code=view.district_code, decision=decision, opinion=opinion),
+        )
+        decisions[decision] += 1
+    decisions["left_for_a_person"] = len(waiting) - decisions["approve"] - decisions["reject"]
+    return decisions
+
+
+def print_summary(views: dict[str, CaseStatusView]) -> None:
+    by_status = Counter(view.status for view in views.values())
+    by_phase = Counter((view.routing_phase, view.status) for view in views.values())
+    say("")
+    say(f"{'status':<32}{'phase one':>10}{'phase two':>10}{'total':>8}")
+    for status in STATUSES:
+        if by_status[status]:
+            say(f"{status:<32}{by_phase[('phase_one', status)]:>10}{by_phase[('phase_two', status)]:>10}{by_status[status]:>8}")
+    say(f"{'all cases':<32}{sum(v.routing_phase == 'phase_one' for v in views.values()):>10}"
+        f"{sum(v.routing_phase == 'phase_two' for v in views.values()):>10}{len(views):>8}")
+
+
+async def run_demo(args) -> None:
+    data = ROOT / ".data"
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = Processes(logs)
+    main_task = asyncio.current_task()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, main_task.cancel)
+    standins_url = f"http://127.0.0.1:{args.standins_port}"
+    os.environ.update(TEMPORAL_ADDRESS=f"127.0.0.1:{args.temporal_port}", ENROLL_STANDINS_URL=standins_url)
+    env = dict(os.environ)
+    settings = Settings.from_env()
+    server = None
+    try:
+        say(f"[1/6] Temporal dev server (state in {data / 'temporal' / 'temporal.db'})")
+        server = temporal_server.start(
+            data / "temporal" / "temporal.db", port=args.temporal_port, ui_port=args.ui_port, log_file=logs / "temporal.log"
+        )
+        await temporal_server.wait_until_serving(server.address)
+        say(f"[2/6] stand-in departments and platform on {standins_url}")
+        processes.start(
+            "standins",
+            [sys.executable, "-m", "standins", "serve", "--port", str(args.standins_port), "--data", str(data / "standins"), "--families", str(args.families)],
+            env,
+        )
+        wait_for_http(f"{standins_url}/healthz")
+        applications = [json.loads(l) for l in (data / "standins" / "applications.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
+        half = len(applications) // 2
+        batches = [data / "batch-phase-one.jsonl", data / "batch-phase-two.jsonl"]
+        for path, part in zip(batches, (applications[:half], applications[half:])):
+            path.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in part), encoding="utf-8")
+
+        say("[3/6] workers in phase one; submitting the first half")
+        processes.start("workers-phase-one", [sys.executable, "-m", "workers"], {**env, "ENROLL_ROUTING_PHASE": "phase_one"})
+        await submit_batch(settings, batches[0], "phase one")
+        await wait_until_accepted(settings, [a["application_id"] for a in applications[:half]])
+
+        say("[4/6] cut-over: workers redeployed in phase two; cases under way keep phase one")
+        processes.stop("workers-phase-one")
+        processes.start("workers-phase-two", [sys.executable, "-m", "workers"], {**env, "ENROLL_ROUTING_PHASE": "phase_two"})
+        await submit_batch(settings, batches[1], "phase two")
+
+        ids = [a["application_id"] for a in applications]
+        views = await settle(settings, ids)
+        say("[5/6] reviewers approve and reject some cases; the rest wait for a person")
+        decisions = await review_some(settings, views)
+        say(f"  {dict(decisions)}")
+        await asyncio.sleep(3)
+        views = await case_views(settings, ids)
+        say("[6/6] summary")
+        print_summary(views)
+        waiting = next((v for v in views.values() if v.status == "awaiting_review"), None)
+        say("")
+        say(f"Temporal UI: {server.ui_url}/namespaces/default/workflows")
+        say(f'  filter: CaseStatus="awaiting_review"')
+        if waiting is not None:
+            say("Try, in another terminal (from this folder):")
+            say(f"  export TEMPORAL_ADDRESS=127.0.0.1:{args.temporal_port} ENROLL_STANDINS_URL={standins_url}")
+            say(f"  .venv/bin/enroll awaiting-review --district {waiting.district_code}")
+            say(f"  .venv/bin/enroll review {waiting.application_id} --reviewer r-01 --district {waiting.district_code} --decision approve --opinion 同意入学")
+            say(f"  .venv/bin/enroll status {waiting.application_id}")
+            say(f"  .venv/bin/enroll platform-record {waiting.application_id}")
+        say(f"Logs: {logs}. Press Ctrl-C to stop everything.")
+        if args.exit_after_summary:
+            return
+        while True:
+            await asyncio.sleep(3600)
+    finally:
+        say("stopping...")
+        processes.stop_all()
+        if server is not None:
+            server.stop()
+        say("stopped.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
+    parser.add_argument("--families", type=int, default=200, help="size of the generated population (first run only)")
+    parser.add_argument("--temporal-port", type=int, default=7233)
+    parser.add_argument("--ui-port", type=int, default=8233)
+    parser.add_argument("--standins-port", type=int, default=8700)
+    parser.add_argument("--exit-after-summary", action="store_true", help="stop instead of waiting for Ctrl-C")
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(run_demo(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
