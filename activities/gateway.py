@@ -8,6 +8,7 @@ read up to a bound and must be a JSON object before anything trusts it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from datetime import timedelta
@@ -61,11 +62,24 @@ async def post_json(client: httpx.AsyncClient, url: str, body: dict, headers: di
     return answer
 
 
-async def ask_about(client: httpx.AsyncClient, url: str, person: Person) -> Answer:
-    """Ask a department's verify endpoint about one person."""
-    request_id = new_request_id()
-    answer = await post_json(client, url, {"request_id": request_id, "id_number": person.id_number, "name": person.name})
-    if answer.get("request_id") != request_id or not isinstance(answer.get("code"), str):
-        raise ApplicationError(f"{url} answered without the request id or a code", type="DepartmentBadResponse")
-    data = answer.get("data")
-    return Answer(code=answer["code"], data=data if isinstance(data, dict) else None)
+class Department:
+    """One outside party reached over HTTP at a base URL; activity classes for each party build on it."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str):
+        self._client = client
+        self._base_url = base_url.rstrip("/")
+
+    async def post(self, path: str, body: dict, headers: dict[str, str] | None = None) -> dict:
+        return await post_json(self._client, f"{self._base_url}{path}", body, headers)
+
+    async def ask_about(self, path: str, person: Person) -> Answer:
+        """Ask a verify endpoint about one person."""
+        request_id = new_request_id()
+        answer = await self.post(path, {"request_id": request_id, "id_number": person.id_number, "name": person.name})
+        if answer.get("request_id") != request_id or not isinstance(answer.get("code"), str):
+            raise ApplicationError(f"{path} answered without the request id or a code", type="DepartmentBadResponse")
+        data = answer.get("data")
+        return Answer(code=answer["code"], data=data if isinstance(data, dict) else None)
+
+    async def ask_about_each(self, path: str, persons: list[Person]) -> list[Answer]:
+        return list(await asyncio.gather(*(self.ask_about(path, person) for person in persons)))

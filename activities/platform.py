@@ -6,12 +6,11 @@ often Temporal retries an activity, the platform records each message once.
 
 from __future__ import annotations
 
-import httpx
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.gateway import new_request_id, post_json
+from activities.gateway import Department, new_request_id
 
 
 class PlatformMessage(BaseModel):
@@ -25,16 +24,10 @@ class PlatformReceipt(BaseModel):
     duplicate: bool
 
 
-class PlatformActivities:
-    def __init__(self, client: httpx.AsyncClient, base_url: str):
-        self._client = client
-        self._base_url = base_url.rstrip("/")
-
+class PlatformActivities(Department):
     async def _send(self, kind: str, message: PlatformMessage) -> PlatformReceipt:
-        url = f"{self._base_url}/v1/cases/{message.application_id}/{kind}"
-        answer = await post_json(
-            self._client,
-            url,
+        answer = await self.post(
+            f"/v1/cases/{message.application_id}/{kind}",
             {"request_id": new_request_id(), **message.body},
             headers={"Idempotency-Key": message.idempotency_key},
         )

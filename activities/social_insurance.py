@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import httpx
 from temporalio import activity
 
-from activities.gateway import ask_about
+from activities.gateway import Department
 from enrollment.verification import VerificationRequest, VerificationResult, judge_social_insurance
 
 
-class SocialInsuranceActivities:
-    def __init__(self, client: httpx.AsyncClient, base_url: str):
-        self._client = client
-        self._base_url = base_url.rstrip("/")
-
+class SocialInsuranceActivities(Department):
     @activity.defn
     async def verify_social_insurance(self, request: VerificationRequest) -> VerificationResult:
-        url = f"{self._base_url}/v1/contributions/verify"
-        answers = await asyncio.gather(*(ask_about(self._client, url, guardian) for guardian in request.guardians))
-        return judge_social_insurance(request, list(answers))
+        return judge_social_insurance(request, await self.ask_about_each("/v1/contributions/verify", request.guardians))

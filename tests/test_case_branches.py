@@ -43,7 +43,8 @@ async def test_not_eligible_case_ends_with_reasons_and_the_applicant_is_told_onl
 async def test_failed_verification_sends_the_applicant_to_the_service_point(stack, workers, scenario):
     application = stack.application(scenario)
     handle = await stack.submit(application)
-    view = await stack.wait_for(handle, "awaiting_offline_registration")
+    view = await stack.wait_for_step(handle, "applicant_notified:go_to_service_point")
+    assert view.status == "awaiting_offline_registration"
 
     expected = stack.expectation(application)["expected_outcomes"]
     assert {v: r.outcome for v, r in view.verifications.items()} == expected
@@ -89,8 +90,8 @@ async def test_service_point_case_goes_straight_to_review(stack, workers):
 async def test_verified_case_without_a_school_waits_for_a_valid_choice(stack, workers):
     application = stack.application("without_school_choice")
     handle = await stack.submit(application)
-    view = await stack.wait_for(handle, "awaiting_school_selection")
-    assert view.school_choice is None
+    view = await stack.wait_for_step(handle, "applicant_notified:choose_school")
+    assert view.status == "awaiting_school_selection" and view.school_choice is None
     assert "choose_school" in [n["body"]["kind"] for n in stack.platform_record(application.application_id)["notice"]]
 
     with pytest.raises(WorkflowUpdateFailedError) as refused:
@@ -153,7 +154,7 @@ async def test_supplement_requested_then_supplied_then_rejected(stack, workers):
     await stack.wait_for_step(handle, "supplement_refused")
 
     await handle.signal(EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充房产证明"))
-    await stack.wait_for(handle, "awaiting_supplement")
+    await stack.wait_for_step(handle, "applicant_notified:supplement_requested")
     notices = stack.platform_record(application.application_id)["notice"]
     assert notices[-1]["body"]["kind"] == "supplement_requested" and "请补充房产证明" in notices[-1]["body"]["message"]
 
