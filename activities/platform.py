@@ -26,11 +26,18 @@ class PlatformReceipt(BaseModel):
 
 class PlatformActivities(Department):
     async def _send(self, kind: str, message: PlatformMessage) -> PlatformReceipt:
-        answer = await self.post(
-            f"/v1/cases/{message.application_id}/{kind}",
-            {"request_id": new_request_id(), **message.body},
-            headers={"Idempotency-Key": message.idempotency_key},
-        )
+        try:
+            answer = await self.post(
+                f"/v1/cases/{message.application_id}/{kind}",
+                {"request_id": new_request_id(), **message.body},
+                headers={"Idempotency-Key": message.idempotency_key},
+            )
+        except ApplicationError as err:
+            if not err.non_retryable:
+                raise
+            # The platform must receive what the case owes it: a refused request stays visible as a
+            # retrying activity for ops to fix, instead of failing the case.
+            raise ApplicationError(err.message, type="PlatformRejectedRequest") from None
         if answer.get("code") != "0000" or not isinstance(answer.get("receipt_id"), str):
             raise ApplicationError(f"platform did not accept the {kind}: code {answer.get('code')!r}", type="PlatformRefused")
         return PlatformReceipt(receipt_id=answer["receipt_id"], duplicate=bool(answer.get("duplicate")))

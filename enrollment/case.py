@@ -39,8 +39,15 @@ Decision = Literal["approve", "reject", "request_supplement"]
 DECISIONS: tuple[str, ...] = ("approve", "reject", "request_supplement")
 
 
+_WORKFLOW_ID_PREFIX = "case-"
+
+
 def workflow_id_for(application_id: str) -> str:
-    return f"case-{application_id}"
+    return f"{_WORKFLOW_ID_PREFIX}{application_id}"
+
+
+def application_id_of(workflow_id: str) -> str:
+    return workflow_id.removeprefix(_WORKFLOW_ID_PREFIX)
 
 
 class _Message(BaseModel):
@@ -74,12 +81,17 @@ class ReviewSignal(_Message):
     opinion: str = ""
 
 
+class SchoolSelection(_Message):
+    zone_id: str
+    school_id: str
+
+
 class OfflineRegistrationSignal(_Message):
     staff_id: str
     district_code: str
     materials: list[str] = Field(default_factory=list)
     note: str = ""
-    school_choice: SchoolChoice | None = None
+    school_choice: SchoolSelection | None = None
 
 
 class SupplementSignal(_Message):
@@ -91,11 +103,6 @@ class SupplementSignal(_Message):
 class WithdrawSignal(_Message):
     requested_by: str = "applicant"
     reason: str = ""
-
-
-class SchoolSelection(_Message):
-    zone_id: str
-    school_id: str
 
 
 # The status view.

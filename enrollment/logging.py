@@ -44,20 +44,41 @@ def mask_personal_data(_logger, _method, event_dict):
 
 
 def configure(json_output: bool | None = None, level: str | None = None) -> None:
-    """JSON lines in production (ENROLL_LOG_FORMAT=json), readable lines in development."""
+    """JSON lines in production (ENROLL_LOG_FORMAT=json), readable lines in development.
+
+    Standard-library logging (the Temporal SDK's, httpx's) goes through the same
+    masking and rendering, tracebacks included.
+    """
     if json_output is None:
         json_output = os.environ.get("ENROLL_LOG_FORMAT", "console") == "json"
-    level_name = (level or os.environ.get("ENROLL_LOG_LEVEL", "INFO")).upper()
-    renderer = structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(colors=False)
+    level_number = logging.getLevelName((level or os.environ.get("ENROLL_LOG_LEVEL", "INFO")).upper())
+    renderer = structlog.processors.JSONRenderer(ensure_ascii=False) if json_output else structlog.dev.ConsoleRenderer(colors=False)
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            mask_personal_data,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level_name)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        wrapper_class=structlog.make_filtering_bound_logger(level_number),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                mask_personal_data,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level_number)
+    # httpx logs every request line at INFO; its URLs are ours, but the volume is not useful.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

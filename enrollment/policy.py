@@ -140,9 +140,15 @@ class PolicyBook:
         return sorted(self._districts)
 
 
-@lru_cache(maxsize=4)
-def policy_book(folder: Path = DEFAULT_POLICIES_DIR) -> PolicyBook:
+@lru_cache(maxsize=8)
+def _policy_book_as_of(folder: Path, _fingerprint: tuple) -> PolicyBook:
     return PolicyBook.load(folder)
+
+
+def policy_book(folder: Path = DEFAULT_POLICIES_DIR) -> PolicyBook:
+    """The policies in force: re-read when a file in the folder is added, removed or changed."""
+    fingerprint = tuple((path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in sorted(folder.glob("*.json")))
+    return _policy_book_as_of(folder, fingerprint)
 
 
 def age_on(birth_date: dt.date, on: dt.date) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from enrollment.application import RegistrationType
 from enrollment.policy import Verifier
@@ -66,8 +66,20 @@ CODE_NOT_FOUND = "1001"
 CODE_NAME_MISMATCH = "1002"
 
 
+class MalformedAnswer(ValueError):
+    """A department's record that does not have the documented shape; the message names fields, never values."""
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @classmethod
+    def parse(cls, data: dict | None):
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            fields = sorted({".".join(str(part) for part in error["loc"]) or "record" for error in exc.errors(include_input=False)})
+            raise MalformedAnswer(f"{cls.__name__} malformed at {', '.join(fields)}") from None
 
 
 class HukouRecord(_Record):
@@ -166,7 +178,7 @@ def _none_found(verifier: Verifier, answers: list[Answer]) -> VerificationResult
 def judge_hukou(request: VerificationRequest, answer: Answer) -> VerificationResult:
     if (early := _none_found("hukou", [answer])) is not None:
         return early
-    record = HukouRecord.model_validate(answer.data)
+    record = HukouRecord.parse(answer.data)
     in_district = record.hukou_region_code == request.district_code
     if request.registration_type == "hukou" and not in_district:
         return VerificationResult(verifier="hukou", outcome="mismatch", reason="hukou is registered outside the applied district")
@@ -180,7 +192,7 @@ def judge_hukou(request: VerificationRequest, answer: Answer) -> VerificationRes
 def judge_residence_permits(request: VerificationRequest, answers: list[Answer], today: dt.date) -> VerificationResult:
     if (early := _none_found("residence_permit", answers)) is not None:
         return early
-    permits = [ResidencePermitRecord.model_validate(a.data) for a in answers if a.code == CODE_FOUND]
+    permits = [ResidencePermitRecord.parse(a.data) for a in answers if a.code == CODE_FOUND]
     local = [p for p in permits if p.residence_region_code == request.district_code]
     if not local:
         return VerificationResult(verifier="residence_permit", outcome="mismatch", reason="no residence permit in the applied district")
@@ -194,7 +206,7 @@ def judge_residence_permits(request: VerificationRequest, answers: list[Answer],
 def judge_social_insurance(request: VerificationRequest, answers: list[Answer]) -> VerificationResult:
     if (early := _none_found("social_insurance", answers)) is not None:
         return early
-    records = [InsuranceRecord.model_validate(a.data) for a in answers if a.code == CODE_FOUND]
+    records = [InsuranceRecord.parse(a.data) for a in answers if a.code == CODE_FOUND]
     in_city = [r for r in records if r.insured_region_code[:4] == request.city_code[:4] and r.status == "active"]
     if not in_city:
         return VerificationResult(verifier="social_insurance", outcome="mismatch", reason="no active insurance in the applied city")
@@ -211,7 +223,7 @@ def judge_social_insurance(request: VerificationRequest, answers: list[Answer]) 
 def judge_property(request: VerificationRequest, answers: list[Answer]) -> VerificationResult:
     if (early := _none_found("property", answers)) is not None:
         return early
-    titles = [t for a in answers if a.code == CODE_FOUND for t in PropertyRecord.model_validate(a.data).titles]
+    titles = [t for a in answers if a.code == CODE_FOUND for t in PropertyRecord.parse(a.data).titles]
     local = [t for t in titles if t.property_region_code == request.district_code]
     if not local:
         reason = "no property title in the applied district" if titles else "no property title"

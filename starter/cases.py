@@ -8,16 +8,19 @@ took it or refused it (and why).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from enrollment import search_attributes as sa
-from enrollment.case import FINAL_STATES, CaseStatusView, TimelineEntry, workflow_id_for
+from enrollment.application import DistrictCode
+from enrollment.case import FINAL_STATES, CaseStatusView, TimelineEntry, application_id_of, workflow_id_for
 from workflows.enrollment_case import EnrollmentCase
+
+
+DISTRICT_CODE_ADAPTER = TypeAdapter(DistrictCode)
 
 
 class CaseActionError(Exception):
@@ -39,9 +42,9 @@ async def case_status(client: Client, application_id: str) -> CaseStatusView:
 
 
 async def send_signal(
-    client: Client, application_id: str, signal, payload: BaseModel, wait_seconds: float = 10.0
+    client: Client, application_id: str, signal, payload: BaseModel, actor: str, wait_seconds: float = 10.0
 ) -> list[TimelineEntry]:
-    """Send a signal and return the timeline entries it produced; raise if the case refused it."""
+    """Send a signal and return the timeline entries the sender produced; raise if the case refused it."""
     handle = case_handle(client, application_id)
     before = await case_status(client, application_id)
     if before.status in FINAL_STATES:
@@ -57,7 +60,7 @@ async def send_signal(
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         after = await case_status(client, application_id)
-        new_entries = after.timeline[len(before.timeline) :]
+        new_entries = [entry for entry in after.timeline[len(before.timeline) :] if entry.actor == actor]
         if new_entries:
             refused = [entry for entry in new_entries if entry.step.endswith("_refused")]
             if refused:
@@ -68,8 +71,10 @@ async def send_signal(
 
 
 async def cases_awaiting_review(client: Client, district_code: str, limit: int = 500) -> list[dict]:
-    if not re.fullmatch(r"51\d{4}", district_code):
-        raise CaseActionError("district_code: must be a 6-digit Sichuan region code (51xxxx)")
+    try:
+        DISTRICT_CODE_ADAPTER.validate_python(district_code)
+    except ValidationError:
+        raise CaseActionError("district_code: must be a 6-digit Sichuan region code (51xxxx)") from None
     query = f'WorkflowType = "EnrollmentCase" AND CaseStatus = "awaiting_review" AND DistrictCode = "{district_code}"'
     found = []
     async for execution in client.list_workflows(query, limit=limit):
@@ -77,7 +82,7 @@ async def cases_awaiting_review(client: Client, district_code: str, limit: int =
         found.append(
             {
                 "workflow_id": execution.id,
-                "application_id": execution.id.removeprefix("case-"),
+                "application_id": application_id_of(execution.id),
                 "stage": attributes.get(sa.ENROLL_STAGE),
                 "registration_type": attributes.get(sa.REGISTRATION_TYPE),
                 "routing_phase": attributes.get(sa.ROUTING_PHASE),

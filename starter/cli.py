@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import httpx
+from pydantic import ValidationError
+from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from enrollment.case import (
@@ -25,7 +27,7 @@ from enrollment.case import (
     SupplementSignal,
     WithdrawSignal,
 )
-from enrollment.application import SchoolChoice
+from enrollment.application import describe_errors
 from enrollment.client import connect
 from enrollment.policy import policy_book
 from enrollment.settings import Settings
@@ -61,9 +63,9 @@ async def _awaiting_review(args, settings: Settings) -> int:
     return 0
 
 
-async def _signal(args, settings: Settings, signal, payload) -> int:
+async def _signal(args, settings: Settings, signal, payload, actor: str) -> int:
     client = await connect(settings)
-    entries = await send_signal(client, args.application_id, signal, payload)
+    entries = await send_signal(client, args.application_id, signal, payload, actor)
     view = await case_status(client, args.application_id)
     _print({"application_id": args.application_id, "recorded": [e.model_dump(mode="json") for e in entries], "status": view.status})
     return 0
@@ -71,34 +73,32 @@ async def _signal(args, settings: Settings, signal, payload) -> int:
 
 async def _review(args, settings: Settings) -> int:
     payload = ReviewSignal(reviewer_id=args.reviewer, district_code=args.district, decision=args.decision, opinion=args.opinion)
-    return await _signal(args, settings, EnrollmentCase.review, payload)
+    return await _signal(args, settings, EnrollmentCase.review, payload, f"reviewer:{args.reviewer}")
 
 
 async def _register_offline(args, settings: Settings) -> int:
-    choice = SchoolChoice(zone_id=args.zone, school_id=args.school) if args.zone and args.school else None
+    if bool(args.zone) != bool(args.school):
+        raise CaseActionError("--zone and --school go together: give both or neither")
+    choice = SchoolSelection(zone_id=args.zone, school_id=args.school) if args.zone else None
     payload = OfflineRegistrationSignal(
         staff_id=args.staff, district_code=args.district, materials=args.material or [], note=args.note, school_choice=choice
     )
-    return await _signal(args, settings, EnrollmentCase.register_offline, payload)
+    return await _signal(args, settings, EnrollmentCase.register_offline, payload, f"staff:{args.staff}")
 
 
 async def _supplement(args, settings: Settings) -> int:
     payload = SupplementSignal(materials=args.material or [], note=args.note)
-    return await _signal(args, settings, EnrollmentCase.supplement, payload)
+    return await _signal(args, settings, EnrollmentCase.supplement, payload, payload.submitted_by)
 
 
 async def _withdraw(args, settings: Settings) -> int:
-    return await _signal(args, settings, EnrollmentCase.withdraw, WithdrawSignal(reason=args.reason))
+    payload = WithdrawSignal(reason=args.reason)
+    return await _signal(args, settings, EnrollmentCase.withdraw, payload, payload.requested_by)
 
 
 async def _select_school(args, settings: Settings) -> int:
-    from temporalio.client import WorkflowUpdateFailedError
-
     handle = case_handle(await connect(settings), args.application_id)
-    try:
-        view = await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=args.zone, school_id=args.school))
-    except WorkflowUpdateFailedError as err:
-        raise CaseActionError(f"refused: {err.cause.message if err.cause else err}") from None
+    view = await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=args.zone, school_id=args.school))
     _print({"application_id": args.application_id, "school_choice": view.school_choice.model_dump(), "status": view.status})
     return 0
 
@@ -181,9 +181,20 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     try:
         return asyncio.run(args.handler(args, Settings.from_env()))
-    except (CaseActionError, RPCError, httpx.HTTPError, OSError) as err:
+    except WorkflowUpdateFailedError as err:
+        print(f"enroll {args.command}: refused: {err.cause.message if err.cause else err}", file=sys.stderr)
+    except (CaseActionError, RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
         print(f"enroll {args.command}: {err}", file=sys.stderr)
-        return 1
+    except (httpx.HTTPError, OSError) as err:
+        print(f"enroll {args.command}: cannot reach {type(err).__name__}: {err}", file=sys.stderr)
+    except RuntimeError as err:
+        # Client.connect raises RuntimeError when the server cannot be reached.
+        print(f"enroll {args.command}: {err}", file=sys.stderr)
+    except ValidationError as err:
+        print(f"enroll {args.command}: " + "; ".join(describe_errors(err)), file=sys.stderr)
+    except ValueError as err:
+        print(f"enroll {args.command}: {err}", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> None:

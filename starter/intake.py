@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from enrollment.application import Application, describe_errors
 from enrollment.case import CASE_TASK_QUEUE, CaseInput, workflow_id_for
@@ -31,7 +32,7 @@ class SubmissionResult:
     """One line of `enroll submit` output."""
 
     source: str
-    result: str  # started | duplicate | invalid
+    result: str  # started | duplicate | invalid | error
     application_id: str | None = None
     workflow_id: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -43,15 +44,19 @@ class SubmissionResult:
 def read_applications(path: Path) -> Iterator[tuple[str, object | None, list[str]]]:
     """Yield (where, parsed JSON or None, errors) for each application in a JSON or JSON Lines file."""
     raw = path.read_bytes()
-    stripped = raw.lstrip()
-    if stripped.startswith(b"["):
-        try:
-            items = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            yield f"{path.name}", None, [f"file: not a valid UTF-8 JSON array ({exc.__class__.__name__})"]
-            return
-        for index, item in enumerate(items):
+    try:
+        whole = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        whole = None  # JSON Lines, or broken: judged line by line below
+    if isinstance(whole, list):
+        for index, item in enumerate(whole):
             yield f"{path.name}[{index}]", item, []
+        return
+    if isinstance(whole, dict):
+        yield path.name, whole, []
+        return
+    if raw.lstrip().startswith(b"["):
+        yield path.name, None, ["file: not a valid UTF-8 JSON array"]
         return
     for number, line in enumerate(raw.splitlines(), start=1):
         where = f"{path.name}:{number}"
@@ -76,8 +81,13 @@ def validate(item: object, policies: PolicyBook) -> tuple[Application | None, li
         application = Application.model_validate(item)
     except ValidationError as exc:
         return None, describe_errors(exc)
-    if policies.district(application.district_code) is None:
+    policy = policies.district(application.district_code)
+    if policy is None:
         return None, [f"district_code: no enrollment policy is configured for district {application.district_code}"]
+    if application.school_choice is not None:
+        choice = application.school_choice
+        if problem := policy.school_choice_problem(application.stage, choice.zone_id, choice.school_id):
+            return None, [f"school_choice.{problem}"]
     return application, []
 
 
@@ -133,7 +143,11 @@ async def submit_file(client: Client, path: Path, policies: PolicyBook, concurre
                 errors=[f"application_id: {application.application_id} already appears at {earlier}"],
             )
         async with limit:
-            result = await start_case(client, application)
+            try:
+                result = await start_case(client, application)
+            except RPCError as err:
+                # One refused start (an overloaded server at the season's peak) must not end the batch.
+                result = SubmissionResult(source="", result="error", application_id=application.application_id, errors=[f"temporal: {err.message}"])
         result.source = where
         return result
 

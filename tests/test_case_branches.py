@@ -242,3 +242,44 @@ async def test_withdrawal_after_a_decision_is_refused(stack, workers):
         assert view.status == "approved"
     result = await stack.result(handle)
     assert result.status == "approved" and result.platform_synced
+
+
+async def test_a_supplement_sent_while_the_applicant_is_being_notified_is_kept(stack, workers):
+    application = stack.application("hukou_verified", index=15)
+    handle = await stack.submit(application)
+    await stack.wait_for(handle, "awaiting_review")
+    async with stack.platform_down():
+        await handle.signal(EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充社保证明"))
+        await stack.wait_for(handle, "awaiting_supplement")
+        await handle.signal(EnrollmentCase.supplement, SupplementSignal(materials=["社保缴费证明"]))
+        await stack.wait_for_step(handle, "supplemented")
+    view = await stack.wait_for(handle, "awaiting_review")
+    assert view.materials == ["社保缴费证明"]
+
+
+async def test_offline_registration_without_a_school_goes_straight_to_review(stack, workers):
+    application = stack.application("verification_failed_mismatch", index=2)
+    handle = await stack.submit(application)
+    await stack.wait_for(handle, "awaiting_offline_registration")
+    await handle.signal(
+        EnrollmentCase.register_offline,
+        OfflineRegistrationSignal(staff_id="s-02", district_code=application.district_code, materials=["居民户口簿"]),
+    )
+    view = await stack.wait_for(handle, "awaiting_review")
+    assert "awaiting_school_selection" not in steps(view)
+
+
+async def test_after_a_withdrawal_no_message_is_taken(stack, workers):
+    application = stack.application("without_school_choice", index=5)
+    handle = await stack.submit(application)
+    await stack.wait_for(handle, "awaiting_school_selection")
+    async with stack.platform_down():
+        await handle.signal(EnrollmentCase.withdraw, WithdrawSignal(reason="不读了"))
+        await stack.wait_for(handle, "withdrawn")
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            zone = policy_book().district(application.district_code).zones[0]
+            school = next(s for s in zone.schools if application.stage in s.stages)
+            await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=zone.zone_id, school_id=school.school_id))
+        assert "withdrawn" in refused.value.cause.message
+    result = await stack.result(handle)
+    assert result.status == "withdrawn" and result.school_choice is None

@@ -133,7 +133,7 @@ def test_offline_registration_school_selection_and_withdrawal_from_the_command_l
     eventually(lambda: case_status(environment, offline["application_id"])["status"] == "awaiting_offline_registration")
     registered = enroll(environment, "register-offline", offline["application_id"], "--staff", "s-01", "--district", offline["district_code"], "--material", "居民户口簿", "--material", "居住证明")
     assert registered.returncode == 0, registered.stderr
-    eventually(lambda: case_status(environment, offline["application_id"])["status"] in ("awaiting_review", "awaiting_school_selection"))
+    eventually(lambda: case_status(environment, offline["application_id"])["status"] == "awaiting_review")
 
     eventually(lambda: case_status(environment, choose["application_id"])["status"] == "awaiting_school_selection")
     bad = enroll(environment, "select-school", choose["application_id"], "--zone", "NO-SUCH", "--school", "NO-SUCH-1")

@@ -24,3 +24,17 @@ def test_personal_data_is_masked_wherever_it_appears(capsys):
         assert secret not in line
     assert event["case_id"] == "case-SC2027-000001", "identifiers that are not personal stay readable"
     assert event["detail"] == "id 510104************ phone 138****5678"
+
+
+def test_standard_library_logs_and_tracebacks_are_masked_too(capsys):
+    import logging
+
+    enrollment_logging.configure(json_output=True)
+    try:
+        raise ValueError("record for 510104201905031242 is malformed")
+    except ValueError:
+        logging.getLogger("temporalio.activity").warning("Completing activity as failed", exc_info=True)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    event = json.loads(line)
+    assert "510104201905031242" not in line
+    assert "510104************" in event["exception"] and event["logger"] == "temporalio.activity"

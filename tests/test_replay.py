@@ -3,8 +3,10 @@
 Cases live for weeks, so a change to EnrollmentCase that is not wrapped in
 `workflow.patched` would break the cases already running. The committed
 histories under tests/histories were recorded from earlier versions; the
-fresh ones cover every path of today's code. Set RECORD_HISTORIES=1 to
-(re)write the committed set from the fresh run.
+fresh ones cover every path of today's code. Set RECORD_HISTORIES=<label>
+(for example the release, `v2`) to add the fresh run's histories to the
+committed set as `<label>-<path>.json`; never delete the older ones while cases
+recorded by them may still be running.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def replayer() -> Replayer:
 
 async def test_committed_histories_replay_without_nondeterminism():
     files = sorted(HISTORIES.glob("*.json"))
-    assert files, "no recorded histories: run with RECORD_HISTORIES=1"
+    assert files, "no recorded histories: run with RECORD_HISTORIES=<label>"
     for path in files:
         history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text(encoding="utf-8")))
         result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
@@ -76,4 +78,4 @@ async def test_every_path_of_the_current_code_replays(stack, workers):
         result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{name}: {result.replay_failure}"
         if os.environ.get("RECORD_HISTORIES"):
-            (HISTORIES / f"{name}.json").write_text(history.to_json(), encoding="utf-8")
+            (HISTORIES / f"{os.environ['RECORD_HISTORIES']}-{name}.json").write_text(history.to_json(), encoding="utf-8")

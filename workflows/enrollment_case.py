@@ -9,7 +9,7 @@ review it, and feed the result back to the platform (一体反馈).
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Callable
 
 from temporalio import workflow
@@ -70,6 +70,11 @@ VERIFIER_TITLES = {
 }
 MAX_OPINION_LENGTH = 2000
 
+# Behaviour changes that running cases must not see on replay (workflow.patched).
+PATCH_OFFLINE_REGISTRATION_TO_REVIEW = "offline-registration-goes-to-review"
+PATCH_WITHDRAWAL_AT_ACCEPTANCE = "withdrawal-during-acceptance-ends-case"
+PATCH_RECHECK_SCHOOL_CHOICE = "application-school-choice-checked-against-policy"
+
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class EnrollmentCase:
@@ -81,7 +86,6 @@ class EnrollmentCase:
         self._policy: DistrictPolicy | None = None
         self._problems: list[str] = []
         self._verifications: dict[Verifier, VerifierReport] = {}
-        self._element_values: dict[str, str] = {}
         self._element_sources: dict[str, str] = {}
         self._school_choice: SchoolChoice | None = case.application.school_choice
         self._materials: list[str] = []
@@ -92,6 +96,7 @@ class EnrollmentCase:
         self._withdrawal: WithdrawSignal | None = None
         self._platform_synced = False
         self._timeline: list[TimelineEntry] = []
+        self._entered_at = workflow.now()
         self._status_pushes = 0
         self._notices = 0
 
@@ -112,6 +117,8 @@ class EnrollmentCase:
             ]
         )
         await self._accept()
+        if self._withdrawal is not None and workflow.patched(PATCH_WITHDRAWAL_AT_ACCEPTANCE):
+            return await self._finish("withdrawn")
 
         self._problems = self._acceptance_problems()
         if self._problems:
@@ -196,7 +203,6 @@ class EnrollmentCase:
             report = VerifierReport(outcome="unavailable", reason=f"no answer within the retry budget: {cause}")
         else:
             report = VerifierReport(outcome=result.outcome, reason=result.reason, elements=sorted(result.elements))
-            self._element_values.update(result.elements)
             self._element_sources.update({element: SOURCES[verifier] for element in result.elements})
         self._verifications[verifier] = report
         self._record(f"{verifier}_verified", SOURCES[verifier], report.outcome + (f": {report.reason}" if report.reason else ""))
@@ -216,12 +222,26 @@ class EnrollmentCase:
             )
             if not await self._wait_for(lambda: self._offline_registered, deadlines.offline_registration_days):
                 return "expired"
+            if workflow.patched(PATCH_OFFLINE_REGISTRATION_TO_REVIEW):
+                # Staff registered the case with its materials: the bureau reviews it as it stands.
+                return "withdrawn" if self._withdrawal is not None else None
+        self._drop_school_choice_the_district_does_not_offer()
         if self._withdrawal is None and self._school_choice is None:
             await self._enter("awaiting_school_selection", "system")
             await self._notify("choose_school", "核验通过: please choose your enrollment zone and school")
             if not await self._wait_for(lambda: self._school_choice is not None, deadlines.school_selection_days):
                 return "expired"
         return "withdrawn" if self._withdrawal is not None else None
+
+    def _drop_school_choice_the_district_does_not_offer(self) -> None:
+        """An application from another intake path may name a school the policy does not offer: ask again."""
+        if self._school_choice is None or not workflow.patched(PATCH_RECHECK_SCHOOL_CHOICE):
+            return
+        choice = self._school_choice
+        problem = self._policy.school_choice_problem(self._application.stage, choice.zone_id, choice.school_id)
+        if problem:
+            self._record("school_choice_refused", "system", problem)
+            self._school_choice = None
 
     async def _review(self) -> CaseState:
         """The local bureau reviews until it approves or rejects; a supplement request loops back."""
@@ -236,9 +256,11 @@ class EnrollmentCase:
                 return "approved"
             if decision.decision == "reject":
                 return "rejected"
+            # Cleared before the status changes, so a supplement sent while the applicant is
+            # being notified is kept.
+            self._supplemented = False
             await self._enter("awaiting_supplement", f"reviewer:{decision.reviewer_id}", decision.opinion)
             await self._notify("supplement_requested", f"需补充材料: {decision.opinion}")
-            self._supplemented = False
             if not await self._wait_for(lambda: self._supplemented, self._policy.deadlines.supplement_days):
                 return "expired"
             if self._withdrawal is not None:
@@ -247,14 +269,12 @@ class EnrollmentCase:
     async def _await_decision(self) -> None:
         """Wait for the reviewer without a deadline, recording a reminder and then an escalation when overdue."""
         deadlines = self._policy.deadlines
-        started = workflow.now()
         decided = lambda: self._decision is not None or self._withdrawal is not None  # noqa: E731
         for days, step in (
             (deadlines.review_reminder_days, "review_reminder"),
             (deadlines.review_escalation_days, "review_escalated"),
         ):
-            remaining = started + timedelta(days=days) - workflow.now()
-            if await self._wait(decided, remaining):
+            if await self._wait_until(decided, self._entered_at + timedelta(days=days)):
                 return
             self._record(step, "system", f"no decision after {days} days")
         await workflow.wait_condition(decided)
@@ -271,7 +291,7 @@ class EnrollmentCase:
         await self._to_platform(
             PlatformActivities.sync_result,
             "platform result sync",
-            f"{app.application_id}/result",
+            f"{app.application_id}/result/{outcome}",
             {
                 "status": outcome,
                 "decision": review.decision if review else None,
@@ -299,7 +319,9 @@ class EnrollmentCase:
     # Steps shared by the flow.
 
     async def _enter(self, status: CaseState, actor: str, detail: str | None = None) -> None:
+        """Change status; deadlines run from this moment, not from when the platform hears of it."""
         self._status = status
+        self._entered_at = workflow.now()
         self._record(status, actor, detail)
         workflow.upsert_search_attributes([sa.CASE_STATUS.value_set(status)])
         workflow.set_current_details(self._current_details())
@@ -308,7 +330,7 @@ class EnrollmentCase:
             await self._to_platform(
                 PlatformActivities.push_status,
                 f"platform status push: {status}",
-                f"{self._application.application_id}/status/{self._status_pushes}",
+                f"{self._application.application_id}/status/{self._status_pushes}-{status}",
                 {"status": status, "sequence": self._status_pushes, "at": workflow.now().isoformat()},
             )
 
@@ -317,7 +339,7 @@ class EnrollmentCase:
         await self._to_platform(
             PlatformActivities.notify_applicant,
             f"applicant notice: {kind}",
-            f"{self._application.application_id}/notice/{self._notices}",
+            f"{self._application.application_id}/notice/{self._notices}-{kind}",
             {"kind": kind, "message": message, "status": self._status},
         )
         self._record(f"applicant_notified:{kind}", "enrollment_system")
@@ -331,16 +353,20 @@ class EnrollmentCase:
             summary=summary,
         )
 
-    async def _wait(self, condition: Callable[[], bool], timeout: timedelta) -> bool:
+    async def _wait_until(self, condition: Callable[[], bool], deadline: datetime) -> bool:
+        """True when the condition holds before the deadline, False when the deadline comes first."""
+        remaining = deadline - workflow.now()
+        if remaining <= timedelta(0):
+            return condition()
         try:
-            await workflow.wait_condition(condition, timeout=timeout)
+            await workflow.wait_condition(condition, timeout=remaining)
         except asyncio.TimeoutError:
             return False
         return True
 
     async def _wait_for(self, condition: Callable[[], bool], days: int) -> bool:
         """Wait for a person's step or a withdrawal; False when the policy's deadline passes first."""
-        met = await self._wait(lambda: condition() or self._withdrawal is not None, timedelta(days=days))
+        met = await self._wait_until(lambda: condition() or self._withdrawal is not None, self._entered_at + timedelta(days=days))
         if not met:
             self._record("deadline_passed", "system", f"{self._status} for {days} days")
         return met
@@ -362,11 +388,21 @@ class EnrollmentCase:
 
     # Messages from people.
 
+    def _not_accepting(self, awaited: CaseState, already_received: bool) -> str | None:
+        """Why the case cannot take a message meant for the `awaited` step now, or None if it can."""
+        if self._withdrawal is not None:
+            return "the applicant has withdrawn the application"
+        if self._status != awaited:
+            return f"case is {self._status}, not {awaited}"
+        if already_received:
+            return f"this {awaited.removeprefix('awaiting_').replace('_', ' ')} has already been received"
+        return None
+
     @workflow.signal(name="review")
     def review(self, signal: ReviewSignal) -> None:
         actor = f"reviewer:{signal.reviewer_id}"
-        if self._status != "awaiting_review" or self._decision is not None:
-            return self._refuse("review", actor, f"case is {self._status}, not awaiting_review")
+        if refusal := self._not_accepting("awaiting_review", self._decision is not None):
+            return self._refuse("review", actor, refusal)
         if signal.district_code != self._application.district_code:
             return self._refuse(
                 "review", actor, f"district_code: a reviewer of {signal.district_code} cannot review a case of {self._application.district_code}"
@@ -388,8 +424,8 @@ class EnrollmentCase:
     @workflow.signal(name="register_offline")
     def register_offline(self, signal: OfflineRegistrationSignal) -> None:
         actor = f"staff:{signal.staff_id}"
-        if self._status != "awaiting_offline_registration" or self._offline_registered:
-            return self._refuse("offline_registration", actor, f"case is {self._status}, not awaiting_offline_registration")
+        if refusal := self._not_accepting("awaiting_offline_registration", self._offline_registered):
+            return self._refuse("offline_registration", actor, refusal)
         if signal.district_code != self._application.district_code:
             return self._refuse(
                 "offline_registration",
@@ -397,20 +433,18 @@ class EnrollmentCase:
                 f"district_code: a service point of {signal.district_code} cannot register a case of {self._application.district_code}",
             )
         if signal.school_choice is not None:
-            problem = self._policy.school_choice_problem(
-                self._application.stage, signal.school_choice.zone_id, signal.school_choice.school_id
-            )
-            if problem:
+            choice = signal.school_choice
+            if problem := self._policy.school_choice_problem(self._application.stage, choice.zone_id, choice.school_id):
                 return self._refuse("offline_registration", actor, problem)
-            self._school_choice = signal.school_choice
+            self._school_choice = SchoolChoice(zone_id=choice.zone_id, school_id=choice.school_id)
         self._materials.extend(signal.materials)
         self._offline_registered = True
         self._record("registered_offline", actor, f"{len(signal.materials)} materials" + (f"; {signal.note}" if signal.note else ""))
 
     @workflow.signal(name="supplement")
     def supplement(self, signal: SupplementSignal) -> None:
-        if self._status != "awaiting_supplement" or self._supplemented:
-            return self._refuse("supplement", signal.submitted_by, f"case is {self._status}, not awaiting_supplement")
+        if refusal := self._not_accepting("awaiting_supplement", self._supplemented):
+            return self._refuse("supplement", signal.submitted_by, refusal)
         if not signal.materials and not signal.note.strip():
             return self._refuse("supplement", signal.submitted_by, "materials: a supplement needs materials or a note")
         self._materials.extend(signal.materials)
@@ -421,6 +455,8 @@ class EnrollmentCase:
     def withdraw(self, signal: WithdrawSignal) -> None:
         if self._status in FINAL_STATES or self._withdrawal is not None:
             return self._refuse("withdrawal", signal.requested_by, f"case is already {self._status}")
+        if self._problems:
+            return self._refuse("withdrawal", signal.requested_by, "the application does not meet the acceptance conditions and is being closed")
         if self._decision is not None and self._decision.decision != "request_supplement":
             return self._refuse("withdrawal", signal.requested_by, "the bureau has already decided")
         self._withdrawal = signal
@@ -434,8 +470,8 @@ class EnrollmentCase:
 
     @select_school.validator
     def _check_school_selection(self, selection: SchoolSelection) -> None:
-        if self._status != "awaiting_school_selection" or self._school_choice is not None:
-            raise ValueError(f"case is {self._status}, not awaiting_school_selection")
+        if refusal := self._not_accepting("awaiting_school_selection", self._school_choice is not None):
+            raise ValueError(refusal)
         problem = self._policy.school_choice_problem(self._application.stage, selection.zone_id, selection.school_id)
         if problem:
             raise ValueError(problem)
