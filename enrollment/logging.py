@@ -15,7 +15,9 @@ import structlog
 
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}\d{3}[\dXx](?![0-9A-Za-z])")
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
-_PERSONAL_KEYS = ("name", "address", "phone", "id_number", "birthplace", "owner", "employer")
+# A field is personal when its name is, or ends with, one of these words: `guardian_name`,
+# `hukou_address`; not `namespace` or `hostname`.
+_PERSONAL_KEY = re.compile(r"(^|_)(names?|address(es)?|phones?|id_numbers?|birthplace|owner|employer)$", re.IGNORECASE)
 
 
 def mask_text(text: str) -> str:
@@ -24,7 +26,7 @@ def mask_text(text: str) -> str:
 
 
 def _is_personal_key(key: str) -> bool:
-    return any(part in key.lower() for part in _PERSONAL_KEYS)
+    return bool(_PERSONAL_KEY.search(key))
 
 
 def _mask_value(key: str, value):

@@ -32,6 +32,10 @@ class Settings:
     routing_phase: str
     phase_two_from: dt.date
     http_timeout_seconds: float
+    # None: the embedded PostgreSQL under .data/postgres.
+    database_url: str | None
+    # Secret for the keyed hash of identity numbers; None only with the embedded database.
+    lookup_key: str | None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,6 +54,8 @@ class Settings:
             routing_phase=phase,
             phase_two_from=dt.date.fromisoformat(_env("ENROLL_PHASE_TWO_FROM", "2024-09-01")),
             http_timeout_seconds=float(_env("ENROLL_HTTP_TIMEOUT_SECONDS", "10")),
+            database_url=os.environ.get("DATABASE_URL") or None,
+            lookup_key=os.environ.get("ENROLL_LOOKUP_KEY") or None,
         )
 
     def routing_phase_at(self, received_at: dt.datetime) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import shutil
 import sys
 import time
@@ -18,12 +19,15 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
+from psycopg_pool import AsyncConnectionPool
 
+from activities.archive import ArchiveActivities
 from enrollment.application import Application
 from enrollment.case import CaseStatusView
 from enrollment.search_attributes import ensure_registered
 from enrollment.settings import Settings
 from standins.population import Population, generate
+from store.database import open_pool
 from standins.runner import RunningStandins, start_in_thread
 from starter.intake import start_case
 from workers.build import build_workers, new_http_client
@@ -35,6 +39,28 @@ TEST_SERVER = shutil.which("temporal-test-server") or str(Path(sys.executable).p
 @pytest.fixture(scope="session")
 def population() -> Population:
     return generate(seed=2027, families=80)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory) -> str:
+    """DATABASE_URL when set (a real server), otherwise a throw-away embedded PostgreSQL."""
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def store_pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    pool = await open_pool(database_url)
+    yield pool
+    await pool.close()
+
+
+LOOKUP_KEY = b"test-lookup-key"
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +87,9 @@ def settings_for(standins: RunningStandins, **overrides) -> Settings:
 class Stack:
     """A test's view of the running system: Temporal client, workers, and the stand-ins' admin API."""
 
-    def __init__(self, env: WorkflowEnvironment, standins: RunningStandins, population: Population):
+    def __init__(self, env: WorkflowEnvironment, standins: RunningStandins, population: Population, pool: AsyncConnectionPool):
         self.env = env
+        self.pool = pool
         self.client: Client = env.client
         self.standins = standins
         self.population = population
@@ -140,8 +167,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-def stack(env: WorkflowEnvironment, standins: RunningStandins, population: Population) -> Stack:
-    test_stack = Stack(env, standins, population)
+def stack(env: WorkflowEnvironment, standins: RunningStandins, population: Population, store_pool) -> Stack:
+    test_stack = Stack(env, standins, population, store_pool)
     test_stack.admin.delete("/admin/faults").raise_for_status()
     test_stack.admin.post("/admin/reset").raise_for_status()
     yield test_stack
@@ -163,7 +190,8 @@ class running_workers:
 
     async def __aenter__(self) -> list[Worker]:
         self._http = new_http_client(self._settings)
-        self._workers = build_workers(self._stack.client, self._settings, self._http, **self._options)
+        archive = ArchiveActivities(self._stack.pool, LOOKUP_KEY)
+        self._workers = build_workers(self._stack.client, self._settings, self._http, archive, **self._options)
         self._tasks = [asyncio.create_task(worker.run()) for worker in self._workers]
         return self._workers
 

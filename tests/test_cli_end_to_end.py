@@ -34,7 +34,7 @@ async def dev_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def environment(dev_server, standins) -> dict[str, str]:
+def environment(dev_server, standins, database_url) -> dict[str, str]:
     httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
     httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
     return {
@@ -43,6 +43,8 @@ def environment(dev_server, standins) -> dict[str, str]:
         "ENROLL_STANDINS_URL": standins.base_url,
         "ENROLL_ROUTING_PHASE": "phase_one",
         "ENROLL_HTTP_TIMEOUT_SECONDS": "2",
+        "DATABASE_URL": database_url,
+        "ENROLL_LOOKUP_KEY": "end-to-end-test-key",
     }
 
 

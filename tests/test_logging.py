@@ -13,6 +13,7 @@ def test_personal_data_is_masked_wherever_it_appears(capsys):
     log.info(
         "verification answered",
         case_id="case-SC2027-000001",
+        namespace="default",
         guardian_name="王建国",
         hukou_address="四川省成都市锦江区东光街道12号",
         detail="id 510104201905031242 phone 13812345678",
@@ -23,6 +24,7 @@ def test_personal_data_is_masked_wherever_it_appears(capsys):
     for secret in ("王建国", "东光街道", "510104201905031242", "13812345678", "11010519491231002X", "李丽"):
         assert secret not in line
     assert event["case_id"] == "case-SC2027-000001", "identifiers that are not personal stay readable"
+    assert event["namespace"] == "default"
     assert event["detail"] == "id 510104************ phone 138****5678"
 
 

@@ -10,9 +10,11 @@ import signal
 
 import structlog
 
+from activities.archive import ArchiveActivities
 from enrollment import logging as enrollment_logging
 from enrollment.client import connect
 from enrollment.settings import Settings
+from store.database import open_pool, resolve_lookup_key, resolve_url
 from workers.build import ROLES, build_workers, new_http_client
 
 
@@ -25,7 +27,12 @@ async def run(roles: tuple[str, ...]) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     async with new_http_client(settings) as http, contextlib.AsyncExitStack() as running:
-        for worker in build_workers(client, settings, http, roles):
+        archive = None
+        if "case" in roles:
+            pool = await open_pool(resolve_url(settings.database_url))
+            running.push_async_callback(pool.close)
+            archive = ArchiveActivities(pool, resolve_lookup_key(settings.lookup_key, settings.database_url))
+        for worker in build_workers(client, settings, http, archive, roles):
             await running.enter_async_context(worker)
         log.info("workers started", roles=list(roles), temporal=settings.temporal_address, namespace=settings.temporal_namespace)
         await stop.wait()

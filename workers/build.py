@@ -10,6 +10,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.archive import ArchiveActivities
 from activities.intake import IntakeActivities
 from activities.natural_resources import NaturalResourcesActivities
 from activities.platform import PlatformActivities
@@ -30,11 +31,18 @@ def new_http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 def build_workers(
-    client: Client, settings: Settings, http: httpx.AsyncClient, roles: tuple[str, ...] = ROLES, **worker_options
+    client: Client,
+    settings: Settings,
+    http: httpx.AsyncClient,
+    archive: ArchiveActivities | None,
+    roles: tuple[str, ...] = ROLES,
+    **worker_options,
 ) -> list[Worker]:
-    """The workers for the given roles; worker_options (cache size, concurrency) apply to each."""
+    """The workers for the given roles; the case worker needs the archive. worker_options apply to each."""
     workers = []
     if "case" in roles:
+        if archive is None:
+            raise ValueError("the case worker needs the case store (archive activities)")
         platform = PlatformActivities(http, settings.platform_url)
         intake = IntakeActivities(settings)
         workers.append(
@@ -49,6 +57,8 @@ def build_workers(
                     platform.push_status,
                     platform.notify_applicant,
                     platform.sync_result,
+                    archive.record_progress,
+                    archive.archive_case,
                 ],
                 **worker_options,
             )

@@ -17,6 +17,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.archive import ArchiveActivities, ArchiveRequest
     from activities.intake import IntakeActivities
     from activities.natural_resources import NaturalResourcesActivities
     from activities.platform import PlatformActivities, PlatformMessage
@@ -44,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from enrollment.policy import VERIFIERS, DistrictPolicy, Verifier, eligibility_problems
     from enrollment.verification import SOURCES, Person, VerificationRequest, VerificationResult
+    from store.cases import CaseSnapshot
 
 # A verifier gets a bounded budget: past it the case goes to the service point
 # instead of waiting on a department that is down.
@@ -74,6 +76,9 @@ MAX_OPINION_LENGTH = 2000
 PATCH_OFFLINE_REGISTRATION_TO_REVIEW = "offline-registration-goes-to-review"
 PATCH_WITHDRAWAL_AT_ACCEPTANCE = "withdrawal-during-acceptance-ends-case"
 PATCH_RECHECK_SCHOOL_CHOICE = "application-school-choice-checked-against-policy"
+PATCH_CASE_STORE = "case-store-and-archive"
+# Store writes retry like platform calls: the archive must end up complete.
+STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=1))
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -97,6 +102,8 @@ class EnrollmentCase:
         self._platform_synced = False
         self._timeline: list[TimelineEntry] = []
         self._entered_at = workflow.now()
+        self._keeps_store = False
+        self._stored = 0
         self._status_pushes = 0
         self._notices = 0
 
@@ -105,6 +112,8 @@ class EnrollmentCase:
     @workflow.run
     async def run(self, case: CaseInput) -> CaseStatusView:
         app = self._application
+        # Decided once, at the start: cases begun before the store existed never write to it.
+        self._keeps_store = workflow.patched(PATCH_CASE_STORE)
         self._record("submitted", f"applicant via {app.channel}")
         workflow.upsert_search_attributes(
             [
@@ -277,7 +286,7 @@ class EnrollmentCase:
             if await self._wait_until(decided, self._entered_at + timedelta(days=days)):
                 return
             self._record(step, "system", f"no decision after {days} days")
-        await workflow.wait_condition(decided)
+        await self._wait_until(decided, None)
 
     async def _finish(self, outcome: CaseState, detail: str | None = None) -> CaseStatusView:
         """End the case and feed the result back to the platform (办结), exactly once."""
@@ -307,6 +316,15 @@ class EnrollmentCase:
         self._platform_synced = True
         self._record("result_synced_to_platform", "enrollment_system")
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._save_progress()
+        if self._keeps_store:
+            await workflow.execute_activity_method(
+                ArchiveActivities.archive_case,
+                ArchiveRequest(application=self._application, view=self._view()),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=STORE_RETRY,
+                summary="archive acceptance, review and result",
+            )
         return self._view()
 
     def _actor_for(self, outcome: CaseState, review: ReviewRecord | None) -> str:
@@ -325,6 +343,7 @@ class EnrollmentCase:
         self._record(status, actor, detail)
         workflow.upsert_search_attributes([sa.CASE_STATUS.value_set(status)])
         workflow.set_current_details(self._current_details())
+        await self._save_progress()
         if self._phase == "phase_two":
             self._status_pushes += 1
             await self._to_platform(
@@ -333,6 +352,40 @@ class EnrollmentCase:
                 f"{self._application.application_id}/status/{self._status_pushes}-{status}",
                 {"status": status, "sequence": self._status_pushes, "at": workflow.now().isoformat()},
             )
+
+    async def _save_progress(self) -> None:
+        """Write the case row and the timeline entries the store has not seen yet."""
+        if not self._keeps_store or self._stored == len(self._timeline):
+            return
+        app = self._application
+        upto = len(self._timeline)
+        await workflow.execute_activity_method(
+            ArchiveActivities.record_progress,
+            CaseSnapshot(
+                application_id=app.application_id,
+                workflow_id=workflow.info().workflow_id,
+                status=self._status,
+                progress=upto,
+                routing_phase=self._phase,
+                channel=app.channel,
+                stage=app.stage,
+                registration_type=app.registration_type,
+                district_code=app.district_code,
+                school_year=app.school_year,
+                policy_version=self._policy.version if self._policy else None,
+                student_id_number=app.student.id_number,
+                guardian_id_numbers=[g.id_number for g in app.guardians],
+                auto_filled_count=len(self._element_sources),
+                platform_synced=self._platform_synced,
+                submitted_at=self._timeline[0].at,
+                first_seq=self._stored,
+                events=self._timeline[self._stored : upto],
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STORE_RETRY,
+            summary=f"case store: {self._status}",
+        )
+        self._stored = max(self._stored, upto)
 
     async def _notify(self, kind: str, message: str) -> None:
         self._notices += 1
@@ -353,16 +406,24 @@ class EnrollmentCase:
             summary=summary,
         )
 
-    async def _wait_until(self, condition: Callable[[], bool], deadline: datetime) -> bool:
-        """True when the condition holds before the deadline, False when the deadline comes first."""
-        remaining = deadline - workflow.now()
-        if remaining <= timedelta(0):
-            return condition()
-        try:
-            await workflow.wait_condition(condition, timeout=remaining)
-        except asyncio.TimeoutError:
-            return False
-        return True
+    async def _wait_until(self, condition: Callable[[], bool], deadline: datetime | None) -> bool:
+        """True when the condition holds before the deadline (None: no deadline), False when the deadline comes first.
+
+        While waiting, steps that messages add to the timeline (a refused review,
+        say) are written to the store as they happen, not weeks later.
+        """
+        unsaved = lambda: self._keeps_store and self._stored < len(self._timeline)  # noqa: E731
+        while True:
+            remaining = None if deadline is None else deadline - workflow.now()
+            if remaining is not None and remaining <= timedelta(0):
+                return condition()
+            try:
+                await workflow.wait_condition(lambda: condition() or unsaved(), timeout=remaining)
+            except asyncio.TimeoutError:
+                return False
+            if condition():
+                return True
+            await self._save_progress()
 
     async def _wait_for(self, condition: Callable[[], bool], days: int) -> bool:
         """Wait for a person's step or a withdrawal; False when the policy's deadline passes first."""

@@ -1,0 +1,168 @@
+"""Reading and writing cases, their events and their archive. Every write is idempotent."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
+
+from enrollment import identity
+from enrollment.application import Application
+from enrollment.case import CaseStatusView, TimelineEntry
+
+
+class CaseSnapshot(BaseModel):
+    """The case row as of `progress` timeline entries, with the entries not yet written.
+
+    Identity numbers arrive in clear (they are in the case's history anyway) and
+    are stored only as keyed hashes.
+    """
+
+    application_id: str
+    workflow_id: str
+    status: str
+    progress: int
+    routing_phase: str | None
+    channel: str
+    stage: str
+    registration_type: str
+    district_code: str
+    school_year: int
+    policy_version: str | None
+    student_id_number: str
+    guardian_id_numbers: list[str]
+    auto_filled_count: int
+    platform_synced: bool
+    submitted_at: dt.datetime
+    first_seq: int
+    events: list[TimelineEntry]
+
+
+async def save_progress(pool: AsyncConnectionPool, snapshot: CaseSnapshot, lookup_key: bytes) -> None:
+    row = snapshot.model_dump(exclude={"events", "first_seq", "student_id_number", "guardian_id_numbers"})
+    row["student_key"] = identity.lookup_key(snapshot.student_id_number, lookup_key)
+    row["guardian_keys"] = [identity.lookup_key(number, lookup_key) for number in snapshot.guardian_id_numbers]
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(
+            """
+            INSERT INTO cases (application_id, workflow_id, status, progress, routing_phase, channel, stage,
+                               registration_type, district_code, school_year, policy_version, student_key,
+                               guardian_keys, auto_filled_count, platform_synced, submitted_at, updated_at)
+            VALUES (%(application_id)s, %(workflow_id)s, %(status)s, %(progress)s, %(routing_phase)s, %(channel)s,
+                    %(stage)s, %(registration_type)s, %(district_code)s, %(school_year)s, %(policy_version)s,
+                    %(student_key)s, %(guardian_keys)s, %(auto_filled_count)s, %(platform_synced)s,
+                    %(submitted_at)s, now())
+            ON CONFLICT (application_id) DO UPDATE SET
+                status = EXCLUDED.status, progress = EXCLUDED.progress, routing_phase = EXCLUDED.routing_phase,
+                policy_version = EXCLUDED.policy_version, auto_filled_count = EXCLUDED.auto_filled_count,
+                platform_synced = EXCLUDED.platform_synced, updated_at = now()
+            WHERE cases.progress <= EXCLUDED.progress
+            """,
+            row,
+        )
+        async with conn.cursor() as cursor:
+            await cursor.executemany(
+                """
+                INSERT INTO case_events (application_id, seq, at, step, actor, detail)
+                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (application_id, seq) DO NOTHING
+                """,
+                [
+                    (snapshot.application_id, snapshot.first_seq + offset, e.at, e.step, e.actor, e.detail)
+                    for offset, e in enumerate(snapshot.events)
+                ],
+            )
+
+
+def archive_documents(application: Application, view: CaseStatusView, lookup_key: bytes) -> dict[str, dict[str, Any]]:
+    """The acceptance (受理), review (审核) and result (结果) records of a finished case.
+
+    Names stay (the bureau's archive is about these people); identity numbers
+    and phones are kept only masked, with a keyed hash for look-ups.
+    """
+
+    def person_id(number: str) -> dict[str, str]:
+        return {"id_masked": identity.mask(number), "id_key": identity.lookup_key(number, lookup_key)}
+
+    student = application.student
+    acceptance = {
+        "application_id": application.application_id,
+        "school_year": application.school_year,
+        "stage": application.stage,
+        "registration_type": application.registration_type,
+        "channel": application.channel,
+        "district_code": application.district_code,
+        "routing_phase": view.routing_phase,
+        "policy_version": view.policy_version,
+        "accepted_at": view.timeline[0].at.isoformat() if view.timeline else None,
+        "student": {"name": student.name, "gender": student.gender, "birth_date": student.birth_date.isoformat(), **person_id(student.id_number)},
+        "guardians": [
+            {"name": g.name, "relation": g.relation, "phone_masked": g.phone[:3] + "****" + g.phone[-4:], **person_id(g.id_number)}
+            for g in application.guardians
+        ],
+        "eligibility_problems": view.eligibility_problems,
+        "verifications": {name: report.model_dump() for name, report in view.verifications.items()},
+        "auto_filled": view.auto_filled,
+    }
+    review = {
+        "reviews": [r.model_dump(mode="json") for r in view.reviews],
+        "materials": view.materials,
+        "school_choice": view.school_choice.model_dump() if view.school_choice else None,
+    }
+    result = {
+        "status": view.status,
+        "decision": view.review.decision if view.review else None,
+        "opinion": view.review.opinion if view.review else None,
+        "decided_at": view.timeline[-1].at.isoformat() if view.timeline else None,
+        "platform_synced": view.platform_synced,
+    }
+    return {"acceptance": acceptance, "review": review, "result": result}
+
+
+async def archive(pool: AsyncConnectionPool, application_id: str, documents: dict[str, dict[str, Any]]) -> None:
+    async with pool.connection() as conn, conn.transaction():
+        for kind, document in documents.items():
+            await conn.execute(
+                "INSERT INTO archive_documents (application_id, kind, document) VALUES (%s, %s, %s)"
+                " ON CONFLICT (application_id, kind) DO NOTHING",
+                (application_id, kind, Jsonb(document)),
+            )
+
+
+async def case_record(pool: AsyncConnectionPool, application_id: str) -> dict[str, Any] | None:
+    """The case row, its events in order and its archive documents."""
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        case = await (await cursor.execute("SELECT * FROM cases WHERE application_id = %s", (application_id,))).fetchone()
+        if case is None:
+            return None
+        events = await (
+            await cursor.execute(
+                "SELECT seq, at, step, actor, detail FROM case_events WHERE application_id = %s ORDER BY seq",
+                (application_id,),
+            )
+        ).fetchall()
+        documents = await (
+            await cursor.execute(
+                "SELECT kind, document, archived_at FROM archive_documents WHERE application_id = %s ORDER BY kind",
+                (application_id,),
+            )
+        ).fetchall()
+    return {"case": case, "events": events, "archive": documents}
+
+
+async def list_cases(pool: AsyncConnectionPool, district_code: str, status: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    query = (
+        "SELECT application_id, status, stage, registration_type, routing_phase, channel, school_year, updated_at"
+        " FROM cases WHERE district_code = %s"
+    )
+    params: list[Any] = [district_code]
+    if status:
+        query += " AND status = %s"
+        params.append(status)
+    query += " ORDER BY updated_at DESC LIMIT %s"
+    params.append(limit)
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        return await (await cursor.execute(query, params)).fetchall()

@@ -1,0 +1,100 @@
+"""Connecting to PostgreSQL and keeping its schema current.
+
+`DATABASE_URL` when set; otherwise an embedded server (the `pgserver`
+package) with its data under the project's git-ignored `.data/postgres`,
+shared by every process of the project on this machine and stopped when
+the last one exits.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from importlib import resources
+from pathlib import Path
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED_DATA = ROOT / ".data" / "postgres"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# Any constant works: it only keeps two processes from migrating at once.
+_MIGRATION_LOCK = 7_311_2024
+
+_embedded_servers: dict[Path, object] = {}
+
+
+def embedded_url(data_dir: Path = EMBEDDED_DATA) -> str:
+    """Start (or join) the embedded server for data_dir and return its URL."""
+    import pgserver
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = _embedded_servers.get(data_dir)
+    if server is None:
+        server = _embedded_servers[data_dir] = pgserver.get_server(data_dir, cleanup_mode="stop")
+    return server.get_uri()
+
+
+def resolve_url(database_url: str | None) -> str:
+    return database_url or embedded_url()
+
+
+def resolve_lookup_key(lookup_key: str | None, database_url: str | None) -> bytes:
+    """The identity-number hashing secret: configured, or for the embedded database one kept beside it.
+
+    A real database without a configured key is refused: hashes made with a
+    throw-away key could never be looked up again.
+    """
+    if lookup_key:
+        return lookup_key.encode()
+    if database_url:
+        raise ValueError("ENROLL_LOOKUP_KEY: must be set when DATABASE_URL is (the secret for identity-number hashes)")
+    key_file = EMBEDDED_DATA.parent / "lookup.key"
+    if not key_file.exists():
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip().encode()
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped with the project, in order."""
+    folder = resources.files("store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def migrate(url: str) -> list[str]:
+    """Apply the migrations this database has not seen, each in its own transaction; return their names."""
+    applied = []
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()}
+            for version, name, sql in migrations():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+                applied.append(name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied
+
+
+async def open_pool(url: str, max_size: int = 10) -> AsyncConnectionPool:
+    """A pool on a migrated database. Connections are checked before use, so a restarted server is survived."""
+    await migrate(url)
+    pool = AsyncConnectionPool(url, min_size=1, max_size=max_size, open=False, check=AsyncConnectionPool.check_connection)
+    await pool.open(wait=True, timeout=30)
+    return pool
