@@ -31,6 +31,7 @@ CaseState = Literal[
     "withdrawn",
     "expired",
 ]
+CASE_STATES: tuple[str, ...] = CaseState.__args__
 FINAL_STATES: frozenset[str] = frozenset({"not_eligible", "approved", "rejected", "withdrawn", "expired"})
 
 RoutingPhase = Literal["phase_one", "phase_two"]

@@ -27,6 +27,7 @@ from enrollment.client import connect
 from enrollment.policy import policy_book
 from enrollment.settings import Settings
 from stack import temporal_server
+from store.database import EMBEDDED_DATA, embedded, migrate, open_pool, resolve_lookup_key, resolve_url
 from starter.cases import case_handle
 from starter.intake import submit_file
 from workflows.enrollment_case import EnrollmentCase
@@ -174,10 +175,18 @@ async def run_demo(args) -> None:
         asyncio.get_running_loop().add_signal_handler(signum, main_task.cancel)
     standins_url = f"http://127.0.0.1:{args.standins_port}"
     os.environ.update(TEMPORAL_ADDRESS=f"127.0.0.1:{args.temporal_port}", ENROLL_STANDINS_URL=standins_url)
-    env = dict(os.environ)
     settings = Settings.from_env()
     server = None
     try:
+        say("[0/6] PostgreSQL case store" + (" (DATABASE_URL)" if settings.database_url else f" (embedded, data in {EMBEDDED_DATA})"))
+        database_url = resolve_url(settings.database_url)
+        applied = await migrate(database_url)
+        say(f"  migrations applied: {applied or 'none needed'}")
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "ENROLL_LOOKUP_KEY": resolve_lookup_key(settings.lookup_key, settings.database_url).decode(),
+        }
         say(f"[1/6] Temporal dev server (state in {data / 'temporal' / 'temporal.db'})")
         server = temporal_server.start(
             data / "temporal" / "temporal.db", port=args.temporal_port, ui_port=args.ui_port, log_file=logs / "temporal.log"
@@ -215,6 +224,13 @@ async def run_demo(args) -> None:
         views = await case_views(settings, ids)
         say("[6/6] summary")
         print_summary(views)
+        pool = await open_pool(database_url, max_size=1)
+        async with pool.connection() as conn:
+            stored, archived = await (
+                await conn.execute("SELECT (SELECT count(*) FROM cases), (SELECT count(DISTINCT application_id) FROM archive_documents)")
+            ).fetchone()
+        await pool.close()
+        say(f"case store: {stored} cases, {archived} finished cases archived")
         waiting = next((v for v in views.values() if v.status == "awaiting_review"), None)
         say("")
         say(f"Temporal UI: {server.ui_url}/namespaces/default/workflows")
@@ -226,6 +242,7 @@ async def run_demo(args) -> None:
             say(f"  .venv/bin/enroll review {waiting.application_id} --reviewer r-01 --district {waiting.district_code} --decision approve --opinion 同意入学")
             say(f"  .venv/bin/enroll status {waiting.application_id}")
             say(f"  .venv/bin/enroll platform-record {waiting.application_id}")
+            say(f"  .venv/bin/enroll archive {waiting.application_id}")
         say(f"Logs: {logs}. Press Ctrl-C to stop everything.")
         if args.exit_after_summary:
             return
@@ -236,6 +253,7 @@ async def run_demo(args) -> None:
         processes.stop_all()
         if server is not None:
             server.stop()
+        embedded.stop_if_started_here()
         say("stopped.")
 
 

@@ -15,11 +15,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import psycopg
 from pydantic import ValidationError
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from enrollment.case import (
+    CASE_STATES,
     DECISIONS,
     OfflineRegistrationSignal,
     ReviewSignal,
@@ -30,10 +32,17 @@ from enrollment.case import (
 from enrollment.application import describe_errors
 from enrollment.client import connect
 from enrollment.policy import policy_book
+from enrollment.search_attributes import ALL as ALL_SEARCH_ATTRIBUTES
+from enrollment.search_attributes import ensure_registered
 from enrollment.settings import Settings
 from starter.cases import CaseActionError, case_handle, case_status, cases_awaiting_review, send_signal
 from starter.intake import submit_file
+from store.cases import case_record, list_cases
+from store.database import embedded, migrate, open_pool, resolve_url
 from workflows.enrollment_case import EnrollmentCase
+
+
+SETUP_ATTEMPTS = 30
 
 
 def _print(document) -> None:
@@ -103,6 +112,48 @@ async def _select_school(args, settings: Settings) -> int:
     return 0
 
 
+async def _setup(args, settings: Settings) -> int:
+    """Prepare a deployment: search attributes on the namespace, migrations on the case store.
+
+    Idempotent, and patient with servers that are still coming up, since it runs at every start-up.
+    """
+    for attempt in range(1, SETUP_ATTEMPTS + 1):
+        try:
+            client = await connect(settings)
+            await ensure_registered(client)
+            applied = await migrate(resolve_url(settings.database_url))
+            break
+        except (RuntimeError, RPCError, psycopg.OperationalError) as err:
+            if attempt == SETUP_ATTEMPTS:
+                raise
+            print(f"enroll setup: attempt {attempt} failed ({err}); retrying", file=sys.stderr)
+            await asyncio.sleep(2)
+    _print({"search_attributes": [key.name for key in ALL_SEARCH_ATTRIBUTES], "migrations_applied": applied})
+    return 0
+
+
+async def _archive(args, settings: Settings) -> int:
+    pool = await open_pool(resolve_url(settings.database_url), max_size=1)
+    try:
+        record = await case_record(pool, args.application_id)
+    finally:
+        await pool.close()
+    if record is None:
+        raise CaseActionError(f"application_id: the case store holds nothing for {args.application_id}")
+    print(json.dumps(record, ensure_ascii=False, indent=2, default=str))
+    return 0
+
+
+async def _cases(args, settings: Settings) -> int:
+    pool = await open_pool(resolve_url(settings.database_url), max_size=1)
+    try:
+        for row in await list_cases(pool, args.district, args.status):
+            _print(row)
+    finally:
+        await pool.close()
+    return 0
+
+
 async def _platform_record(args, settings: Settings) -> int:
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(f"{settings.platform_url}/v1/cases/{args.application_id}")
@@ -166,6 +217,18 @@ def build_parser() -> argparse.ArgumentParser:
     platform.add_argument("application_id")
     platform.set_defaults(handler=_platform_record)
 
+    archive = commands.add_parser("archive", help="a case's archive and event log from the case store")
+    archive.add_argument("application_id")
+    archive.set_defaults(handler=_archive)
+
+    listing = commands.add_parser("cases", help="cases of a district from the case store, newest first")
+    listing.add_argument("--district", required=True)
+    listing.add_argument("--status", choices=CASE_STATES)
+    listing.set_defaults(handler=_cases)
+
+    setup = commands.add_parser("setup", help="register search attributes and migrate the case store")
+    setup.set_defaults(handler=_setup)
+
     worker = commands.add_parser("worker", help="run the workers (same as python -m workers)")
     worker.add_argument("--role", choices=("case", "verification"), action="append")
     worker.set_defaults(handler=None)
@@ -198,7 +261,10 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    code = run(argv)
+    try:
+        code = run(argv)
+    finally:
+        embedded.stop_if_started_here()
     sys.stdout.flush()
     sys.stderr.flush()
     # The Temporal client's native runtime threads can crash CPython's finalisation of a

@@ -8,8 +8,12 @@ the last one exits.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import signal
+import time
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -22,22 +26,60 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any constant works: it only keeps two processes from migrating at once.
 _MIGRATION_LOCK = 7_311_2024
 
-_embedded_servers: dict[Path, object] = {}
+class EmbeddedDatabase:
+    """The project's embedded PostgreSQL, shared by every process that uses the same data folder.
+
+    Only the process that had to start it stops it, so workers, the demo and a
+    reviewer's `enroll` command can come and go around one server.
+    """
+
+    def __init__(self, data_dir: Path = EMBEDDED_DATA):
+        self.data_dir = data_dir
+        self._url: str | None = None
+        self._started_here = False
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, 0)
+        except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
+            return None
+        return pid
+
+    def url(self) -> str:
+        if self._url is None:
+            try:
+                import pgserver
+            except ImportError:
+                raise RuntimeError(
+                    "DATABASE_URL is not set and the embedded PostgreSQL is not installed (pip install '.[embedded]')"
+                ) from None
+
+            self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+            self._started_here = self._postmaster_pid() is None
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset, as in containers and CI.
+                warnings.simplefilter("ignore")
+                self._url = pgserver.get_server(self.data_dir, cleanup_mode=None).get_uri()
+        return self._url
+
+    def stop_if_started_here(self, wait_seconds: float = 30.0) -> None:
+        """Fast shutdown (SIGINT to the postmaster) when this process started the server."""
+        pid = self._postmaster_pid() if self._started_here else None
+        self._url, self._started_here = None, False
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGINT)
+        deadline = time.monotonic() + wait_seconds
+        while self._postmaster_pid() is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
 
 
-def embedded_url(data_dir: Path = EMBEDDED_DATA) -> str:
-    """Start (or join) the embedded server for data_dir and return its URL."""
-    import pgserver
-
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = _embedded_servers.get(data_dir)
-    if server is None:
-        server = _embedded_servers[data_dir] = pgserver.get_server(data_dir, cleanup_mode="stop")
-    return server.get_uri()
+embedded = EmbeddedDatabase()
 
 
 def resolve_url(database_url: str | None) -> str:
-    return database_url or embedded_url()
+    return database_url or embedded.url()
 
 
 def resolve_lookup_key(lookup_key: str | None, database_url: str | None) -> bytes:

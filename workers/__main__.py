@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from datetime import timedelta
 
 import structlog
 
@@ -14,8 +15,11 @@ from activities.archive import ArchiveActivities
 from enrollment import logging as enrollment_logging
 from enrollment.client import connect
 from enrollment.settings import Settings
-from store.database import open_pool, resolve_lookup_key, resolve_url
+from store.database import embedded, open_pool, resolve_lookup_key, resolve_url
 from workers.build import ROLES, build_workers, new_http_client
+
+
+GRACEFUL_SHUTDOWN = timedelta(seconds=50)
 
 
 async def run(roles: tuple[str, ...]) -> None:
@@ -32,7 +36,8 @@ async def run(roles: tuple[str, ...]) -> None:
             pool = await open_pool(resolve_url(settings.database_url))
             running.push_async_callback(pool.close)
             archive = ArchiveActivities(pool, resolve_lookup_key(settings.lookup_key, settings.database_url))
-        for worker in build_workers(client, settings, http, archive, roles):
+        # Activities in flight get time to finish on SIGTERM (a redeploy) before they are cancelled.
+        for worker in build_workers(client, settings, http, archive, roles, graceful_shutdown_timeout=GRACEFUL_SHUTDOWN):
             await running.enter_async_context(worker)
         log.info("workers started", roles=list(roles), temporal=settings.temporal_address, namespace=settings.temporal_namespace)
         await stop.wait()
@@ -44,7 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--role", choices=ROLES, action="append", help="run only this worker (repeatable); default: both")
     args = parser.parse_args(argv)
     enrollment_logging.configure()
-    asyncio.run(run(tuple(args.role or ROLES)))
+    try:
+        asyncio.run(run(tuple(args.role or ROLES)))
+    finally:
+        embedded.stop_if_started_here()
     # Skip interpreter finalisation, which the Temporal runtime's native threads can crash.
     os._exit(0)
 

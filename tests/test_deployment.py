@@ -1,0 +1,534 @@
+"""The deployment (docker-compose.yml, deploy/) agrees with the code it deploys.
+
+No container engine is needed: the compose file is parsed with PyYAML and checked against what
+the code reads and serves, derived from the sources wherever possible (settings read from the
+environment, worker roles, the stand-ins' port, packaging). Each check is a plain function; the
+mutation tests at the end break a copy of the file in one place and make sure the check guarding
+that place fails, so no check passes vacuously.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import fnmatch
+import re
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml  # PyYAML, from the test extras
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+DOCKERIGNORE = ROOT / "deploy" / "Dockerfile.dockerignore"
+ENV_EXAMPLE = ROOT / "deploy" / ".env.example"
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+ENV_BLOCK = "x-enrollment-env"
+# Services that run project code with the shared settings.
+SETTINGS_SERVICES = ("setup", "case-worker", "verification-worker")
+TEMPORAL_SERVICE, CASESTORE_SERVICE, TEMPORAL_DB_SERVICE = "temporal", "casestore-db", "postgresql"
+STANDINS_SERVICE, UI_SERVICE, SETUP_SERVICE = "standins", "temporal-ui", "setup"
+EXPECTED_SERVICES = {
+    TEMPORAL_DB_SERVICE, CASESTORE_SERVICE, TEMPORAL_SERVICE, UI_SERVICE, SETUP_SERVICE,
+    "case-worker", "verification-worker", STANDINS_SERVICE,
+}
+TEMPORAL_FRONTEND_PORT = 7233
+
+# Folders scanned for settings, besides every package pyproject.toml installs.
+SCANNED_DIRS = ("enrollment", "workers", "activities", "starter", "stack")
+ENV_READ_PATTERNS = [
+    re.compile(r"""os\.environ\.get\(\s*["']([A-Z][A-Z0-9_]*)["']"""),
+    re.compile(r"""os\.environ\[\s*["']([A-Z][A-Z0-9_]*)["']\s*\]"""),
+    re.compile(r"""os\.getenv\(\s*["']([A-Z][A-Z0-9_]*)["']"""),
+    re.compile(r"""\b_env\(\s*["']([A-Z][A-Z0-9_]*)["']"""),
+]
+# Read by the code but not deployment settings; each entry says why.
+NOT_DEPLOYMENT_SETTINGS = {
+    "TEMPORAL_CLI": "stack/temporal_server.py: path of the local dev server binary for scripts/demo",
+}
+# Required in the deployment even before a scan finds them: they were being added to the code when
+# this test was written, and a deployment without them must not pass (the case store and the
+# identity-number hash key).
+REQUIRED_SETTINGS = {"DATABASE_URL", "ENROLL_LOOKUP_KEY"}
+# The per-department URLs must default to empty, so Settings falls back to ENROLL_STANDINS_URL.
+DEPARTMENT_URLS = (
+    "ENROLL_PUBLIC_SECURITY_URL", "ENROLL_SOCIAL_INSURANCE_URL", "ENROLL_NATURAL_RESOURCES_URL", "ENROLL_PLATFORM_URL",
+)
+SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|(^|_)KEY($|_)")
+# A required reference with no default: ${NAME}, ${NAME:?message} or ${NAME?message}.
+SECRET_REFERENCE = re.compile(r"\$\{[A-Z][A-Z0-9_]*(:?\?[^}]*)?\}")
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def load_compose(text: str | None = None) -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8") if text is None else text)
+
+
+def resolve(value) -> str:
+    """The value compose would use with nothing set: defaults applied, required ones as <NAME>."""
+
+    def substitute(match: re.Match) -> str:
+        name, op, arg = match.groups()
+        if op in (":-", "-"):
+            return arg
+        if op in (":?", "?"):
+            return f"<{name}>"
+        return ""
+
+    return INTERPOLATION.sub(substitute, str(value)).replace("$$", "$")
+
+
+def command_of(service: dict) -> list[str]:
+    command = service.get("command", [])
+    return command.split() if isinstance(command, str) else [str(part) for part in command]
+
+
+def env_of(service: dict) -> dict:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return env
+
+
+def project_services(compose: dict) -> dict[str, dict]:
+    return {name: svc for name, svc in compose["services"].items() if "build" in svc}
+
+
+def worker_services(compose: dict) -> dict[str, dict]:
+    return {name: svc for name, svc in compose["services"].items() if command_of(svc)[:3] == ["python", "-m", "workers"]}
+
+
+def depends_on(service: dict) -> dict[str, dict]:
+    deps = service.get("depends_on") or {}
+    return {name: {"condition": "service_started"} for name in deps} if isinstance(deps, list) else deps
+
+
+def flag_value(command: list[str], flag: str) -> str:
+    assert flag in command, f"{flag} missing from {command}"
+    return command[command.index(flag) + 1]
+
+
+def installed_packages() -> list[str]:
+    return [pattern.rstrip("*").rstrip(".") for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]]
+
+
+def settings_read_by_code() -> set[str]:
+    folders = sorted(set(SCANNED_DIRS) | set(installed_packages()))
+    names = set()
+    for folder in folders:
+        for source in (ROOT / folder).rglob("*.py"):
+            text = source.read_text(encoding="utf-8")
+            for pattern in ENV_READ_PATTERNS:
+                names.update(pattern.findall(text))
+    return names
+
+
+def deployment_settings() -> set[str]:
+    read = settings_read_by_code()
+    relevant = {name for name in read if name.startswith(("TEMPORAL_", "ENROLL_")) or name == "DATABASE_URL"}
+    return (relevant - set(NOT_DEPLOYMENT_SETTINGS)) | REQUIRED_SETTINGS
+
+
+def worker_roles() -> tuple[str, ...]:
+    tree = ast.parse((ROOT / "workers" / "build.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "ROLES" for t in node.targets):
+            return tuple(ast.literal_eval(node.value))
+    raise AssertionError("workers/build.py defines no ROLES")
+
+
+def container_port(mapping) -> int:
+    if isinstance(mapping, dict):
+        return int(mapping["target"])
+    return int(resolve(mapping).split("/")[0].rsplit(":", 1)[-1])
+
+
+def named_volumes(service: dict) -> set[str]:
+    names = set()
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            if volume.get("type", "volume") == "volume" and volume.get("source"):
+                names.add(volume["source"])
+        else:
+            source = str(volume).split(":", 1)[0]
+            if ":" in str(volume) and not source.startswith((".", "/", "~", "$")):
+                names.add(source)
+    return names
+
+
+def bind_mounts(service: dict) -> list[tuple[str, str]]:
+    mounts = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str) and volume.startswith((".", "/")):
+            source, target = volume.split(":")[:2]
+            mounts.append((source, target))
+    return mounts
+
+
+def walk_environments(compose: dict):
+    """(where, name, raw value) of every environment entry, and of every top-level x- block of settings."""
+    for name, svc in compose["services"].items():
+        for key, value in env_of(svc).items():
+            yield f"services.{name}", key, value
+    for key, block in compose.items():
+        if key.startswith("x-") and isinstance(block, dict):
+            for name, value in block.items():
+                if isinstance(value, (str, int, float)) or value is None:
+                    yield key, name, value
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def check_services_exist(compose: dict) -> None:
+    missing = EXPECTED_SERVICES - set(compose["services"])
+    assert not missing, f"services missing from docker-compose.yml: {sorted(missing)}"
+
+
+def check_images_pinned(compose: dict) -> None:
+    version = PYPROJECT["project"]["version"]
+    for name, svc in compose["services"].items():
+        assert "image" in svc or "build" in svc, f"{name}: neither image nor build"
+        if "build" in svc:
+            build = svc["build"]
+            assert isinstance(build, dict), f"{name}: build must name deploy/Dockerfile"
+            assert build.get("dockerfile") == "deploy/Dockerfile", f"{name}: must build from deploy/Dockerfile"
+            assert (ROOT / build.get("context", ".")).resolve() == ROOT, f"{name}: build context must be the repository root"
+        if "image" in svc:
+            image = resolve(svc["image"])
+            repository, _, tag = image.rpartition(":")
+            assert repository and "/" not in tag, f"{name}: image {image!r} has no tag"
+            assert tag != "latest", f"{name}: image {image!r} is not pinned"
+            if "build" in svc:
+                assert tag == version, f"{name}: the project image tag {tag!r} should follow pyproject's version {version!r}"
+
+
+def check_settings_block(compose: dict) -> None:
+    block = compose.get(ENV_BLOCK)
+    assert isinstance(block, dict), f"docker-compose.yml has no {ENV_BLOCK} block"
+    missing = deployment_settings() - set(block)
+    assert not missing, f"settings the code reads but {ENV_BLOCK} does not set: {sorted(missing)}"
+    for name in SETTINGS_SERVICES:
+        env = env_of(compose["services"][name])
+        not_passed = set(block) - set(env)
+        assert not not_passed, f"{name}: settings from {ENV_BLOCK} not passed: {sorted(not_passed)}"
+        changed = {key for key in block if env[key] != block[key]}
+        assert not changed, f"{name}: overrides shared settings {sorted(changed)}; keep one source"
+    for name in DEPARTMENT_URLS:
+        assert resolve(block[name]) == "", f"{name} must default to empty so the code falls back to ENROLL_STANDINS_URL"
+    assert resolve(block["ENROLL_LOG_FORMAT"]) == "json", "production logs are JSON"
+    assert resolve(block["ENROLL_ROUTING_PHASE"]) == "auto"
+    assert resolve(block["ENROLL_PHASE_TWO_FROM"]) == "2024-09-01"
+
+
+def check_worker_roles(compose: dict) -> None:
+    roles = worker_roles()
+    by_role: dict[str, list[str]] = {}
+    for name, svc in worker_services(compose).items():
+        command = command_of(svc)
+        role = flag_value(command, "--role")
+        assert role in roles, f"{name}: role {role!r} is not one of workers/build.py ROLES {roles}"
+        by_role.setdefault(role, []).append(name)
+    for role in roles:
+        assert len(by_role.get(role, [])) == 1, f"role {role!r}: expected one worker service, found {by_role.get(role, [])}"
+
+
+def check_temporal_address(compose: dict) -> None:
+    address = resolve(compose[ENV_BLOCK]["TEMPORAL_ADDRESS"])
+    host, _, port = address.rpartition(":")
+    assert host == TEMPORAL_SERVICE and host in compose["services"], f"TEMPORAL_ADDRESS {address!r} is not the temporal service"
+    assert int(port) == TEMPORAL_FRONTEND_PORT, f"TEMPORAL_ADDRESS {address!r}: the frontend listens on {TEMPORAL_FRONTEND_PORT}"
+    temporal = compose["services"][TEMPORAL_SERVICE]
+    assert resolve(temporal["image"]).startswith("temporalio/auto-setup:")
+    published = {container_port(p) for p in temporal.get("ports", [])}
+    assert published <= {TEMPORAL_FRONTEND_PORT}, f"temporal publishes unexpected ports {published}"
+
+
+def check_temporal_persistence(compose: dict) -> None:
+    services = compose["services"]
+    env = env_of(services[TEMPORAL_SERVICE])
+    assert env.get("DB") == "postgres12", "temporal: DB=postgres12"
+    seeds = env.get("POSTGRES_SEEDS")
+    assert seeds == TEMPORAL_DB_SERVICE, f"temporal: POSTGRES_SEEDS {seeds!r} should be the {TEMPORAL_DB_SERVICE} service"
+    assert resolve(services[seeds]["image"]).startswith("postgres:")
+    assert str(env.get("DB_PORT")) == "5432"
+    db_env = env_of(services[seeds])
+    assert env.get("POSTGRES_USER") == db_env.get("POSTGRES_USER"), "temporal and its database disagree on the user"
+    assert env.get("POSTGRES_PWD") == db_env.get("POSTGRES_PASSWORD"), "temporal and its database disagree on the password"
+    assert depends_on(services[TEMPORAL_SERVICE]).get(seeds, {}).get("condition") == "service_healthy"
+    # The dynamic config file named in the environment is the one mounted from deploy/.
+    config_path = env.get("DYNAMIC_CONFIG_FILE_PATH")
+    assert config_path, "temporal: DYNAMIC_CONFIG_FILE_PATH missing"
+    in_container = "/etc/temporal/" + config_path
+    for source, target in bind_mounts(services[TEMPORAL_SERVICE]):
+        if in_container.startswith(target.rstrip("/") + "/"):
+            config = ROOT / source / in_container[len(target.rstrip("/")) + 1:]
+            assert config.is_file(), f"{config} (DYNAMIC_CONFIG_FILE_PATH) does not exist"
+            assert isinstance(yaml.safe_load(config.read_text(encoding="utf-8")), dict)
+            break
+    else:
+        raise AssertionError(f"no bind mount provides {in_container}")
+
+
+def check_databases_healthy(compose: dict) -> None:
+    for name, svc in compose["services"].items():
+        if resolve(svc.get("image", "")).startswith("postgres:"):
+            test = " ".join(map(str, svc.get("healthcheck", {}).get("test", [])))
+            assert "pg_isready" in test, f"{name}: needs a pg_isready healthcheck"
+            assert named_volumes(svc), f"{name}: data must live on a named volume"
+
+
+def check_database_url(compose: dict) -> None:
+    raw = str(compose[ENV_BLOCK]["DATABASE_URL"])
+    url = urlsplit(resolve(raw))
+    assert url.scheme in ("postgresql", "postgres"), f"DATABASE_URL scheme {url.scheme!r}"
+    assert url.hostname == CASESTORE_SERVICE and url.hostname in compose["services"], f"DATABASE_URL host {url.hostname!r}"
+    assert (url.port or 5432) == 5432
+    db_env = env_of(compose["services"][CASESTORE_SERVICE])
+    assert url.username == resolve(db_env["POSTGRES_USER"]), "DATABASE_URL user differs from the case store's"
+    assert url.path.lstrip("/") == resolve(db_env.get("POSTGRES_DB", db_env["POSTGRES_USER"])), "DATABASE_URL database"
+    userinfo = re.match(r"^[a-z]+://(?:\$\{[^}]*\}|[^:@$])+:((?:\$\{[^}]*\}|[^@$])+)@", raw)
+    assert userinfo, f"DATABASE_URL {raw!r} has no user:password@"
+    password = userinfo.group(1)
+    assert SECRET_REFERENCE.fullmatch(password), f"DATABASE_URL password must be a ${{...}} reference, not {password!r}"
+    assert password == db_env["POSTGRES_PASSWORD"], "DATABASE_URL and the case store use different password variables"
+
+
+def check_standins(compose: dict) -> None:
+    services = compose["services"]
+    standins = services[STANDINS_SERVICE]
+    command = command_of(standins)
+    assert command[:4] == ["python", "-m", "standins", "serve"], command
+    assert flag_value(command, "--host") == "0.0.0.0", "the stand-ins must listen beyond the container's loopback"
+    assert named_volumes(standins), "the stand-ins' data needs a volume"
+    data = flag_value(command, "--data")
+    assert any(str(v).split(":")[1] == data for v in standins["volumes"]), f"--data {data} is not on a volume"
+    assert flag_value(command, "--policies") == resolve(compose[ENV_BLOCK]["ENROLL_POLICIES_DIR"])
+    url = urlsplit(resolve(compose[ENV_BLOCK]["ENROLL_STANDINS_URL"]))
+    assert url.hostname == STANDINS_SERVICE, f"ENROLL_STANDINS_URL host {url.hostname!r}"
+    assert url.port == int(flag_value(command, "--port")), "ENROLL_STANDINS_URL port differs from the stand-ins' --port"
+    assert standins.get("profiles") == ["standins"], "the stand-ins run only in the standins profile"
+    profiled = {name for name, svc in services.items() if svc.get("profiles")}
+    assert profiled == {STANDINS_SERVICE}, f"only the stand-ins are optional, not {sorted(profiled - {STANDINS_SERVICE})}"
+
+
+def check_workers_scalable(compose: dict) -> None:
+    workers = worker_services(compose)
+    assert workers, "no worker services"
+    for name, svc in workers.items():
+        assert "container_name" not in svc, f"{name}: container_name prevents --scale"
+        assert not svc.get("ports"), f"{name}: published ports prevent --scale"
+        assert svc.get("restart") == "unless-stopped", f"{name}: restart: unless-stopped"
+        grace = re.fullmatch(r"(\d+)s", str(svc.get("stop_grace_period", "")))
+        assert grace and int(grace.group(1)) >= 30, f"{name}: stop_grace_period must leave activities time to finish"
+    for name, svc in project_services(compose).items():
+        assert "container_name" not in svc, f"{name}: no container_name on project services"
+
+
+def check_ui(compose: dict) -> None:
+    ui = compose["services"][UI_SERVICE]
+    assert resolve(ui["image"]).startswith("temporalio/ui:")
+    assert env_of(ui).get("TEMPORAL_ADDRESS") == f"{TEMPORAL_SERVICE}:{TEMPORAL_FRONTEND_PORT}"
+    assert 8080 in {container_port(p) for p in ui.get("ports", [])}, "the UI must publish its port 8080"
+
+
+def check_volumes(compose: dict) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, svc in compose["services"].items():
+        undeclared = named_volumes(svc) - declared
+        assert not undeclared, f"{name}: volumes not declared at the top level: {sorted(undeclared)}"
+        for source, _ in bind_mounts(svc):
+            assert (ROOT / source).exists(), f"{name}: bind-mount source {source} does not exist"
+
+
+def check_dependencies(compose: dict) -> None:
+    services = compose["services"]
+    for name, svc in services.items():
+        for target, spec in depends_on(svc).items():
+            assert target in services, f"{name} depends on unknown service {target}"
+            if services[target].get("profiles") and not svc.get("profiles"):
+                assert spec.get("required") is False, f"{name} depends on {target}, which runs only in a profile"
+            if target == SETUP_SERVICE:
+                assert spec.get("condition") == "service_completed_successfully", f"{name}: wait for setup to succeed"
+    for name in worker_services(compose):
+        assert SETUP_SERVICE in depends_on(services[name]), f"{name} must start after setup"
+    setup = services[SETUP_SERVICE]
+    assert command_of(setup) == ["enroll", "setup"], "setup runs `enroll setup`"
+    assert str(setup.get("restart")) == "no", 'setup is one-shot: restart: "no"'
+    setup_deps = depends_on(setup)
+    for target in (TEMPORAL_SERVICE, CASESTORE_SERVICE):
+        assert setup_deps.get(target, {}).get("condition") == "service_healthy", f"setup must wait for {target} healthy"
+
+
+def check_no_literal_secrets(compose: dict) -> None:
+    for where, name, value in walk_environments(compose):
+        if SECRET_NAME.search(name):
+            assert value is not None and SECRET_REFERENCE.fullmatch(str(value)), (
+                f"{where}.{name}: secrets must be a required ${{...}} reference (no literal, no default)"
+            )
+
+
+def check_dockerfile(text: str) -> None:
+    instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    froms = [line.split()[1] for line in instructions if line.upper().startswith("FROM ")]
+    assert froms and froms[-1].startswith("python:3.11"), f"the image must be based on python:3.11, not {froms}"
+    users = [line.split()[1] for line in instructions if line.upper().startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "the image must run as a non-root USER"
+    joined = re.sub(r"\\\n\s*", " ", text)
+    assert re.search(r"pip install[^\n]*\s\.(\s|$)", joined), "the image must install the project (pip install .)"
+    assert not re.search(r"pip install[^\n]*\.\[", joined), "no extras (test/dev) in the image"
+    assert "PYTHONUNBUFFERED=1" in joined
+    cmd = [line for line in instructions if line.upper().startswith("CMD ")]
+    assert cmd and "workers" in cmd[-1], "default CMD: python -m workers"
+
+
+def check_build_context() -> None:
+    """What the image needs is not ignored; what must not go in is."""
+    ignored = [line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+               if line.strip() and not line.startswith("#")]
+    needed = installed_packages() + ["pyproject.toml", "README.md", "policies"]
+    for path in needed:
+        assert (ROOT / path).exists(), f"{path} is missing from the repository"
+        assert not any(fnmatch.fnmatch(path, pattern) for pattern in ignored), f"{path} is excluded from the image"
+    assert ".env" in ignored, "the build context must exclude .env"
+
+
+def check_package_data() -> None:
+    """Non-Python files inside the packages are declared, since the image installs with `pip install .`."""
+    declared = PYPROJECT["tool"]["setuptools"].get("package-data", {})
+    for package in installed_packages():
+        for path in (ROOT / package).rglob("*"):
+            if path.is_dir() or "__pycache__" in path.parts or path.suffix in (".py", ".pyc"):
+                continue
+            relative = path.relative_to(ROOT).as_posix()
+            covered = False
+            for key, patterns in declared.items():
+                base = "" if key in ("", "*") else key.replace(".", "/") + "/"
+                if relative.startswith(base):
+                    rest = relative[len(base):]
+                    covered |= any(fnmatch.fnmatch(rest, p) or fnmatch.fnmatch(path.name, p) for p in patterns)
+            assert covered, f"{relative} would be missing from the installed package: add it to [tool.setuptools.package-data]"
+
+
+# --- tests on the real files ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_compose()
+
+
+COMPOSE_CHECKS = [
+    check_services_exist, check_images_pinned, check_settings_block, check_worker_roles, check_temporal_address,
+    check_temporal_persistence, check_databases_healthy, check_database_url, check_standins, check_workers_scalable,
+    check_ui, check_volumes, check_dependencies, check_no_literal_secrets,
+]
+
+
+@pytest.mark.parametrize("check", COMPOSE_CHECKS, ids=lambda check: check.__name__)
+def test_compose(compose: dict, check: Callable[[dict], None]) -> None:
+    check(compose)
+
+
+def test_dockerfile() -> None:
+    check_dockerfile(DOCKERFILE.read_text(encoding="utf-8"))
+
+
+def test_build_context() -> None:
+    check_build_context()
+
+
+def test_package_data() -> None:
+    check_package_data()
+
+
+def test_settings_scan_finds_what_the_code_reads() -> None:
+    read = settings_read_by_code()
+    # The scan works (these have long been read through _env and os.environ.get) ...
+    assert {"TEMPORAL_ADDRESS", "ENROLL_STANDINS_URL", "ENROLL_LOG_FORMAT"} <= read
+    # ... and the exclusions are still read somewhere; otherwise drop them from the list.
+    assert set(NOT_DEPLOYMENT_SETTINGS) <= read
+
+
+def test_env_example_documents_the_secrets(compose: dict) -> None:
+    required = set()
+    for _, _, value in walk_environments(compose):
+        required.update(name for name, op, _ in INTERPOLATION.findall(str(value)) if op in (":?", "?"))
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(encoding="utf-8"), re.MULTILINE))
+    assert required and required <= documented, f"deploy/.env.example lacks {sorted(required - documented)}"
+
+
+# --- the checks catch what they guard --------------------------------------------------------------
+
+
+def _set(path: str, value) -> Callable[[dict], None]:
+    def mutate(doc: dict) -> None:
+        *parents, last = path.split("/")
+        node = doc
+        for key in parents:
+            node = node[key]
+        if value is _DELETE:
+            del node[last]
+        else:
+            node[last] = value
+
+    return mutate
+
+
+_DELETE = object()
+MUTATIONS = [
+    ("lookup key dropped", _set(f"{ENV_BLOCK}/ENROLL_LOOKUP_KEY", _DELETE), check_settings_block),
+    ("database url dropped", _set(f"{ENV_BLOCK}/DATABASE_URL", _DELETE), check_settings_block),
+    ("routing phase dropped", _set(f"{ENV_BLOCK}/ENROLL_ROUTING_PHASE", _DELETE), check_settings_block),
+    ("department url default", _set(f"{ENV_BLOCK}/ENROLL_PLATFORM_URL", "http://x"), check_settings_block),
+    ("worker without settings", _set("services/case-worker/environment", {"TEMPORAL_ADDRESS": "temporal:7233"}), check_settings_block),
+    ("verification worker gone", _set("services/verification-worker", _DELETE), check_worker_roles),
+    ("unknown role", _set("services/case-worker/command", ["python", "-m", "workers", "--role", "cases"]), check_worker_roles),
+    ("wrong temporal port", _set(f"{ENV_BLOCK}/TEMPORAL_ADDRESS", "temporal:7234"), check_temporal_address),
+    ("wrong temporal host", _set(f"{ENV_BLOCK}/TEMPORAL_ADDRESS", "localhost:7233"), check_temporal_address),
+    ("temporal on another db", _set("services/temporal/environment/POSTGRES_SEEDS", "casestore-db"), check_temporal_persistence),
+    ("dynamic config missing", _set("services/temporal/environment/DYNAMIC_CONFIG_FILE_PATH", "config/dynamicconfig/nope.yaml"), check_temporal_persistence),
+    ("database url host", _set(f"{ENV_BLOCK}/DATABASE_URL", "postgresql://enrollment:${CASESTORE_DB_PASSWORD:?x}@postgresql:5432/enrollment"), check_database_url),
+    ("database url literal password", _set(f"{ENV_BLOCK}/DATABASE_URL", "postgresql://enrollment:hunter2@casestore-db:5432/enrollment"), check_database_url),
+    ("standins port", _set(f"{ENV_BLOCK}/ENROLL_STANDINS_URL", "http://standins:8701"), check_standins),
+    ("standins not optional", _set("services/standins/profiles", _DELETE), check_standins),
+    ("container name", _set("services/verification-worker/container_name", "verifier"), check_workers_scalable),
+    ("worker port", _set("services/case-worker/ports", ["9000:9000"]), check_workers_scalable),
+    ("ui without port", _set("services/temporal-ui/ports", _DELETE), check_ui),
+    ("undeclared volume", _set("volumes/standins-data", _DELETE), check_volumes),
+    ("setup merely started", _set("services/case-worker/depends_on/setup/condition", "service_started"), check_dependencies),
+    ("unknown dependency", _set("services/setup/depends_on/temporal-server", {"condition": "service_healthy"}), check_dependencies),
+    ("literal db password", _set("services/casestore-db/environment/POSTGRES_PASSWORD", "secret"), check_no_literal_secrets),
+    ("defaulted lookup key", _set(f"{ENV_BLOCK}/ENROLL_LOOKUP_KEY", "${ENROLL_LOOKUP_KEY:-dev}"), check_no_literal_secrets),
+    ("latest image", _set("services/temporal-ui/image", "temporalio/ui:latest"), check_images_pinned),
+    ("untagged image", _set("services/postgresql/image", "postgres"), check_images_pinned),
+    ("other dockerfile", _set("services/standins/build", {"context": ".", "dockerfile": "Dockerfile"}), check_images_pinned),
+    ("no pg_isready", _set("services/casestore-db/healthcheck", _DELETE), check_databases_healthy),
+]
+
+
+@pytest.mark.parametrize(("mutate", "check"), [m[1:] for m in MUTATIONS], ids=[m[0] for m in MUTATIONS])
+def test_check_catches(compose: dict, mutate: Callable[[dict], None], check: Callable[[dict], None]) -> None:
+    broken = copy.deepcopy(compose)  # keeps the anchors shared, as an edit of the file would
+    mutate(broken)
+    with pytest.raises(AssertionError):
+        check(broken)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [("USER enroll", "USER root"), ("FROM python:3.11-slim", "FROM python:3.12-slim"), ("pip install --no-deps .", "pip install --no-deps .[test]")],
+)
+def test_dockerfile_check_catches(old: str, new: str) -> None:
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    assert old in text
+    with pytest.raises(AssertionError):
+        check_dockerfile(text.replace(old, new))
