@@ -8,27 +8,19 @@ cases by search attribute works) and to the stand-ins over HTTP.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from stack import temporal_server
+from tests.processes import case_status, enroll, eventually, needs_temporal_cli, product_environment, start_dev_server, start_worker
 
-BIN = Path(sys.executable).parent
-
-pytestmark = pytest.mark.skipif(temporal_server.find_cli() is None, reason="Temporal CLI not built: run scripts/install")
+pytestmark = needs_temporal_cli
 
 
 @pytest.fixture(scope="module")
 async def dev_server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("temporal")
-    server = temporal_server.start(folder / "temporal.db", port=temporal_server.free_port(), ui_port=temporal_server.free_port(), log_file=folder / "server.log")
-    await temporal_server.wait_until_serving(server.address)
+    server = await start_dev_server(tmp_path_factory.mktemp("temporal"))
     yield server
     server.stop()
 
@@ -37,46 +29,15 @@ async def dev_server(tmp_path_factory):
 def environment(dev_server, standins, database_url) -> dict[str, str]:
     httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
     httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
-    return {
-        **os.environ,
-        "TEMPORAL_ADDRESS": dev_server.address,
-        "ENROLL_STANDINS_URL": standins.base_url,
-        "ENROLL_ROUTING_PHASE": "phase_one",
-        "ENROLL_HTTP_TIMEOUT_SECONDS": "2",
-        "DATABASE_URL": database_url,
-        "ENROLL_LOOKUP_KEY": "end-to-end-test-key",
-    }
+    return product_environment(dev_server.address, standins.base_url, database_url)
 
 
 @pytest.fixture(scope="module")
 def worker(environment, tmp_path_factory):
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with open(log, "wb") as output:
-        process = subprocess.Popen([str(BIN / "python"), "-m", "workers"], env=environment, stdout=output, stderr=subprocess.STDOUT)
-    yield log
+    process = start_worker(environment, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield process
     process.terminate()
-    process.wait(15)
-
-
-def enroll(environment, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "enroll"), *args], env=environment, capture_output=True, text=True, timeout=60)
-
-
-def eventually(check, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        outcome = check()
-        if outcome:
-            return outcome
-        if time.monotonic() > deadline:
-            raise AssertionError("not reached in time")
-        time.sleep(0.3)
-
-
-def case_status(environment, application_id: str) -> dict:
-    done = enroll(environment, "status", application_id)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    process.wait(60)
 
 
 def test_submit_review_and_see_the_result_at_the_platform(environment, worker, population, tmp_path):
@@ -121,6 +82,20 @@ def test_submit_review_and_see_the_result_at_the_platform(environment, worker, p
 
     late = enroll(environment, "withdraw", target["application_id"], "--reason", "太晚了")
     assert late.returncode == 1 and "already finished" in late.stderr
+
+    archived = eventually(lambda: len((a := json.loads(enroll(environment, "archive", target["application_id"]).stdout))["archive"]) == 3 and a)
+    assert archived["case"]["status"] == "approved" and target["student"]["id_number"] not in json.dumps(archived, ensure_ascii=False)
+    assert [event["step"] for event in archived["events"]] == [entry["step"] for entry in final["timeline"]]
+    listed = [json.loads(line) for line in enroll(environment, "cases", "--district", district, "--status", "approved").stdout.splitlines()]
+    assert target["application_id"] in [row["application_id"] for row in listed]
+
+
+def test_setup_is_idempotent(environment):
+    first = enroll(environment, "setup")
+    second = enroll(environment, "setup")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert json.loads(second.stdout)["migrations_applied"] == []
+    assert "CaseStatus" in json.loads(second.stdout)["search_attributes"]
 
 
 def test_offline_registration_school_selection_and_withdrawal_from_the_command_line(environment, worker, population):

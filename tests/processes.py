@@ -1,0 +1,65 @@
+"""Running the product as separate processes, the way operators do: dev server, workers, `enroll`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stack import temporal_server
+
+BIN = Path(sys.executable).parent
+
+needs_temporal_cli = pytest.mark.skipif(temporal_server.find_cli() is None, reason="Temporal CLI not built: run scripts/install")
+
+
+async def start_dev_server(folder: Path, port: int | None = None) -> temporal_server.DevServer:
+    server = temporal_server.start(
+        folder / "temporal.db", port=port or temporal_server.free_port(), ui_port=temporal_server.free_port(), log_file=folder / "server.log"
+    )
+    await temporal_server.wait_until_serving(server.address)
+    return server
+
+
+def product_environment(temporal_address: str, standins_url: str, database_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": temporal_address,
+        "ENROLL_STANDINS_URL": standins_url,
+        "ENROLL_ROUTING_PHASE": "phase_one",
+        "ENROLL_HTTP_TIMEOUT_SECONDS": "2",
+        "DATABASE_URL": database_url,
+        "ENROLL_LOOKUP_KEY": "end-to-end-test-key",
+        **extra,
+    }
+
+
+def start_worker(environment: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as output:
+        return subprocess.Popen([str(BIN / "python"), "-m", "workers"], env=environment, stdout=output, stderr=subprocess.STDOUT)
+
+
+def enroll(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "enroll"), *args], env=environment, capture_output=True, text=True, timeout=60)
+
+
+def eventually(check, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        outcome = check()
+        if outcome:
+            return outcome
+        if time.monotonic() > deadline:
+            raise AssertionError("not reached in time")
+        time.sleep(0.3)
+
+
+def case_status(environment: dict[str, str], application_id: str) -> dict:
+    done = enroll(environment, "status", application_id)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

@@ -1,0 +1,95 @@
+"""Restarting the Temporal dev server and killing the worker in the middle of a batch loses no case."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from collections import Counter
+
+import httpx
+
+from enrollment.case import ReviewSignal
+from starter.cases import case_handle, case_status as query_status
+from store import cases as store
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from tests.processes import enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
+from workflows.enrollment_case import EnrollmentCase
+
+pytestmark = needs_temporal_cli
+
+# Where each generated scenario comes to rest before anyone acts on it.
+RESTING = {
+    "online_review": "awaiting_review",
+    "offline_review": "awaiting_review",
+    "await_school_choice": "awaiting_school_selection",
+    "offline_registration": "awaiting_offline_registration",
+    "not_eligible": "not_eligible",
+}
+
+
+async def statuses(client: Client, application_ids: list[str]) -> dict[str, str]:
+    views = await asyncio.gather(*(query_status(client, app_id) for app_id in application_ids))
+    return {view.application_id: view.status for view in views}
+
+
+async def test_server_restart_and_worker_kill_mid_batch_lose_no_case(tmp_path, standins, population, database_url, store_pool):
+    httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
+    httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
+    # Slow departments keep verifications in flight while the server and the worker go down.
+    for service in ("hukou", "residence_permit", "social_insurance", "property"):
+        httpx.put(f"{standins.base_url}/admin/faults/{service}", json={"latency": {"median_ms": 300, "p99_ms": 900}}).raise_for_status()
+    batch = population.applications[20:60]
+    path = tmp_path / "batch.jsonl"
+    path.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in batch), encoding="utf-8")
+    ids = [a["application_id"] for a in batch]
+
+    folder = tmp_path / "temporal"
+    folder.mkdir()
+    server = await start_dev_server(folder)
+    port = int(server.address.rsplit(":", 1)[1])
+    environment = product_environment(server.address, standins.base_url, database_url)
+    worker = start_worker(environment, tmp_path / "worker.log")
+    try:
+        submitted = enroll(environment, "submit", str(path))
+        assert Counter(json.loads(line)["result"] for line in submitted.stdout.splitlines()) == {"started": len(batch)}
+
+        server.stop()
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        server = await start_dev_server(folder, port=port)
+        worker = start_worker(environment, tmp_path / "worker.log")
+
+        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        expected = {app_id: RESTING[population.expectations[app_id]["expected_route"]] for app_id in ids}
+        for _ in range(240):
+            current = await statuses(client, ids)
+            if current == expected:
+                break
+            await asyncio.sleep(0.5)
+        assert current == expected, {k: (v, expected[k]) for k, v in current.items() if v != expected[k]}
+
+        for app_id in [a for a, status in expected.items() if status == "awaiting_review"]:
+            district = population.expectations[app_id]["district_code"]
+            await case_handle(client, app_id).signal(
+                EnrollmentCase.review, ReviewSignal(reviewer_id="r-01", district_code=district, decision="approve", opinion="同意")
+            )
+        finished = [a for a, status in expected.items() if status in ("awaiting_review", "not_eligible")]
+        for _ in range(240):
+            views = await asyncio.gather(*(query_status(client, app_id) for app_id in finished))
+            if all(view.platform_synced for view in views):
+                break
+            await asyncio.sleep(0.5)
+        assert all(view.platform_synced for view in views)
+    finally:
+        worker.terminate()
+        worker.wait(60)
+        server.stop()
+
+    for view in views:
+        record = httpx.get(f"{standins.base_url}/platform/v1/cases/{view.application_id}").json()
+        assert len(record["result"]) == 1, f"{view.application_id} has {len(record['result'])} results"
+        stored = await store.case_record(store_pool, view.application_id)
+        assert [e["seq"] for e in stored["events"]] == list(range(len(view.timeline)))
+        assert len(stored["archive"]) == 3
