@@ -362,21 +362,11 @@ class EnrollmentCase:
         await workflow.execute_activity_method(
             ArchiveActivities.record_progress,
             CaseSnapshot(
-                application_id=app.application_id,
+                **self._key_fields(),
                 workflow_id=workflow.info().workflow_id,
-                status=self._status,
                 progress=upto,
-                routing_phase=self._phase,
-                channel=app.channel,
-                stage=app.stage,
-                registration_type=app.registration_type,
-                district_code=app.district_code,
-                school_year=app.school_year,
-                policy_version=self._policy.version if self._policy else None,
                 student_id_number=app.student.id_number,
                 guardian_id_numbers=[g.id_number for g in app.guardians],
-                auto_filled_count=len(self._element_sources),
-                platform_synced=self._platform_synced,
                 submitted_at=self._timeline[0].at,
                 first_seq=self._stored,
                 events=self._timeline[self._stored : upto],
@@ -541,26 +531,32 @@ class EnrollmentCase:
     def status(self) -> CaseStatusView:
         return self._view()
 
-    def _view(self) -> CaseStatusView:
+    def _key_fields(self) -> dict:
+        """What the status view and the case store's row both say about the case."""
         app = self._application
+        return {
+            "application_id": app.application_id,
+            "status": self._status,
+            "routing_phase": self._phase,
+            "channel": app.channel,
+            "stage": app.stage,
+            "registration_type": app.registration_type,
+            "district_code": app.district_code,
+            "school_year": app.school_year,
+            "policy_version": self._policy.version if self._policy else None,
+            "auto_filled_count": len(self._element_sources),
+            "platform_synced": self._platform_synced,
+        }
+
+    def _view(self) -> CaseStatusView:
         return CaseStatusView(
-            application_id=app.application_id,
-            status=self._status,
-            routing_phase=self._phase,
-            channel=app.channel,
-            stage=app.stage,
-            registration_type=app.registration_type,
-            district_code=app.district_code,
-            school_year=app.school_year,
-            policy_version=self._policy.version if self._policy else None,
+            **self._key_fields(),
             eligibility_problems=self._problems,
             verifications=self._verifications,
-            auto_filled_count=len(self._element_sources),
             auto_filled=self._element_sources,
             school_choice=self._school_choice,
             materials=self._materials,
             review=self._reviews[-1] if self._reviews else None,
             reviews=self._reviews,
-            platform_synced=self._platform_synced,
             timeline=self._timeline,
         )
