@@ -63,6 +63,12 @@ async def store_pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
 LOOKUP_KEY = b"test-lookup-key"
 
 
+async def empty_store(pool: AsyncConnectionPool) -> None:
+    """Tests reuse the generated application ids, so each starts from an empty case store."""
+    async with pool.connection() as conn:
+        await conn.execute("TRUNCATE archive_documents, case_events, cases")
+
+
 @pytest.fixture(scope="session")
 def standins(population: Population) -> RunningStandins:
     running = start_in_thread(population)
@@ -167,7 +173,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-def stack(env: WorkflowEnvironment, standins: RunningStandins, population: Population, store_pool) -> Stack:
+async def stack(env: WorkflowEnvironment, standins: RunningStandins, population: Population, store_pool) -> Stack:
+    await empty_store(store_pool)
     test_stack = Stack(env, standins, population, store_pool)
     test_stack.admin.delete("/admin/faults").raise_for_status()
     test_stack.admin.post("/admin/reset").raise_for_status()

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import empty_store
 from tests.processes import case_status, enroll, eventually, needs_temporal_cli, product_environment, start_dev_server, start_worker
 
 pytestmark = needs_temporal_cli
@@ -26,7 +27,8 @@ async def dev_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def environment(dev_server, standins, database_url) -> dict[str, str]:
+async def environment(dev_server, standins, database_url, store_pool) -> dict[str, str]:
+    await empty_store(store_pool)
     httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
     httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
     return product_environment(dev_server.address, standins.base_url, database_url)

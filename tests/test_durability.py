@@ -14,6 +14,7 @@ from starter.cases import case_handle, case_status as query_status
 from store import cases as store
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from tests.conftest import empty_store
 from tests.processes import enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
 from workflows.enrollment_case import EnrollmentCase
 
@@ -35,6 +36,7 @@ async def statuses(client: Client, application_ids: list[str]) -> dict[str, str]
 
 
 async def test_server_restart_and_worker_kill_mid_batch_lose_no_case(tmp_path, standins, population, database_url, store_pool):
+    await empty_store(store_pool)
     httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
     httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
     # Slow departments keep verifications in flight while the server and the worker go down.
@@ -91,5 +93,5 @@ async def test_server_restart_and_worker_kill_mid_batch_lose_no_case(tmp_path, s
         record = httpx.get(f"{standins.base_url}/platform/v1/cases/{view.application_id}").json()
         assert len(record["result"]) == 1, f"{view.application_id} has {len(record['result'])} results"
         stored = await store.case_record(store_pool, view.application_id)
-        assert [e["seq"] for e in stored["events"]] == list(range(len(view.timeline)))
+        assert [e["seq"] for e in stored["events"]] == list(range(len(view.timeline))), ([e["step"] for e in stored["events"]], [e.step for e in view.timeline])
         assert len(stored["archive"]) == 3
