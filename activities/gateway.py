@@ -2,27 +2,52 @@
 
 Transport errors, timeouts, 5xx and 429 are transient: they raise retryable
 errors and the activity's retry policy decides how long to keep trying. Other
-4xx mean the request itself is wrong, so retrying cannot help. A response is
-read up to a bound and must be a JSON object before anything trusts it.
+4xx mean the request itself is wrong, so retrying cannot help. An HTTP 200 is
+not trusted either: the whole exchange must end within a deadline (httpx's own
+timeouts apply to each read, so a body dripped a few bytes at a time would never
+time out), the body is counted as it arrives and abandoned past a bound, and it
+must be a JSON object before anything reads it. Such a bad answer is retryable
+(`DepartmentBadResponse`, `DepartmentTimeout`): the next attempt may be sound.
+
+Bodies hold identity numbers and names, so no error message and no log line here
+quotes one: they name the URL, the HTTP status, the byte count and the problem.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
+import time
 import uuid
 from datetime import timedelta
 
 import httpx
 from temporalio.exceptions import ApplicationError
 
-from enrollment.verification import Answer, Person
+from enrollment.verification import CODE_FOUND, CODE_NAME_MISMATCH, CODE_NOT_FOUND, Answer, Person
 
 MAX_RESPONSE_BYTES = 1 << 20
+# The deadline for a whole exchange (pool, connect, send, every read) is this many times the client's
+# read timeout (ENROLL_HTTP_TIMEOUT_SECONDS), or DEFAULT_DEADLINE_SECONDS for a client without one.
+DEADLINE_FACTOR = 2.0
+DEFAULT_DEADLINE_SECONDS = 60.0
+# The only answer codes a verifier gives with HTTP 200 (docs/standins.md); anything else is not an answer.
+ANSWER_CODES = frozenset({CODE_FOUND, CODE_NOT_FOUND, CODE_NAME_MISMATCH})
+_QUOTABLE_CODE = re.compile(r"^[0-9]{4}$")
+
+log = logging.getLogger(__name__)
 
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def exchange_deadline(client: httpx.AsyncClient) -> float:
+    """Seconds a whole exchange may take with this client: DEADLINE_FACTOR x its read timeout."""
+    read = client.timeout.read
+    return DEADLINE_FACTOR * read if read else DEFAULT_DEADLINE_SECONDS
 
 
 def _retry_after(response: httpx.Response) -> timedelta | None:
@@ -32,54 +57,118 @@ def _retry_after(response: httpx.Response) -> timedelta | None:
         return None
 
 
-async def post_json(client: httpx.AsyncClient, url: str, body: dict, headers: dict[str, str] | None = None) -> dict:
-    """POST a JSON body and return the JSON object answered, or raise a classed ApplicationError."""
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+class _Exchange:
+    """What is known of one call so far, for the log line when it fails; never the body itself."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.started = time.monotonic()
+        self.status: int | None = None
+        self.received = 0
+
+    def failed(self, problem: str, error_type: str, *, level: int = logging.WARNING, **options) -> ApplicationError:
+        log.log(
+            level, "department call failed: %s %s %s (http=%s, %d bytes read, %.0f ms)",
+            error_type, self.url, problem, self.status if self.status is not None else "-", self.received,
+            (time.monotonic() - self.started) * 1000,
+        )
+        return ApplicationError(f"{self.url} {problem}", type=error_type, **options)
+
+
+async def post_json(
+    client: httpx.AsyncClient,
+    url: str,
+    body: dict,
+    headers: dict[str, str] | None = None,
+    deadline: float | None = None,
+) -> dict:
+    """POST a JSON body and return the JSON object answered, or raise a classed ApplicationError.
+
+    `deadline`: seconds for the whole exchange; by default `exchange_deadline(client)`.
+    """
+    deadline = exchange_deadline(client) if deadline is None else deadline
+    call = _Exchange(url)
+    # An encoded body is refused, not inflated: a few KiB of gzip can decode to gigabytes, and the
+    # bound below counts the bytes that cross the wire.
+    headers = {**(headers or {}), "Accept-Encoding": "identity"}
     try:
-        async with client.stream("POST", url, json=body, headers=headers) as response:
-            content = bytearray()
-            async for chunk in response.aiter_bytes():
-                content += chunk
-                if len(content) > MAX_RESPONSE_BYTES:
-                    raise ApplicationError(f"response from {url} exceeds {MAX_RESPONSE_BYTES} bytes", type="DepartmentBadResponse")
+        async with asyncio.timeout(deadline):
+            async with client.stream("POST", url, json=body, headers=headers) as response:
+                call.status = response.status_code
+                if response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+                    raise call.failed("answered with a content encoding it was not asked for", "DepartmentBadResponse")
+                content = bytearray()
+                async for chunk in response.aiter_raw():
+                    call.received += len(chunk)
+                    if call.received > MAX_RESPONSE_BYTES:
+                        # Leaving the block closes the connection: the rest is never read.
+                        raise call.failed(f"answered more than {MAX_RESPONSE_BYTES} bytes", "DepartmentBadResponse")
+                    content += chunk
+    except TimeoutError:
+        raise call.failed(f"sent no complete answer within {deadline:g} s", "DepartmentTimeout") from None
     except httpx.TimeoutException as exc:
-        raise ApplicationError(f"{url} timed out ({type(exc).__name__})", type="DepartmentTimeout") from None
+        raise call.failed(f"timed out ({type(exc).__name__})", "DepartmentTimeout", level=logging.INFO) from None
     except httpx.TransportError as exc:
-        raise ApplicationError(f"{url} unreachable ({type(exc).__name__})", type="DepartmentUnreachable") from None
+        raise call.failed(f"unreachable ({type(exc).__name__})", "DepartmentUnreachable", level=logging.INFO) from None
 
     status = response.status_code
     if status == 429:
-        raise ApplicationError(f"{url} is rate limiting", type="DepartmentRateLimited", next_retry_delay=_retry_after(response))
+        raise call.failed("is rate limiting", "DepartmentRateLimited", level=logging.INFO, next_retry_delay=_retry_after(response))
     if status >= 500:
-        raise ApplicationError(f"{url} answered HTTP {status}", type="DepartmentUnavailable")
+        raise call.failed(f"answered HTTP {status}", "DepartmentUnavailable", level=logging.INFO)
     if status >= 400:
-        raise ApplicationError(f"{url} refused the request: HTTP {status}", type="DepartmentRejectedRequest", non_retryable=True)
+        raise call.failed(f"refused the request: HTTP {status}", "DepartmentRejectedRequest", non_retryable=True)
     try:
-        answer = json.loads(content)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ApplicationError(f"{url} answered malformed JSON", type="DepartmentBadResponse") from None
+        # Not only JSONDecodeError: bad UTF-8, NaN/Infinity, integers past Python's digit limit (all
+        # ValueError) and nesting deep enough to exhaust the recursion limit are malformed too.
+        answer = json.loads(content, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise call.failed("answered malformed JSON", "DepartmentBadResponse") from None
     if not isinstance(answer, dict):
-        raise ApplicationError(f"{url} answered JSON that is not an object", type="DepartmentBadResponse")
+        raise call.failed("answered JSON that is not an object", "DepartmentBadResponse")
     return answer
 
 
 class Department:
     """One outside party reached over HTTP at a base URL; activity classes for each party build on it."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str):
+    def __init__(self, client: httpx.AsyncClient, base_url: str, deadline: float | None = None):
         self._client = client
         self._base_url = base_url.rstrip("/")
+        self._deadline = deadline  # None: exchange_deadline(client)
 
     async def post(self, path: str, body: dict, headers: dict[str, str] | None = None) -> dict:
-        return await post_json(self._client, f"{self._base_url}{path}", body, headers)
+        return await post_json(self._client, f"{self._base_url}{path}", body, headers, self._deadline)
 
     async def ask_about(self, path: str, person: Person) -> Answer:
-        """Ask a verify endpoint about one person."""
+        """Ask a verify endpoint about one person.
+
+        The record in `data` is judged by enrollment.verification, whose models raise MalformedAnswer
+        (naming fields, never values) for a record of the wrong shape; here only the envelope is checked.
+        """
         request_id = new_request_id()
+        url = f"{self._base_url}{path}"
         answer = await self.post(path, {"request_id": request_id, "id_number": person.id_number, "name": person.name})
-        if answer.get("request_id") != request_id or not isinstance(answer.get("code"), str):
-            raise ApplicationError(f"{path} answered without the request id or a code", type="DepartmentBadResponse")
+        code = answer.get("code")
+        if answer.get("request_id") != request_id or not isinstance(code, str):
+            raise _Exchange(url).failed("answered without the request id or a code", "DepartmentBadResponse")
+        if code not in ANSWER_CODES:
+            # Not "not found": an answer nobody documented must not fail a family's verification.
+            quoted = f" {code!r}" if _QUOTABLE_CODE.match(code) else ""
+            raise _Exchange(url).failed(f"answered an unknown code{quoted}", "DepartmentBadResponse")
         data = answer.get("data")
-        return Answer(code=answer["code"], data=data if isinstance(data, dict) else None)
+        return Answer(code=code, data=data if isinstance(data, dict) else None)
 
     async def ask_about_each(self, path: str, persons: list[Person]) -> list[Answer]:
-        return list(await asyncio.gather(*(self.ask_about(path, person) for person in persons)))
+        """Ask about every person at once; the first failure is raised and the other calls are abandoned."""
+        calls = [asyncio.ensure_future(self.ask_about(path, person)) for person in persons]
+        try:
+            return list(await asyncio.gather(*calls))
+        except BaseException:
+            for call in calls:
+                call.cancel()
+            raise

@@ -36,6 +36,9 @@ class Settings:
     database_url: str | None
     # Secret for the keyed hash of identity numbers; None only with the embedded database.
     lookup_key: str | None
+    # Payload encryption keys `id:base64,...` and the one new payloads use (default: the first).
+    payload_keys: str | None
+    payload_key_id: str | None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -56,6 +59,8 @@ class Settings:
             http_timeout_seconds=float(_env("ENROLL_HTTP_TIMEOUT_SECONDS", "10")),
             database_url=os.environ.get("DATABASE_URL") or None,
             lookup_key=os.environ.get("ENROLL_LOOKUP_KEY") or None,
+            payload_keys=os.environ.get("ENROLL_PAYLOAD_KEYS") or None,
+            payload_key_id=os.environ.get("ENROLL_PAYLOAD_KEY_ID") or None,
         )
 
     def routing_phase_at(self, received_at: dt.datetime) -> str:

@@ -23,11 +23,12 @@ from pathlib import Path
 import httpx
 
 from enrollment.case import CaseStatusView, ReviewSignal
+from enrollment import secrets
 from enrollment.client import connect
 from enrollment.policy import policy_book
 from enrollment.settings import Settings
 from stack import temporal_server
-from store.database import EMBEDDED_DATA, embedded, migrate, open_pool, resolve_lookup_key, resolve_url
+from store.database import EMBEDDED_DATA, embedded, migrate, open_pool, resolve_url
 from starter.cases import case_handle
 from starter.intake import submit_file
 from workflows.enrollment_case import EnrollmentCase
@@ -185,7 +186,9 @@ async def run_demo(args) -> None:
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
-            "ENROLL_LOOKUP_KEY": resolve_lookup_key(settings.lookup_key, settings.database_url).decode(),
+            # The children get a DATABASE_URL, so they need the secrets spelled out.
+            "ENROLL_LOOKUP_KEY": secrets.lookup_key(settings).decode(),
+            "ENROLL_PAYLOAD_KEYS": secrets.payload_keys(settings),
         }
         say(f"[1/6] Temporal dev server (state in {data / 'temporal' / 'temporal.db'})")
         server = temporal_server.start(

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 SERVICES = ("hukou", "residence_permit", "social_insurance", "property", "platform")
+HOSTILE_MODES = ("bad_json", "wrong_schema", "huge_body", "slow_drip")
 
 
 class Latency(BaseModel):
@@ -39,6 +40,12 @@ class FaultUpdate(BaseModel):
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     outage: StrictBool = False
     rate_limit_per_second: float | None = Field(default=None, gt=0)
+    # Hostile answers: HTTP 200 that must not be trusted (see standins/hostile.py).
+    bad_json_rate: float = Field(default=0.0, ge=0, le=1)
+    wrong_schema_rate: float = Field(default=0.0, ge=0, le=1)
+    huge_body_rate: float = Field(default=0.0, ge=0, le=1)
+    slow_drip_rate: float = Field(default=0.0, ge=0, le=1)
+    drip_seconds: float = Field(default=30.0, gt=0, le=600)
     seed: int | None = None
 
 
@@ -77,6 +84,13 @@ class ServiceFaults:
     def roll(self, rate: float) -> bool:
         return rate > 0 and self.rng.random() < rate
 
+    def hostile_mode(self) -> str | None:
+        """The hostile answer drawn for this call, if any: one draw per mode with a rate above 0, in order."""
+        for mode in HOSTILE_MODES:
+            if self.roll(getattr(self.config, f"{mode}_rate")):
+                return mode
+        return None
+
     def admit(self, now: float) -> int | None:
         """None if the call is within the rate limit, else the Retry-After seconds.
 
@@ -97,11 +111,14 @@ class ServiceFaults:
 
 
 class ServiceStats:
-    """Calls received (including refused ones), answers by code, and the busiest one-second window."""
+    """Calls received (including refused ones), answers by code, hostile answers by mode, body bytes
+    handed to the network, and the busiest one-second window."""
 
     def __init__(self) -> None:
         self.total = 0
         self.by_code: Counter[str] = Counter()
+        self.hostile: Counter[str] = Counter()
+        self.bytes_sent = 0
         self.recent: deque[float] = deque()
         self.peak_per_second = 0
 
@@ -115,9 +132,17 @@ class ServiceStats:
     def answered(self, code: str) -> None:
         self.by_code[code] += 1
 
+    def spoiled(self, mode: str) -> None:
+        self.hostile[mode] += 1
+
+    def sent(self, size: int) -> None:
+        self.bytes_sent += size
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "total": self.total,
             "by_code": dict(sorted(self.by_code.items())),
+            "hostile": dict(sorted(self.hostile.items())),
+            "bytes_sent": self.bytes_sent,
             "peak_calls_per_second": self.peak_per_second,
         }

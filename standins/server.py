@@ -19,10 +19,11 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from enrollment import identity
+from standins import hostile
 from standins.faults import SERVICES, FaultUpdate, ServiceFaults, ServiceStats
 from standins.population import Population, answer
 
@@ -76,23 +77,44 @@ class _Call:
         self.state, self.service, self.request = state, service, request
         self.started = time.perf_counter()
         self.request_id: str | None = None
+        self.hostile: str | None = None  # the hostile mode drawn for this call, applied to an HTTP 200 answer
+        self.person: tuple[str, str] | None = None  # (name, identity number) asked about, for wrong_schema
         state.stats[service].arrive(time.monotonic())
 
-    def reply(self, status: int, code: str, message: str | None = None, headers=None, **fields) -> JSONResponse:
-        self.state.stats[self.service].answered(code)
+    def reply(self, status: int, code: str, message: str | None = None, headers=None, **fields) -> Response:
+        stats = self.state.stats[self.service]
+        mode = self.hostile if status == 200 else None
+        if mode is None:
+            stats.answered(code)
+        else:
+            stats.spoiled(mode)
         log.info(
-            "%s %s request_id=%s http=%d code=%s %.0fms",
+            "%s %s request_id=%s http=%d code=%s%s %.0fms",
             self.service, self.request.url.path, self.request_id or "-", status, code,
-            (time.perf_counter() - self.started) * 1000,
+            f" hostile={mode}" if mode else "", (time.perf_counter() - self.started) * 1000,
         )
         body = {"code": code, "message": message or MESSAGES[code], "request_id": self.request_id, **fields}
-        return JSONResponse(body, status_code=status, headers=headers)
+        rng, config = self.state.faults[self.service].rng, self.state.faults[self.service].config
+        if mode == "bad_json":
+            return hostile.bad_json(body, rng, stats.sent)
+        if mode == "wrong_schema":
+            body = hostile.wrong_schema(self.service, body, rng, self.person)
+        elif mode == "huge_body":
+            return hostile.huge_body(body, stats.sent)
+        elif mode == "slow_drip":
+            return hostile.slow_drip(body, config.drip_seconds, stats.sent)
+        response = JSONResponse(body, status_code=status, headers=headers)
+        stats.sent(len(response.body))
+        return response
 
     def bad(self, field: str, problem: str) -> JSONResponse:
         return self.reply(400, "4000", f"{MESSAGES['4000']}: {field} {problem}", field=field)
 
-    async def faults(self) -> JSONResponse | None:
-        """Outage, rate limit, latency, timeout and injected error, in that order; None lets the call through."""
+    async def faults(self) -> Response | None:
+        """Outage, rate limit, latency, timeout and injected error, in that order; None lets the call through.
+
+        A call let through may carry a hostile mode, drawn last, that spoils its HTTP 200 answer.
+        """
         faults = self.state.faults[self.service]
         config = faults.config
         if config.outage:
@@ -106,6 +128,7 @@ class _Call:
             return self.reply(504, "5040")
         if faults.roll(config.error_rate):
             return self.reply(500, "5000")
+        self.hostile = faults.hostile_mode()
         return None
 
 
@@ -143,7 +166,7 @@ def create_app(population: Population | Mapping[str, Any]) -> Starlette:
     state = _State(records)
 
     def verifier(service: str):
-        async def verify(request: Request) -> JSONResponse:
+        async def verify(request: Request) -> Response:
             call = _Call(state, service, request)
             body = await _read_json(request)
             if isinstance(body, dict):
@@ -168,12 +191,13 @@ def create_app(population: Population | Mapping[str, Any]) -> Starlette:
             name = body.get("name")
             if not isinstance(name, str) or not name.strip() or len(name.strip()) > 40:
                 return call.bad("name", "缺失或格式错误")
+            call.person = (name.strip(), number)
             found = answer(state.records[service], number, name.strip())  # the answer `judge` expects
             return call.reply(200, found.code, data=found.data)
 
         return verify
 
-    async def platform_push(request: Request) -> JSONResponse:
+    async def platform_push(request: Request) -> Response:
         call = _Call(state, "platform", request)
         body = await _read_json(request)
         call.request_id = _valid_request_id(request.headers.get("x-request-id")) or (

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import signal
 import time
 import warnings
@@ -80,24 +79,6 @@ embedded = EmbeddedDatabase()
 
 def resolve_url(database_url: str | None) -> str:
     return database_url or embedded.url()
-
-
-def resolve_lookup_key(lookup_key: str | None, database_url: str | None) -> bytes:
-    """The identity-number hashing secret: configured, or for the embedded database one kept beside it.
-
-    A real database without a configured key is refused: hashes made with a
-    throw-away key could never be looked up again.
-    """
-    if lookup_key:
-        return lookup_key.encode()
-    if database_url:
-        raise ValueError("ENROLL_LOOKUP_KEY: must be set when DATABASE_URL is (the secret for identity-number hashes)")
-    key_file = EMBEDDED_DATA.parent / "lookup.key"
-    if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(secrets.token_hex(32))
-        key_file.chmod(0o600)
-    return key_file.read_text().strip().encode()
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from psycopg_pool import AsyncConnectionPool
@@ -31,6 +30,7 @@ from store.database import open_pool
 from standins.runner import RunningStandins, start_in_thread
 from starter.intake import start_case
 from workers.build import build_workers, new_http_client
+from tests.processes import TEST_CONVERTER
 from workflows.enrollment_case import EnrollmentCase
 
 TEST_SERVER = shutil.which("temporal-test-server") or str(Path(sys.executable).parent / "temporal-test-server")
@@ -165,7 +165,7 @@ class Stack:
 @pytest.fixture
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=TEST_SERVER
+        data_converter=TEST_CONVERTER, test_server_existing_path=TEST_SERVER
     )
     await ensure_registered(environment.client)
     async with environment:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,10 +11,18 @@ import time
 from pathlib import Path
 
 import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
 
+from enrollment.codec import EncryptionCodec, parse_keys
 from stack import temporal_server
 
 BIN = Path(sys.executable).parent
+# Two keys, the second active: the processes read what either wrote (rotation).
+TEST_PAYLOAD_KEYS = "test-1:" + "A" * 43 + "=,test-2:" + "B" * 43 + "="
+TEST_PAYLOAD_ACTIVE = "test-2"
+TEST_CONVERTER = dataclasses.replace(
+    pydantic_data_converter, payload_codec=EncryptionCodec(parse_keys(TEST_PAYLOAD_KEYS), TEST_PAYLOAD_ACTIVE)
+)
 
 needs_temporal_cli = pytest.mark.skipif(temporal_server.find_cli() is None, reason="Temporal CLI not built: run scripts/install")
 
@@ -35,6 +44,8 @@ def product_environment(temporal_address: str, standins_url: str, database_url: 
         "ENROLL_HTTP_TIMEOUT_SECONDS": "2",
         "DATABASE_URL": database_url,
         "ENROLL_LOOKUP_KEY": "end-to-end-test-key",
+        "ENROLL_PAYLOAD_KEYS": TEST_PAYLOAD_KEYS,
+        "ENROLL_PAYLOAD_KEY_ID": TEST_PAYLOAD_ACTIVE,
         **extra,
     }
 

@@ -59,7 +59,8 @@ REQUIRED_SETTINGS = {"DATABASE_URL", "ENROLL_LOOKUP_KEY"}
 DEPARTMENT_URLS = (
     "ENROLL_PUBLIC_SECURITY_URL", "ENROLL_SOCIAL_INSURANCE_URL", "ENROLL_NATURAL_RESOURCES_URL", "ENROLL_PLATFORM_URL",
 )
-SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|(^|_)KEY($|_)")
+# KEY_ID names which key is active, not key material, so it may have a default.
+SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|(^|_)KEYS?($|_(?!ID$))")
 # A required reference with no default: ${NAME}, ${NAME:?message} or ${NAME?message}.
 SECRET_REFERENCE = re.compile(r"\$\{[A-Z][A-Z0-9_]*(:?\?[^}]*)?\}")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")

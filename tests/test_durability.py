@@ -13,9 +13,8 @@ from enrollment.case import ReviewSignal
 from starter.cases import case_handle, case_status as query_status
 from store import cases as store
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from tests.conftest import empty_store
-from tests.processes import enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
+from tests.processes import TEST_CONVERTER, enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
 from workflows.enrollment_case import EnrollmentCase
 
 pytestmark = needs_temporal_cli
@@ -63,7 +62,7 @@ async def test_server_restart_and_worker_kill_mid_batch_lose_no_case(tmp_path, s
         server = await start_dev_server(folder, port=port)
         worker = start_worker(environment, tmp_path / "worker.log")
 
-        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        client = await Client.connect(server.address, data_converter=TEST_CONVERTER)
         expected = {app_id: RESTING[population.expectations[app_id]["expected_route"]] for app_id in ids}
         for _ in range(240):
             current = await statuses(client, ids)

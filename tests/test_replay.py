@@ -16,17 +16,17 @@ import os
 from pathlib import Path
 
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from enrollment.case import OfflineRegistrationSignal, ReviewSignal, SupplementSignal, WithdrawSignal
+from tests.processes import TEST_CONVERTER
 from workflows.enrollment_case import EnrollmentCase
 
 HISTORIES = Path(__file__).parent / "histories"
 
 
 def replayer() -> Replayer:
-    return Replayer(workflows=[EnrollmentCase], data_converter=pydantic_data_converter)
+    return Replayer(workflows=[EnrollmentCase], data_converter=TEST_CONVERTER)
 
 
 async def test_committed_histories_replay_without_nondeterminism():

@@ -268,10 +268,96 @@ def test_stats_count_calls_by_code_and_peak_second(client, population):
         verify(client, "hukou", guardian["id_number"], guardian["name"])
     verify(client, "hukou", UNKNOWN_NUMBER, "张三")
     stats = client.get("/admin/stats").json()["stats"]
-    assert stats["hukou"] == {"total": 4, "by_code": {"0000": 3, "1001": 1}, "peak_calls_per_second": 4}
+    hukou = stats["hukou"]
+    assert {k: hukou[k] for k in ("total", "by_code", "peak_calls_per_second", "hostile")} == {
+        "total": 4, "by_code": {"0000": 3, "1001": 1}, "peak_calls_per_second": 4, "hostile": {}}
+    assert hukou["bytes_sent"] > 0
     assert stats["property"]["total"] == 0
     client.post("/admin/reset")
     assert client.get("/admin/stats").json()["stats"]["hukou"]["total"] == 0
+
+
+# -- hostile answers ---------------------------------------------------------------------------
+
+def _is_json(content: bytes) -> bool:
+    try:
+        json.loads(content)
+    except ValueError:
+        return False
+    return True
+
+
+def test_bad_json_answers_200_that_is_not_json(client, population):
+    guardian = person_with_all_records(population)
+    client.put("/admin/faults/hukou", json={"bad_json_rate": 1.0, "seed": 3})
+    kinds = set()
+    for _ in range(8):
+        answer = verify(client, "hukou", guardian["id_number"], guardian["name"])
+        assert answer.status_code == 200
+        with pytest.raises(ValueError):
+            json.loads(answer.content)
+        kinds.add(answer.headers["content-type"].split(";")[0])
+    assert kinds == {"application/json", "text/html"}  # truncated JSON and a proxy's error page
+    stats = client.get("/admin/stats").json()["stats"]["hukou"]
+    assert stats["hostile"] == {"bad_json": 8} and stats["by_code"] == {}
+
+
+@pytest.mark.parametrize("service", [*VERIFIER_PATHS, "platform"])
+def test_wrong_schema_answers_0000_with_data_of_the_wrong_shape(client, population, service):
+    guardian = person_with_all_records(population)
+    client.put(f"/admin/faults/{service}", json={"wrong_schema_rate": 1.0})
+    for _ in range(4):
+        if service == "platform":
+            body = client.post("/platform/v1/cases/SC2027-000001/notice", json={}, headers={"Idempotency-Key": "ws"}).json()
+            assert body["code"] == "0000"
+            assert not isinstance(body.get("receipt_id"), str) and not isinstance(body["duplicate"], bool)
+            continue
+        body = verify(client, service, guardian["id_number"], guardian["name"], request_id="ws-1").json()
+        assert (body["code"], body["request_id"]) == ("0000", "ws-1")
+        data = body["data"]
+        assert not isinstance(data, dict) or (set(data) != DATA_FIELDS[service] if service != "property"
+                                              else not isinstance(data["titles"], list) or set(data["titles"][0]) != TITLE_FIELDS)
+    if service == "platform":  # the platform recorded the push before spoiling its answer
+        assert len(client.get("/platform/v1/cases/SC2027-000001").json()["notice"]) == 1
+
+
+def test_huge_body_is_valid_json_of_several_mib(client, population):
+    guardian = person_with_all_records(population)
+    client.put("/admin/faults/property", json={"huge_body_rate": 1.0})
+    answer = verify(client, "property", guardian["id_number"], guardian["name"])
+    assert answer.status_code == 200 and "content-length" not in answer.headers
+    assert len(answer.content) > 5 * 1024 * 1024
+    body = answer.json()
+    assert body["code"] == "0000" and body["data"] == population.records["property"][guardian["id_number"]]["data"]
+    assert client.get("/admin/stats").json()["stats"]["property"]["bytes_sent"] == len(answer.content)
+
+
+def test_slow_drip_outlasts_a_per_read_timeout(client, population):
+    guardian = person_with_all_records(population)
+    client.put("/admin/faults/social_insurance", json={"slow_drip_rate": 1.0, "drip_seconds": 1.2})
+    started = time.monotonic()
+    # A 0.5 s timeout in httpx is per read: every few bytes reset it, so the whole answer gets through.
+    answer = verify(client, "social_insurance", guardian["id_number"], guardian["name"], timeout=0.5)
+    assert time.monotonic() - started >= 1.1
+    assert answer.json()["data"] == population.records["social_insurance"][guardian["id_number"]]["data"]
+
+
+def test_hostile_switches_are_validated_seeded_and_reset(client):
+    for field, value in [("bad_json_rate", 1.5), ("slow_drip_rate", -0.1), ("drip_seconds", 0), ("huge_body_rate", "x")]:
+        answer = client.put("/admin/faults/hukou", json={field: value})
+        assert (answer.status_code, answer.json()["field"]) == (400, field)
+    faults = client.put("/admin/faults/hukou", json={"bad_json_rate": 0.5, "seed": 11}).json()["faults"]
+    assert faults["bad_json_rate"] == 0.5 and faults["drip_seconds"] == 30.0
+
+    def spoiled():
+        answers = [verify(client, "hukou", UNKNOWN_NUMBER, "张三") for _ in range(12)]
+        return [answer.status_code == 200 and not _is_json(answer.content) for answer in answers]
+
+    first = spoiled()
+    client.put("/admin/faults/hukou", json={"seed": 11})
+    assert spoiled() == first and True in first and False in first
+    client.delete("/admin/faults")
+    assert client.get("/admin/faults").json()["faults"]["hukou"]["bad_json_rate"] == 0.0
 
 
 def test_can_start_and_stop_several_times(population):

@@ -13,9 +13,10 @@ import structlog
 
 from activities.archive import ArchiveActivities
 from enrollment import logging as enrollment_logging
+from enrollment import secrets
 from enrollment.client import connect
 from enrollment.settings import Settings
-from store.database import embedded, open_pool, resolve_lookup_key, resolve_url
+from store.database import embedded, open_pool, resolve_url
 from workers.build import ROLES, build_workers, new_http_client
 
 
@@ -35,7 +36,7 @@ async def run(roles: tuple[str, ...]) -> None:
         if "case" in roles:
             pool = await open_pool(resolve_url(settings.database_url))
             running.push_async_callback(pool.close)
-            archive = ArchiveActivities(pool, resolve_lookup_key(settings.lookup_key, settings.database_url))
+            archive = ArchiveActivities(pool, secrets.lookup_key(settings))
         # Activities in flight get time to finish on SIGTERM (a redeploy) before they are cancelled.
         for worker in build_workers(client, settings, http, archive, roles, graceful_shutdown_timeout=GRACEFUL_SHUTDOWN):
             await running.enter_async_context(worker)
