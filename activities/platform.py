@@ -6,7 +6,7 @@ often Temporal retries an activity, the platform records each message once.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -20,7 +20,9 @@ class PlatformMessage(BaseModel):
 
 
 class PlatformReceipt(BaseModel):
-    receipt_id: str
+    model_config = ConfigDict(strict=True)
+
+    receipt_id: str = Field(min_length=1, max_length=128)
     duplicate: bool
 
 
@@ -38,9 +40,12 @@ class PlatformActivities(Department):
             # The platform must receive what the case owes it: a refused request stays visible as a
             # retrying activity for ops to fix, instead of failing the case.
             raise ApplicationError(err.message, type="PlatformRejectedRequest") from None
-        if answer.get("code") != "0000" or not isinstance(answer.get("receipt_id"), str):
-            raise ApplicationError(f"platform did not accept the {kind}: code {answer.get('code')!r}", type="PlatformRefused")
-        return PlatformReceipt(receipt_id=answer["receipt_id"], duplicate=bool(answer.get("duplicate")))
+        if answer.get("code") != "0000":
+            raise ApplicationError(f"platform did not accept the {kind}: code {str(answer.get('code'))[:16]!r}", type="PlatformRefused")
+        try:
+            return PlatformReceipt.model_validate({"receipt_id": answer.get("receipt_id"), "duplicate": answer.get("duplicate", False)})
+        except ValidationError:
+            raise ApplicationError(f"platform accepted the {kind} with a malformed receipt", type="DepartmentBadResponse") from None
 
     @activity.defn
     async def acknowledge_acceptance(self, message: PlatformMessage) -> PlatformReceipt:

@@ -36,8 +36,9 @@ _NAME = re.compile(r"^[\u3400-\u9fff\uf900-\ufaffA-Za-z][\u3400-\u9fff\uf900-\uf
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 ApplicationId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{5,39}$")]
-DistrictCode = Annotated[str, StringConstraints(pattern=r"^51\d{4}$")]
-Phone = Annotated[str, StringConstraints(pattern=r"^1[3-9]\d{9}$")]
+# [0-9], not \d: \d also matches Arabic-Indic and full-width digits.
+DistrictCode = Annotated[str, StringConstraints(pattern=r"^51[0-9]{4}$")]
+Phone = Annotated[str, StringConstraints(pattern=r"^1[3-9][0-9]{9}$")]
 PlaceId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")]
 
 
@@ -125,10 +126,19 @@ class Application(_Strict):
         return guardians
 
 
+_PLAIN_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+
+
+def _path_part(part: str | int) -> str:
+    # Unknown keys are the sender's text: shown only when they look like a field name, never
+    # when they could carry personal data, line breaks or megabytes.
+    return str(part) if isinstance(part, int) or _PLAIN_FIELD_NAME.match(part) else "<unexpected field>"
+
+
 def describe_errors(error: ValidationError) -> list[str]:
     """One line per broken rule: 'field.path: rule'. Input values are never echoed (they may be personal data)."""
     lines = []
     for item in error.errors(include_input=False, include_url=False):
-        path = ".".join(str(part) for part in item["loc"]) or "application"
+        path = ".".join(_path_part(part) for part in item["loc"]) or "application"
         lines.append(f"{path}: {item['msg']}")
     return lines

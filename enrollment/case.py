@@ -80,6 +80,8 @@ class ReviewSignal(_Message):
     district_code: str
     decision: str
     opinion: str = ""
+    # Id of the signed token the sender's identity was taken from, for the audit trail.
+    credential: str | None = None
 
 
 class SchoolSelection(_Message):
@@ -93,6 +95,7 @@ class OfflineRegistrationSignal(_Message):
     materials: list[str] = Field(default_factory=list)
     note: str = ""
     school_choice: SchoolSelection | None = None
+    credential: str | None = None
 
 
 class SupplementSignal(_Message):
@@ -120,6 +123,7 @@ class TimelineEntry(_Message):
     step: str
     actor: str
     detail: str | None = None
+    credential: str | None = Field(default=None, description="token id the actor's identity came from")
 
 
 class ReviewRecord(_Message):

@@ -14,7 +14,7 @@ import re
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
-_SHAPE = re.compile(r"^\d{17}[\dX]$")
+_SHAPE = re.compile(r"^[0-9]{17}[0-9X]$")
 
 # First two digits of the region code: provinces, autonomous regions,
 # municipalities, and the codes GB/T 2260 gives to Taiwan, Hong Kong and Macao.

@@ -38,3 +38,8 @@ def lookup_key(settings: Settings) -> bytes:
 def payload_keys(settings: Settings) -> str:
     """`id:base64key,...` for payload encryption; the first is active unless ENROLL_PAYLOAD_KEY_ID says otherwise."""
     return _configured_or_development(settings.payload_keys, "ENROLL_PAYLOAD_KEYS", settings, lambda: new_key_spec("dev-1"))
+
+
+def token_secret(settings: Settings) -> bytes:
+    """Secret that signs the identity tokens of reviewers, service-point staff and ops."""
+    return _configured_or_development(settings.token_secret, "ENROLL_TOKEN_SECRET", settings, lambda: secrets.token_hex(32)).encode()

@@ -39,6 +39,8 @@ class Settings:
     # Payload encryption keys `id:base64,...` and the one new payloads use (default: the first).
     payload_keys: str | None
     payload_key_id: str | None
+    # Signs identity tokens (enrollment/tokens.py).
+    token_secret: str | None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -61,6 +63,7 @@ class Settings:
             lookup_key=os.environ.get("ENROLL_LOOKUP_KEY") or None,
             payload_keys=os.environ.get("ENROLL_PAYLOAD_KEYS") or None,
             payload_key_id=os.environ.get("ENROLL_PAYLOAD_KEY_ID") or None,
+            token_secret=os.environ.get("ENROLL_TOKEN_SECRET") or None,
         )
 
     def routing_phase_at(self, received_at: dt.datetime) -> str:

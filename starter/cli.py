@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
 import sys
@@ -16,10 +17,14 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import structlog
 from pydantic import ValidationError
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from enrollment import logging as enrollment_logging
+from enrollment import secrets, tokens
+from enrollment.application import describe_errors
 from enrollment.case import (
     CASE_STATES,
     DECISIONS,
@@ -29,7 +34,6 @@ from enrollment.case import (
     SupplementSignal,
     WithdrawSignal,
 )
-from enrollment.application import describe_errors
 from enrollment.client import connect
 from enrollment.policy import policy_book
 from enrollment.search_attributes import ALL as ALL_SEARCH_ATTRIBUTES
@@ -41,8 +45,8 @@ from store.cases import case_record, list_cases
 from store.database import embedded, migrate, open_pool, resolve_url
 from workflows.enrollment_case import EnrollmentCase
 
-
 SETUP_ATTEMPTS = 30
+log = structlog.get_logger()
 
 
 def _print(document) -> None:
@@ -80,19 +84,42 @@ async def _signal(args, settings: Settings, signal, payload, actor: str) -> int:
     return 0
 
 
+def _identity(args, settings: Settings, role: str) -> tokens.Claims:
+    """Who is acting, from their signed token (--token or ENROLL_TOKEN), never from what they type."""
+    token = args.token or os.environ.get("ENROLL_TOKEN")
+    if not token:
+        raise CaseActionError(f"token: a signed {role} token is required (--token or ENROLL_TOKEN)")
+    try:
+        return tokens.verify(secrets.token_secret(settings), token, role=role)
+    except tokens.TokenError as err:
+        log.warning("action refused", command=args.command, application_id=args.application_id, reason=str(err))
+        raise CaseActionError(str(err)) from None
+
+
 async def _review(args, settings: Settings) -> int:
-    payload = ReviewSignal(reviewer_id=args.reviewer, district_code=args.district, decision=args.decision, opinion=args.opinion)
-    return await _signal(args, settings, EnrollmentCase.review, payload, f"reviewer:{args.reviewer}")
+    reviewer = _identity(args, settings, "reviewer")
+    payload = ReviewSignal(
+        reviewer_id=reviewer.sub, district_code=reviewer.district, decision=args.decision, opinion=args.opinion, credential=reviewer.jti
+    )
+    return await _signal(args, settings, EnrollmentCase.review, payload, f"reviewer:{reviewer.sub}")
 
 
 async def _register_offline(args, settings: Settings) -> int:
     if bool(args.zone) != bool(args.school):
         raise CaseActionError("--zone and --school go together: give both or neither")
+    staff = _identity(args, settings, "staff")
     choice = SchoolSelection(zone_id=args.zone, school_id=args.school) if args.zone else None
     payload = OfflineRegistrationSignal(
-        staff_id=args.staff, district_code=args.district, materials=args.material or [], note=args.note, school_choice=choice
+        staff_id=staff.sub, district_code=staff.district, materials=args.material or [], note=args.note, school_choice=choice, credential=staff.jti
     )
-    return await _signal(args, settings, EnrollmentCase.register_offline, payload, f"staff:{args.staff}")
+    return await _signal(args, settings, EnrollmentCase.register_offline, payload, f"staff:{staff.sub}")
+
+
+async def _issue_token(args, settings: Settings) -> int:
+    if args.role in ("reviewer", "staff") and not args.district:
+        raise CaseActionError(f"--district: a {args.role} acts for one district")
+    print(tokens.issue(secrets.token_secret(settings), args.subject, args.role, args.district, dt.timedelta(hours=args.hours)))
+    return 0
 
 
 async def _supplement(args, settings: Settings) -> int:
@@ -180,16 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     review = commands.add_parser("review", help="send a reviewer's decision (办理意见)")
     review.add_argument("application_id")
-    review.add_argument("--reviewer", required=True)
-    review.add_argument("--district", required=True, help="the reviewer's district code")
+    review.add_argument("--token", help="the reviewer's signed token (default: $ENROLL_TOKEN)")
     review.add_argument("--decision", required=True, choices=DECISIONS)
     review.add_argument("--opinion", required=True)
     review.set_defaults(handler=_review)
 
     offline = commands.add_parser("register-offline", help="register a case at the service point")
     offline.add_argument("application_id")
-    offline.add_argument("--staff", required=True)
-    offline.add_argument("--district", required=True, help="the service point's district code")
+    offline.add_argument("--token", help="the service-point staff member's signed token (default: $ENROLL_TOKEN)")
     offline.add_argument("--material", action="append", help="a material registered (repeatable)")
     offline.add_argument("--note", default="")
     offline.add_argument("--zone")
@@ -229,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
     setup = commands.add_parser("setup", help="register search attributes and migrate the case store")
     setup.set_defaults(handler=_setup)
 
+    token = commands.add_parser("token", help="issue a signed identity token (account administrators)")
+    token.add_argument("action", choices=("issue",))
+    token.add_argument("--subject", required=True, help="the person's account id, e.g. r-01")
+    token.add_argument("--role", required=True, choices=("reviewer", "staff", "ops"))
+    token.add_argument("--district", help="the district a reviewer or staff member acts for")
+    token.add_argument("--hours", type=float, default=8.0, help="validity (default: one working day)")
+    token.set_defaults(handler=_issue_token, application_id=None)
+
     worker = commands.add_parser("worker", help="run the workers (same as python -m workers)")
     worker.add_argument("--role", choices=("case", "verification"), action="append")
     worker.set_defaults(handler=None)
@@ -237,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    enrollment_logging.configure()
     if args.command == "worker":
         from workers.__main__ import main as run_workers
 

@@ -46,7 +46,7 @@ def read_applications(path: Path) -> Iterator[tuple[str, object | None, list[str
     raw = path.read_bytes()
     try:
         whole = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         whole = None  # JSON Lines, or broken: judged line by line below
     if isinstance(whole, list):
         for index, item in enumerate(whole):
@@ -66,11 +66,16 @@ def read_applications(path: Path) -> Iterator[tuple[str, object | None, list[str
             yield where, None, [f"line: longer than {MAX_LINE_BYTES} bytes"]
             continue
         try:
-            yield where, json.loads(line.decode("utf-8")), []
+            item = json.loads(line.decode("utf-8"))
         except UnicodeDecodeError:
             yield where, None, ["line: not valid UTF-8"]
         except json.JSONDecodeError as exc:
             yield where, None, [f"line: not valid JSON ({exc.msg} at column {exc.colno})"]
+        except (ValueError, RecursionError):
+            # Numbers too long to convert, nesting too deep to parse.
+            yield where, None, ["line: JSON too deeply nested or with a number too long"]
+        else:
+            yield where, item, []
 
 
 def validate(item: object, policies: PolicyBook) -> tuple[Application | None, list[str]]:

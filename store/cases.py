@@ -67,11 +67,11 @@ async def save_progress(pool: AsyncConnectionPool, snapshot: CaseSnapshot, looku
         async with conn.cursor() as cursor:
             await cursor.executemany(
                 """
-                INSERT INTO case_events (application_id, seq, at, step, actor, detail)
-                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (application_id, seq) DO NOTHING
+                INSERT INTO case_events (application_id, seq, at, step, actor, detail, credential)
+                VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (application_id, seq) DO NOTHING
                 """,
                 [
-                    (snapshot.application_id, snapshot.first_seq + offset, e.at, e.step, e.actor, e.detail)
+                    (snapshot.application_id, snapshot.first_seq + offset, e.at, e.step, e.actor, e.detail, e.credential)
                     for offset, e in enumerate(snapshot.events)
                 ],
             )
@@ -140,7 +140,7 @@ async def case_record(pool: AsyncConnectionPool, application_id: str) -> dict[st
             return None
         events = await (
             await cursor.execute(
-                "SELECT seq, at, step, actor, detail FROM case_events WHERE application_id = %s ORDER BY seq",
+                "SELECT seq, at, step, actor, detail, credential FROM case_events WHERE application_id = %s ORDER BY seq",
                 (application_id,),
             )
         ).fetchall()

@@ -46,6 +46,7 @@ def product_environment(temporal_address: str, standins_url: str, database_url: 
         "ENROLL_LOOKUP_KEY": "end-to-end-test-key",
         "ENROLL_PAYLOAD_KEYS": TEST_PAYLOAD_KEYS,
         "ENROLL_PAYLOAD_KEY_ID": TEST_PAYLOAD_ACTIVE,
+        "ENROLL_TOKEN_SECRET": "end-to-end-token-secret",
         **extra,
     }
 
@@ -74,3 +75,12 @@ def case_status(environment: dict[str, str], application_id: str) -> dict:
     done = enroll(environment, "status", application_id)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def issue_token(environment: dict[str, str], subject: str, role: str, district: str | None = None, hours: float = 1.0) -> str:
+    args = ["token", "issue", "--subject", subject, "--role", role, "--hours", str(hours)]
+    if district:
+        args += ["--district", district]
+    done = enroll(environment, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()

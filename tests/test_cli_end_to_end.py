@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import empty_store
-from tests.processes import case_status, enroll, eventually, needs_temporal_cli, product_environment, start_dev_server, start_worker
+from tests.processes import case_status, enroll, issue_token, eventually, needs_temporal_cli, product_environment, start_dev_server, start_worker
 
 pytestmark = needs_temporal_cli
 
@@ -68,16 +68,32 @@ def test_submit_review_and_see_the_result_at_the_platform(environment, worker, p
     assert listed[0]["stage"] == target["stage"] and listed[0]["routing_phase"] == "phase_one"
 
     other_district = "510105" if district != "510105" else "510104"
-    refused = enroll(environment, "review", target["application_id"], "--reviewer", "r-77", "--district", other_district, "--decision", "approve", "--opinion", "同意")
+    outsider = issue_token(environment, "r-77", "reviewer", other_district)
+    refused = enroll(environment, "review", target["application_id"], "--token", outsider, "--decision", "approve", "--opinion", "同意")
     assert refused.returncode == 1 and f"refused: district_code: a reviewer of {other_district}" in refused.stderr
 
-    approved = enroll(environment, "review", target["application_id"], "--reviewer", "r-01", "--district", district, "--decision", "approve", "--opinion", "材料齐全，同意入学")
+    staff = issue_token(environment, "s-01", "staff", district)
+    wrong_role = enroll(environment, "review", target["application_id"], "--token", staff, "--decision", "approve", "--opinion", "同意")
+    assert wrong_role.returncode == 1 and "a staff token cannot do what needs a reviewer" in wrong_role.stderr
+    reviewer = issue_token(environment, "r-01", "reviewer", district)
+    forged = reviewer[:-3] + ("AAA" if not reviewer.endswith("AAA") else "BBB")
+    tampered = enroll(environment, "review", target["application_id"], "--token", forged, "--decision", "approve", "--opinion", "同意")
+    assert tampered.returncode == 1 and "signature does not match" in tampered.stderr
+    expired = issue_token(environment, "r-01", "reviewer", district, hours=-1)
+    late_token = enroll(environment, "review", target["application_id"], "--token", expired, "--decision", "approve", "--opinion", "同意")
+    assert late_token.returncode == 1 and "token: expired" in late_token.stderr
+    missing = enroll(environment, "review", target["application_id"], "--decision", "approve", "--opinion", "同意")
+    assert missing.returncode == 1 and "a signed reviewer token is required" in missing.stderr
+
+    approved = enroll(environment, "review", target["application_id"], "--token", reviewer, "--decision", "approve", "--opinion", "材料齐全，同意入学")
     assert approved.returncode == 0, approved.stderr
-    assert json.loads(approved.stdout)["recorded"][0]["step"] == "reviewed:approve"
+    recorded = json.loads(approved.stdout)["recorded"][0]
+    assert recorded["step"] == "reviewed:approve" and recorded["actor"] == "reviewer:r-01" and recorded["credential"]
 
     final = eventually(lambda: (s := case_status(environment, target["application_id"]))["platform_synced"] and s)
     assert final["status"] == "approved" and final["review"]["opinion"] == "材料齐全，同意入学"
-    assert [entry["step"] for entry in final["timeline"]].count("review_refused") == 1
+    refusals = [entry for entry in final["timeline"] if entry["step"] == "review_refused"]
+    assert len(refusals) == 1 and refusals[0]["actor"] == "reviewer:r-77" and refusals[0]["credential"], "only the outsider reached the case"
 
     record = json.loads(enroll(environment, "platform-record", target["application_id"]).stdout)
     assert [r["body"]["status"] for r in record["result"]] == ["approved"]
@@ -87,7 +103,7 @@ def test_submit_review_and_see_the_result_at_the_platform(environment, worker, p
 
     archived = eventually(lambda: len((a := json.loads(enroll(environment, "archive", target["application_id"]).stdout))["archive"]) == 3 and a)
     assert archived["case"]["status"] == "approved" and target["student"]["id_number"] not in json.dumps(archived, ensure_ascii=False)
-    assert [event["step"] for event in archived["events"]] == [entry["step"] for entry in final["timeline"]]
+    assert [(e["step"], e["credential"]) for e in archived["events"]] == [(e["step"], e["credential"]) for e in final["timeline"]]
     listed = [json.loads(line) for line in enroll(environment, "cases", "--district", district, "--status", "approved").stdout.splitlines()]
     assert target["application_id"] in [row["application_id"] for row in listed]
 
@@ -110,7 +126,8 @@ def test_offline_registration_school_selection_and_withdrawal_from_the_command_l
         assert enroll(environment, "submit", str(path)).returncode == 0
 
     eventually(lambda: case_status(environment, offline["application_id"])["status"] == "awaiting_offline_registration")
-    registered = enroll(environment, "register-offline", offline["application_id"], "--staff", "s-01", "--district", offline["district_code"], "--material", "居民户口簿", "--material", "居住证明")
+    staff = issue_token(environment, "s-01", "staff", offline["district_code"])
+    registered = enroll(environment, "register-offline", offline["application_id"], "--token", staff, "--material", "居民户口簿", "--material", "居住证明")
     assert registered.returncode == 0, registered.stderr
     eventually(lambda: case_status(environment, offline["application_id"])["status"] == "awaiting_review")
 

@@ -422,13 +422,13 @@ class EnrollmentCase:
             self._record("deadline_passed", "system", f"{self._status} for {days} days")
         return met
 
-    def _record(self, step: str, actor: str, detail: str | None = None) -> None:
-        self._timeline.append(TimelineEntry(at=workflow.now(), step=step, actor=actor, detail=detail))
+    def _record(self, step: str, actor: str, detail: str | None = None, credential: str | None = None) -> None:
+        self._timeline.append(TimelineEntry(at=workflow.now(), step=step, actor=actor, detail=detail, credential=credential))
 
-    def _refuse(self, what: str, actor: str, reason: str) -> None:
+    def _refuse(self, what: str, actor: str, reason: str, credential: str | None = None) -> None:
         """A refused message changes nothing but is kept in the timeline, for the audit trail."""
         workflow.logger.info("Refused %s: %s", what, reason)
-        self._record(f"{what}_refused", actor, reason)
+        self._record(f"{what}_refused", actor, reason, credential)
 
     def _current_details(self) -> str:
         app = self._application
@@ -453,16 +453,19 @@ class EnrollmentCase:
     def review(self, signal: ReviewSignal) -> None:
         actor = f"reviewer:{signal.reviewer_id}"
         if refusal := self._not_accepting("awaiting_review", self._decision is not None):
-            return self._refuse("review", actor, refusal)
+            return self._refuse("review", actor, refusal, signal.credential)
         if signal.district_code != self._application.district_code:
             return self._refuse(
-                "review", actor, f"district_code: a reviewer of {signal.district_code} cannot review a case of {self._application.district_code}"
+                "review", actor, f"district_code: a reviewer of {signal.district_code} cannot review a case of {self._application.district_code}",
+                signal.credential,
             )
         if signal.decision not in DECISIONS:
-            return self._refuse("review", actor, f"decision: must be one of {', '.join(DECISIONS)}")
+            return self._refuse("review", actor, f"decision: must be one of {', '.join(DECISIONS)}", signal.credential)
         opinion = signal.opinion.strip()
         if not opinion or len(opinion) > MAX_OPINION_LENGTH:
-            return self._refuse("review", actor, f"opinion: a handling opinion (办理意见) of 1 to {MAX_OPINION_LENGTH} characters is required")
+            return self._refuse(
+                "review", actor, f"opinion: a handling opinion (办理意见) of 1 to {MAX_OPINION_LENGTH} characters is required", signal.credential
+            )
         self._decision = ReviewRecord(
             reviewer_id=signal.reviewer_id,
             district_code=signal.district_code,
@@ -470,27 +473,30 @@ class EnrollmentCase:
             opinion=opinion,
             at=workflow.now(),
         )
-        self._record(f"reviewed:{signal.decision}", actor, opinion)
+        self._record(f"reviewed:{signal.decision}", actor, opinion, signal.credential)
 
     @workflow.signal(name="register_offline")
     def register_offline(self, signal: OfflineRegistrationSignal) -> None:
         actor = f"staff:{signal.staff_id}"
         if refusal := self._not_accepting("awaiting_offline_registration", self._offline_registered):
-            return self._refuse("offline_registration", actor, refusal)
+            return self._refuse("offline_registration", actor, refusal, signal.credential)
         if signal.district_code != self._application.district_code:
             return self._refuse(
                 "offline_registration",
                 actor,
                 f"district_code: a service point of {signal.district_code} cannot register a case of {self._application.district_code}",
+                signal.credential,
             )
         if signal.school_choice is not None:
             choice = signal.school_choice
             if problem := self._policy.school_choice_problem(self._application.stage, choice.zone_id, choice.school_id):
-                return self._refuse("offline_registration", actor, problem)
+                return self._refuse("offline_registration", actor, problem, signal.credential)
             self._school_choice = SchoolChoice(zone_id=choice.zone_id, school_id=choice.school_id)
         self._materials.extend(signal.materials)
         self._offline_registered = True
-        self._record("registered_offline", actor, f"{len(signal.materials)} materials" + (f"; {signal.note}" if signal.note else ""))
+        self._record(
+            "registered_offline", actor, f"{len(signal.materials)} materials" + (f"; {signal.note}" if signal.note else ""), signal.credential
+        )
 
     @workflow.signal(name="supplement")
     def supplement(self, signal: SupplementSignal) -> None:

@@ -1,0 +1,296 @@
+"""Hostile HTTP 200s from the departments and the platform, met by the real activities over real HTTP.
+
+Each hostile mode of the stand-ins (docs/standins.md) at rate 1.0, against every verifier activity and a
+platform activity: the activity fails within a bound, with a retryable error whose type names the problem,
+and neither the failure Temporal records, nor the traceback the worker logs, nor any log line quotes the
+personal data of the request. Once the fault is gone the same call succeeds, as a retry would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+import tracemalloc
+import uuid
+
+import httpx
+import pytest
+from temporalio.api.failure.v1 import Failure
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.gateway import DEADLINE_FACTOR, MAX_RESPONSE_BYTES, Department, post_json
+from activities.natural_resources import NaturalResourcesActivities
+from activities.platform import PlatformActivities, PlatformMessage, PlatformReceipt
+from activities.public_security import PublicSecurityActivities
+from activities.social_insurance import SocialInsuranceActivities
+from enrollment.policy import policy_book
+from enrollment.verification import Person, VerificationRequest, VerificationResult
+from standins.hostile import HUGE_BODY_BYTES
+from tests.conftest import settings_for
+from workers.build import new_http_client
+
+CLIENT_TIMEOUT = 1.0  # ENROLL_HTTP_TIMEOUT_SECONDS for these tests
+BOUND = 3 * CLIENT_TIMEOUT  # no hostile answer may hold an activity longer than this
+TARGETS = ("hukou", "residence_permit", "social_insurance", "property", "platform")
+MODES = ("bad_json", "wrong_schema", "huge_body", "slow_drip")
+EXPECTED_TYPE = {
+    "bad_json": "DepartmentBadResponse",
+    "wrong_schema": "MalformedAnswer",
+    "huge_body": "DepartmentBadResponse",
+    "slow_drip": "DepartmentTimeout",
+}
+# activities/platform.py checks the platform's receipt itself: a 0000 with a malformed receipt is a bad response.
+PLATFORM_WRONG_SCHEMA_TYPE = "DepartmentBadResponse"
+
+
+@pytest.fixture(scope="module")
+def family(population) -> dict:
+    """A non-hukou family (two guardians with permits and insurance) and every personal value it holds."""
+    application = next(a for a in population.by_scenario("non_hukou_verified") if len(a["guardians"]) == 2)
+    people = [application["student"], *application["guardians"]]
+    secrets = {value for person in people for value in (person["id_number"], person["name"])}
+    for records in population.records.values():
+        for person in people:
+            record = records.get(person["id_number"])
+            if record:  # what the departments hold about them: addresses, employers, certificate numbers...
+                secrets |= {v for v in _strings(record["data"]) if len(v) >= 2 and not v.isascii()}
+    expected = population.expectations[application["application_id"]]["expected_outcomes"]
+    return {"application": application, "secrets": secrets, "expected_outcomes": expected}
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+@pytest.fixture
+def admin(standins):
+    with httpx.Client(base_url=standins.base_url, timeout=10) as client:
+        client.delete("/admin/faults").raise_for_status()
+        yield client
+        client.delete("/admin/faults").raise_for_status()
+
+
+@pytest.fixture
+def settings(standins):
+    return settings_for(standins, http_timeout_seconds=CLIENT_TIMEOUT)
+
+
+@pytest.fixture
+async def http(settings):
+    client = new_http_client(settings)  # the client the workers use, built from the same setting
+    yield client
+    await client.aclose()
+
+
+def call_for(target: str, http: httpx.AsyncClient, settings, family: dict, key: str):
+    """The activity (a bound method of the product's activity class) and its argument for a target."""
+    application = family["application"]
+    if target == "platform":
+        message = PlatformMessage(
+            application_id=application["application_id"],
+            idempotency_key=key,
+            body={"status": "approved", "student_name": application["student"]["name"],
+                  "student_id_number": application["student"]["id_number"]},
+        )
+        return PlatformActivities(http, settings.platform_url).sync_result, message
+    district = policy_book().district(application["district_code"])
+    request = VerificationRequest(
+        application_id=application["application_id"],
+        verifier=target,
+        registration_type=application["registration_type"],
+        district_code=application["district_code"],
+        city_code=district.city_code,
+        min_social_insurance_months=district.registration_types[application["registration_type"]].min_social_insurance_months,
+        student=Person(name=application["student"]["name"], id_number=application["student"]["id_number"]),
+        guardians=[Person(name=g["name"], id_number=g["id_number"]) for g in application["guardians"]],
+    )
+    activity = {
+        "hukou": PublicSecurityActivities(http, settings.public_security_url).verify_hukou,
+        "residence_permit": PublicSecurityActivities(http, settings.public_security_url).verify_residence_permit,
+        "social_insurance": SocialInsuranceActivities(http, settings.social_insurance_url).verify_social_insurance,
+        "property": NaturalResourcesActivities(http, settings.natural_resources_url).verify_property,
+    }[target]
+    return activity, request
+
+
+def as_temporal_records_it(error: BaseException) -> tuple[ApplicationError, bytes]:
+    """The failure Temporal stores for an activity that raised `error` (the project's data converter),
+    read back as a workflow sees it, and its serialized form."""
+    failure = Failure()
+    converter = pydantic_data_converter
+    converter.failure_converter.to_failure(error, converter.payload_converter, failure)
+    seen = converter.failure_converter.from_failure(failure, converter.payload_converter)
+    assert not failure.HasField("cause"), "no underlying exception (a parser's, quoting the body) rides along"
+    return seen, failure.SerializeToString()
+
+
+def assert_no_personal_data(secrets: set[str], *texts: str | bytes) -> None:
+    for text in texts:
+        haystack = text if isinstance(text, bytes) else text.encode()
+        leaked = sorted(s for s in secrets if s.encode() in haystack)
+        assert not leaked, f"personal data leaked: {leaked}"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("mode", MODES)
+async def test_hostile_answer_fails_the_activity_retryably_bounded_and_without_personal_data(
+    mode, target, admin, http, settings, family, caplog
+):
+    admin.put(f"/admin/faults/{target}", json={f"{mode}_rate": 1.0, "drip_seconds": 30}).raise_for_status()
+    activity, argument = call_for(target, http, settings, family, key=f"hostile-{mode}-{uuid.uuid4().hex}")
+
+    started = time.monotonic()
+    with caplog.at_level(logging.DEBUG), pytest.raises(Exception) as caught:
+        await ActivityEnvironment().run(activity, argument)
+    elapsed = time.monotonic() - started
+
+    seen, recorded = as_temporal_records_it(caught.value)
+    expected = PLATFORM_WRONG_SCHEMA_TYPE if (target, mode) == ("platform", "wrong_schema") else EXPECTED_TYPE[mode]
+    assert isinstance(seen, ApplicationError) and seen.type == expected, (type(caught.value), seen)
+    assert not seen.non_retryable
+    assert elapsed < BOUND, f"{mode} held the activity {elapsed:.1f} s"
+    if mode == "slow_drip":  # the deadline for the whole exchange ended it, not httpx's per-read timeout
+        assert f"no complete answer within {DEADLINE_FACTOR * CLIENT_TIMEOUT:g} s" in seen.message
+    if mode == "wrong_schema" and target != "platform":
+        assert "malformed at" in seen.message  # names the fields
+    worker_log = "".join(traceback.format_exception(caught.value))  # what the worker logs with the failure
+    assert_no_personal_data(family["secrets"], seen.message, recorded, worker_log, caplog.text)
+    assert admin.get("/admin/stats").json()["stats"][target]["hostile"].get(mode, 0) >= 1
+
+    # The fault gone, the same call (a retry) succeeds on the same client and its connection pool.
+    admin.delete("/admin/faults").raise_for_status()
+    result = await ActivityEnvironment().run(activity, argument)
+    if target == "platform":
+        # The platform recorded the push before spoiling its answer: the retry's key finds it.
+        assert isinstance(result, PlatformReceipt) and result.duplicate
+    else:
+        expected_outcome = family["expected_outcomes"][target]
+        assert isinstance(result, VerificationResult)
+        assert result.outcome == expected_outcome or expected_outcome == "not_required"
+
+
+async def test_huge_body_is_abandoned_at_the_cap(admin, settings, family):
+    """The activity stops reading once the bound is passed: it pulls at most the cap and one more chunk
+    off the wire, and holds no more than that in memory, while the stand-in offers 5 MiB."""
+    transport = CountingTransport()
+    async with httpx.AsyncClient(timeout=httpx.Timeout(CLIENT_TIMEOUT), transport=transport) as http:
+        admin.put("/admin/faults/property", json={"huge_body_rate": 1.0}).raise_for_status()
+        activity, request = call_for("property", http, settings, family, key="-")
+        tracemalloc.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(ApplicationError) as caught:
+                await ActivityEnvironment().run(activity, request)
+            elapsed = time.monotonic() - started
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert caught.value.type == "DepartmentBadResponse" and f"more than {MAX_RESPONSE_BYTES} bytes" in caught.value.message
+    guardians = len(family["application"]["guardians"])
+    assert MAX_RESPONSE_BYTES < transport.received <= guardians * (MAX_RESPONSE_BYTES + 64 * 1024)
+    assert transport.received < HUGE_BODY_BYTES
+    assert peak < guardians * 3 * MAX_RESPONSE_BYTES, f"peak {peak} bytes traced"
+    assert elapsed < CLIENT_TIMEOUT
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """httpx's own transport, counting the body bytes the client actually pulls off the connection."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.received = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        return httpx.Response(
+            response.status_code, headers=response.headers, stream=_Counted(response.stream, self),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _Counted(httpx.AsyncByteStream):
+    def __init__(self, stream: httpx.AsyncByteStream, transport: CountingTransport):
+        self._stream, self._transport = stream, transport
+
+    async def __aiter__(self):
+        async for chunk in self._stream:
+            self._transport.received += len(chunk)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+# -- what the stand-ins do not send, from an in-memory transport ---------------------------------------
+
+class _Answering(httpx.AsyncBaseTransport):
+    """Answers every request with `answer(request)`, its body streamed as a network transport would
+    (httpx.MockTransport reads bodies up front, which the gateway's raw streaming refuses to re-read)."""
+
+    def __init__(self, answer):
+        self._answer = answer
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        content, headers = self._answer(request)
+        return httpx.Response(200, headers=headers, stream=_Chunks(content))
+
+
+class _Chunks(httpx.AsyncByteStream):
+    def __init__(self, content: bytes):
+        self._content = content
+
+    async def __aiter__(self):
+        for start in range(0, len(self._content), 64 * 1024):
+            yield self._content[start:start + 64 * 1024]
+
+
+def _answering(content: bytes, **headers) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=_Answering(lambda request: (content, headers)), timeout=CLIENT_TIMEOUT)
+
+
+async def test_an_encoded_body_is_refused_not_inflated():
+    import gzip
+
+    bomb = gzip.compress(b'{"code":"0000","padding":"' + b"0" * (64 * MAX_RESPONSE_BYTES) + b'"}')  # ~64 KiB
+    async with _answering(bomb, **{"Content-Encoding": "gzip"}) as http:
+        with pytest.raises(ApplicationError) as caught:
+            await post_json(http, "http://department/verify", {})
+    assert caught.value.type == "DepartmentBadResponse" and "content encoding" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"months_paid": NaN}', b'{"n": ' + b"9" * 5000 + b"}", b'{"a": "\xff"}'],
+    ids=["deep-nesting", "nan", "huge-integer", "bad-utf8"],
+)
+async def test_json_python_would_choke_on_is_a_bad_response(content):
+    async with _answering(content) as http:
+        with pytest.raises(ApplicationError) as caught:
+            await post_json(http, "http://department/verify", {})
+    assert (caught.value.type, caught.value.non_retryable) == ("DepartmentBadResponse", False)
+
+
+async def test_an_undocumented_code_is_not_taken_for_not_found():
+    def answer(request: httpx.Request):
+        sent = json.loads(request.content)
+        return json.dumps({"code": "9999", "request_id": sent["request_id"], "data": None}).encode(), {}
+
+    async with httpx.AsyncClient(transport=_Answering(answer)) as http:
+        with pytest.raises(ApplicationError) as caught:
+            await Department(http, "http://department").ask_about("/verify", Person(name="张三", id_number="x"))
+    assert caught.value.type == "DepartmentBadResponse" and "unknown code '9999'" in caught.value.message
