@@ -195,9 +195,20 @@ async def run_demo(args) -> None:
             "ENROLL_PAYLOAD_KEYS": secrets.payload_keys(settings),
             "ENROLL_TOKEN_SECRET": secrets.token_secret(settings).decode(),
         }
-        say(f"[1/6] Temporal dev server (state in {data / 'temporal' / 'temporal.db'})")
+        say(f"[1/6] Temporal dev server (state in {data / 'temporal' / 'temporal.db'}) and the codec server")
+        codec_url = f"http://127.0.0.1:{args.codec_port}"
+        ui_origins = [f"http://127.0.0.1:{args.ui_port}", f"http://localhost:{args.ui_port}"]
+        processes.start(
+            "codec-server",
+            [sys.executable, "-m", "codec_server", "--port", str(args.codec_port), *[part for o in ui_origins for part in ("--cors-origin", o)]],
+            env,
+        )
         server = temporal_server.start(
-            data / "temporal" / "temporal.db", port=args.temporal_port, ui_port=args.ui_port, log_file=logs / "temporal.log"
+            data / "temporal" / "temporal.db",
+            port=args.temporal_port,
+            ui_port=args.ui_port,
+            log_file=logs / "temporal.log",
+            ui_codec_endpoint=codec_url,
         )
         await temporal_server.wait_until_serving(server.address)
         say(f"[2/6] stand-in departments and platform on {standins_url}")
@@ -243,6 +254,9 @@ async def run_demo(args) -> None:
         say("")
         say(f"Temporal UI: {server.ui_url}/namespaces/default/workflows")
         say(f'  filter: CaseStatus="awaiting_review"')
+        say("  payloads are encrypted; to read them in the UI, sign in to the codec server once:")
+        say(f"  {codec_url}/login?token=$(.venv/bin/enroll token issue --subject ops-01 --role ops)")
+        say("  (then, in the UI's data encoder settings, tick 'include cross-origin credentials')")
         if waiting is not None:
             say("Try, in another terminal (from this folder):")
             say(f"  export TEMPORAL_ADDRESS=127.0.0.1:{args.temporal_port} ENROLL_STANDINS_URL={standins_url}")
@@ -272,6 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temporal-port", type=int, default=7233)
     parser.add_argument("--ui-port", type=int, default=8233)
     parser.add_argument("--standins-port", type=int, default=8700)
+    parser.add_argument("--codec-port", type=int, default=8081)
     parser.add_argument("--exit-after-summary", action="store_true", help="stop instead of waiting for Ctrl-C")
     args = parser.parse_args(argv)
     try:

@@ -64,7 +64,14 @@ class DevServer:
                 self.process.wait()
 
 
-def start(db_file: Path, port: int = 7233, ui_port: int | None = None, log_file: Path | None = None, wait_seconds: float = 60.0) -> DevServer:
+def start(
+    db_file: Path,
+    port: int = 7233,
+    ui_port: int | None = None,
+    log_file: Path | None = None,
+    wait_seconds: float = 60.0,
+    ui_codec_endpoint: str | None = None,
+) -> DevServer:
     """Start the dev server with the case search attributes registered and wait until it answers."""
     cli = find_cli()
     if cli is None:
@@ -81,6 +88,7 @@ def start(db_file: Path, port: int = 7233, ui_port: int | None = None, log_file:
         "--metrics-port", str(free_port()),
         "--log-level", "warn",
         *search_attribute_flags(),
+        *(["--ui-codec-endpoint", ui_codec_endpoint] if ui_codec_endpoint else []),
     ]
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL
     process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)

@@ -84,3 +84,26 @@ def issue_token(environment: dict[str, str], subject: str, role: str, district: 
     done = enroll(environment, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
+
+
+class ServedApp:
+    """An ASGI app on a free localhost port, on its own thread, for real HTTP in tests."""
+
+    def __init__(self, app):
+        import threading
+
+        import uvicorn
+
+        self.port = temporal_server.free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> "ServedApp":
+        self._thread.start()
+        eventually(lambda: self._server.started, timeout=10)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)

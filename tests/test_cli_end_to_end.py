@@ -148,3 +148,56 @@ def test_offline_registration_school_selection_and_withdrawal_from_the_command_l
     assert withdrawn.returncode == 0, withdrawn.stderr
     final = eventually(lambda: (s := case_status(environment, withdraw["application_id"]))["platform_synced"] and s)
     assert final["status"] == "withdrawn"
+
+
+async def test_the_server_stores_no_personal_data_in_clear_and_ops_can_decode_it(environment, worker, population, dev_server, tmp_path):
+    from temporalio.client import Client
+
+    from codec_server.app import create_app
+    from stack import temporal_server
+    from tests.processes import TEST_CONVERTER, ServedApp
+
+    application = population.by_scenario("non_hukou_verified")[5]
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(application, ensure_ascii=False), encoding="utf-8")
+    assert enroll(environment, "submit", str(path)).returncode == 0
+    eventually(lambda: case_status(environment, application["application_id"])["status"] == "awaiting_review")
+
+    # What the server holds, read without the key: every byte of the history.
+    plain = await Client.connect(dev_server.address)
+    history = await plain.get_workflow_handle(f"case-{application['application_id']}").fetch_history()
+    stored = b"".join(event.SerializeToString() for event in history.events)
+    people = [application["student"], *application["guardians"]]
+    secrets_in_clear = [p["id_number"] for p in people] + [p["name"] for p in people] + [g["phone"] for g in application["guardians"]]
+    assert len(stored) > 5000
+    for value in secrets_in_clear:
+        assert value.encode() not in stored, "the Temporal server holds personal data in clear"
+
+    # An ops token and the codec server turn it back into clear text for the CLI (and the UI).
+    ops = issue_token(environment, "ops-01", "ops")
+    with ServedApp(create_app(TEST_CONVERTER.payload_codec, b"end-to-end-token-secret", [])) as codec:
+        import subprocess
+
+        shown = subprocess.run(
+            [str(temporal_server.find_cli()), "workflow", "show", "--address", dev_server.address,
+             "--workflow-id", f"case-{application['application_id']}", "--codec-endpoint", codec.base_url,
+             "--codec-auth", f"Bearer {ops}", "--output", "json"],
+            capture_output=True, text=True, timeout=60,
+        )
+        refused = subprocess.run(
+            [str(temporal_server.find_cli()), "workflow", "show", "--address", dev_server.address,
+             "--workflow-id", f"case-{application['application_id']}", "--codec-endpoint", codec.base_url, "--output", "json"],
+            capture_output=True, text=True, timeout=60,
+        )
+    assert shown.returncode == 0, shown.stderr
+    assert application["student"]["name"] in payload_text(shown.stdout)
+    assert application["student"]["name"] not in payload_text(refused.stdout), "no token, no clear text"
+
+
+def payload_text(history_json: str) -> str:
+    """Every payload's data in a `temporal workflow show --output json` history, as text."""
+    import base64
+    import re
+
+    found = re.findall(r'"data":\s*"([A-Za-z0-9+/=]+)"', history_json)
+    return "\n".join(base64.b64decode(data).decode("utf-8", "replace") for data in found)
