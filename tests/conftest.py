@@ -192,12 +192,13 @@ async def workers(stack: Stack) -> AsyncIterator[list[Worker]]:
 class running_workers:
     """Run the product's workers with the given settings for the duration of a `with` block."""
 
-    def __init__(self, stack: Stack, settings: Settings, **worker_options):
+    def __init__(self, stack: Stack, settings: Settings, pool: AsyncConnectionPool | None = None, **worker_options):
         self._stack, self._settings, self._options = stack, settings, worker_options
+        self._pool = pool or stack.pool
 
     async def __aenter__(self) -> list[Worker]:
         self._http = new_http_client(self._settings)
-        archive = ArchiveActivities(self._stack.pool, LOOKUP_KEY)
+        archive = ArchiveActivities(self._pool, LOOKUP_KEY)
         self._workers = build_workers(self._stack.client, self._settings, self._http, archive, **self._options)
         self._tasks = [asyncio.create_task(worker.run()) for worker in self._workers]
         return self._workers

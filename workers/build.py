@@ -18,6 +18,7 @@ from activities.public_security import PublicSecurityActivities
 from activities.social_insurance import SocialInsuranceActivities
 from enrollment.case import CASE_TASK_QUEUE, VERIFICATION_TASK_QUEUE
 from enrollment.settings import Settings
+from workers.log_context import CaseLogContext
 from workflows.enrollment_case import EnrollmentCase
 
 ROLES = ("case", "verification")
@@ -39,6 +40,7 @@ def build_workers(
     **worker_options,
 ) -> list[Worker]:
     """The workers for the given roles; the case worker needs the archive. worker_options apply to each."""
+    worker_options.setdefault("interceptors", [CaseLogContext()])
     workers = []
     if "case" in roles:
         if archive is None:

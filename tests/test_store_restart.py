@@ -1,0 +1,46 @@
+"""PostgreSQL restarted in the middle of a batch: no event or archive row lost or doubled."""
+
+from enrollment.case import ReviewSignal
+from store import cases
+from store.database import EmbeddedDatabase, open_pool
+from tests.conftest import running_workers, settings_for
+from workflows.enrollment_case import EnrollmentCase
+
+
+def restart(database: EmbeddedDatabase) -> None:
+    import pgserver.postgres_server
+
+    database.stop_if_started_here()
+    # pgserver keeps one handle per folder and would hand back the stopped one.
+    pgserver.postgres_server.PostgresServer._instances.pop(database.data_dir.resolve(), None)
+    database.url()
+
+
+async def test_a_database_restart_mid_batch_loses_and_doubles_nothing(stack, tmp_path):
+    database = EmbeddedDatabase(tmp_path / "postgres")
+    pool = await open_pool(database.url())
+    try:
+        async with running_workers(stack, settings_for(stack.standins), pool=pool):
+            applications = [stack.application("hukou_verified", index=i) for i in range(18, 26)]
+            applications += [stack.application("not_eligible_age", index=i) for i in range(3, 6)]
+            handles = [await stack.submit(application) for application in applications[:6]]
+            restart(database)
+            handles += [await stack.submit(application) for application in applications[6:]]
+            waiting = []
+            for application, handle in zip(applications, handles):
+                view = await stack.wait_for(handle, "awaiting_review", "not_eligible", timeout=60)
+                if view.status == "awaiting_review":
+                    waiting.append((application, handle))
+            restart(database)
+            for application, handle in waiting:
+                await handle.signal(EnrollmentCase.review, ReviewSignal(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"))
+            finals = [await stack.result(handle) for handle in handles]
+        for view in finals:
+            record = await cases.case_record(pool, view.application_id)
+            assert [e["seq"] for e in record["events"]] == list(range(len(view.timeline))), view.application_id
+            assert [e["step"] for e in record["events"]] == [e.step for e in view.timeline]
+            assert sorted(d["kind"] for d in record["archive"]) == ["acceptance", "result", "review"]
+            assert record["case"]["status"] == view.status and record["case"]["platform_synced"]
+    finally:
+        await pool.close()
+        database.stop_if_started_here()
