@@ -106,3 +106,41 @@ async def test_the_same_application_submitted_twice_makes_one_case(stack, worker
     await stack.result(handle)
     later = await start_case(stack.client, application)
     assert later.result == "duplicate", "a finished case still owns its application id"
+
+
+async def test_a_batch_under_every_department_fault_ends_right_with_one_result_each(stack, workers):
+    """30% 5xx and 10% timeouts on every verifier, property down for a while, the platform down for a while."""
+    for service in ("hukou", "residence_permit", "social_insurance"):
+        stack.set_faults(service, error_rate=0.3, timeout_rate=0.1, timeout_seconds=3, seed=11)
+    stack.set_faults("property", outage=True)
+    stack.set_faults("platform", error_rate=0.3, seed=5)
+    batch = [stack.application("hukou_verified", index=i) for i in range(19, 27)]
+    batch += [stack.application("non_hukou_verified", index=i) for i in range(12, 20)]
+    batch += [stack.application("verification_failed_mismatch", index=i) for i in range(4, 7)]
+    handles = [await stack.submit(application) for application in batch]
+
+    await wait_until(lambda: stack.stats()["property"]["by_code"].get("5030", 0) >= 3, timeout=60)
+    stack.set_faults("property", outage=False)
+    async with stack.env.time_skipping_unlocked():
+        views = [await stack.wait_for(handle, "awaiting_review", "awaiting_offline_registration", timeout=120) for handle in handles]
+    for application, view in zip(batch, views):
+        expected = stack.expectation(application)["expected_outcomes"]
+        assert {v: r.outcome for v, r in view.verifications.items()} == expected, application.application_id
+    async with stack.platform_down():
+        for application, view in zip(batch, views):
+            if view.status == "awaiting_review":
+                await handles[batch.index(application)].signal(
+                    EnrollmentCase.review,
+                    ReviewSignal(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"),
+                )
+        await wait_until(lambda: stack.stats()["platform"]["by_code"].get("5030", 0) >= 3)
+    finals = [await stack.result(handle) for handle in handles]
+
+    stats = stack.stats()
+    injected = sum(stats[s]["by_code"].get(code, 0) for s in stats for code in ("5000", "5030", "5040"))
+    assert injected >= 20, stats
+    for application, final in zip(batch, finals):
+        record = stack.platform_record(application.application_id)
+        assert len(record["result"]) == 1, (application.application_id, record["result"])
+        assert final.platform_synced
+    print(f"\nbatch under faults: {len(batch)} cases, {injected} failed calls injected, 0 lost, 0 duplicate results")
