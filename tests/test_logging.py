@@ -2,9 +2,22 @@
 
 import json
 
+import pytest
 import structlog
 
 from enrollment import logging as enrollment_logging
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """configure() points the root logger at this test's captured stderr; put it back afterwards."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+    structlog.reset_defaults()
 
 
 def test_personal_data_is_masked_wherever_it_appears(capsys):
