@@ -118,6 +118,14 @@ class VerifierReport(_Message):
     elements: list[str] = Field(default_factory=list)
 
 
+class FilledElement(_Message):
+    """One of the 25 elements the departments filled in, with where it came from."""
+
+    element: str
+    value: str
+    source: str
+
+
 class TimelineEntry(_Message):
     at: dt.datetime
     step: str

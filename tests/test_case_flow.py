@@ -62,3 +62,15 @@ async def test_a_case_keeps_the_phase_it_started_with_across_a_cut_over(stack):
     assert result.routing_phase == "phase_one"
     record = stack.platform_record(application.application_id)
     assert record["acceptance"] == [] and record["status"] == [] and len(record["result"]) == 1
+
+
+async def test_the_reviewer_sees_the_filled_elements_with_their_values_and_sources(stack, workers):
+    application = stack.application("hukou_verified", index=27)
+    handle = await stack.submit(application)
+    view = await stack.wait_for(handle, "awaiting_review")
+    elements = await handle.query(EnrollmentCase.filled_elements)
+    assert len(elements) == view.auto_filled_count
+    by_name = {e.element: e for e in elements}
+    assert by_name["student_name"].value == application.student.name
+    assert by_name["student_name"].source == "public_security.hukou"
+    assert by_name["birth_date"].value == application.student.birth_date.isoformat()

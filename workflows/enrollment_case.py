@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         CaseSetupRequest,
         CaseState,
         CaseStatusView,
+        FilledElement,
         OfflineRegistrationSignal,
         ReviewRecord,
         ReviewSignal,
@@ -92,6 +93,7 @@ class EnrollmentCase:
         self._problems: list[str] = []
         self._verifications: dict[Verifier, VerifierReport] = {}
         self._element_sources: dict[str, str] = {}
+        self._element_values: dict[str, str] = {}
         self._school_choice: SchoolChoice | None = case.application.school_choice
         self._materials: list[str] = []
         self._reviews: list[ReviewRecord] = []
@@ -213,6 +215,7 @@ class EnrollmentCase:
         else:
             report = VerifierReport(outcome=result.outcome, reason=result.reason, elements=sorted(result.elements))
             self._element_sources.update({element: SOURCES[verifier] for element in result.elements})
+            self._element_values.update(result.elements)
         self._verifications[verifier] = report
         self._record(f"{verifier}_verified", SOURCES[verifier], report.outcome + (f": {report.reason}" if report.reason else ""))
 
@@ -536,6 +539,14 @@ class EnrollmentCase:
     @workflow.query(name="status")
     def status(self) -> CaseStatusView:
         return self._view()
+
+    @workflow.query(name="filled_elements")
+    def filled_elements(self) -> list[FilledElement]:
+        """The auto-filled elements with their values, for the reviewer of the case (personal data)."""
+        return [
+            FilledElement(element=element, value=self._element_values[element], source=source)
+            for element, source in self._element_sources.items()
+        ]
 
     def _key_fields(self) -> dict:
         """What the status view and the case store's row both say about the case."""
