@@ -24,6 +24,7 @@ import uuid
 from datetime import timedelta
 
 import httpx
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from enrollment.verification import CODE_FOUND, CODE_NAME_MISMATCH, CODE_NOT_FOUND, Answer, Person
@@ -133,6 +134,18 @@ async def post_json(
     return answer
 
 
+def _record_call(party: str, path: str, outcome: str, seconds: float) -> None:
+    """Calls and latencies per party and endpoint, on the workers' metrics endpoint (no ids in labels)."""
+    if not activity.in_activity():
+        return
+    # Application ids in platform paths would make a label per case: keep version and word segments only.
+    endpoint = "/".join(p for p in path.split("/") if p and (re.fullmatch(r"v[0-9]+", p) or not any(c.isdigit() for c in p)))
+    meter = activity.metric_meter()
+    attributes = {"party": party, "endpoint": endpoint, "outcome": outcome}
+    meter.create_counter("enrollment_department_calls", "calls to departments and the platform").add(1, attributes)
+    meter.create_histogram_float("enrollment_department_call_seconds", "call latency", "s").record(seconds, attributes)
+
+
 class Department:
     """One outside party reached over HTTP at a base URL; activity classes for each party build on it."""
 
@@ -142,7 +155,15 @@ class Department:
         self._deadline = deadline  # None: exchange_deadline(client)
 
     async def post(self, path: str, body: dict, headers: dict[str, str] | None = None) -> dict:
-        return await post_json(self._client, f"{self._base_url}{path}", body, headers, self._deadline)
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            return await post_json(self._client, f"{self._base_url}{path}", body, headers, self._deadline)
+        except ApplicationError as err:
+            outcome = err.type or "error"
+            raise
+        finally:
+            _record_call(type(self).__name__.removesuffix("Activities"), path, outcome, time.monotonic() - started)
 
     async def ask_about(self, path: str, person: Person) -> Answer:
         """Ask a verify endpoint about one person.

@@ -47,6 +47,8 @@ def product_environment(temporal_address: str, standins_url: str, database_url: 
         "ENROLL_PAYLOAD_KEYS": TEST_PAYLOAD_KEYS,
         "ENROLL_PAYLOAD_KEY_ID": TEST_PAYLOAD_ACTIVE,
         "ENROLL_TOKEN_SECRET": "end-to-end-token-secret",
+        # Several worker processes may overlap between tests; the metrics endpoint has its own test.
+        "ENROLL_METRICS_ADDRESS": "",
         **extra,
     }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import copy
 import fnmatch
+import json
 import re
 import tomllib
 from collections.abc import Callable
@@ -61,6 +62,7 @@ DEPARTMENT_URLS = (
     "ENROLL_PUBLIC_SECURITY_URL", "ENROLL_SOCIAL_INSURANCE_URL", "ENROLL_NATURAL_RESOURCES_URL", "ENROLL_PLATFORM_URL",
 )
 # KEY_ID names which key is active, not key material, so it may have a default.
+MONITORING_SERVICES = ("prometheus", "grafana")
 SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|(^|_)KEYS?($|_(?!ID$))")
 # A required reference with no default: ${NAME}, ${NAME:?message} or ${NAME?message}.
 SECRET_REFERENCE = re.compile(r"\$\{[A-Z][A-Z0-9_]*(:?\?[^}]*)?\}")
@@ -319,7 +321,10 @@ def check_standins(compose: dict) -> None:
     assert url.port == int(flag_value(command, "--port")), "ENROLL_STANDINS_URL port differs from the stand-ins' --port"
     assert standins.get("profiles") == ["standins"], "the stand-ins run only in the standins profile"
     profiled = {name for name, svc in services.items() if svc.get("profiles")}
-    assert profiled == {STANDINS_SERVICE}, f"only the stand-ins are optional, not {sorted(profiled - {STANDINS_SERVICE})}"
+    optional = {STANDINS_SERVICE, *MONITORING_SERVICES}
+    assert profiled == optional, f"only the stand-ins and monitoring are optional, not {sorted(profiled - optional)}"
+    for name in MONITORING_SERVICES:
+        assert services[name]["profiles"] == ["monitoring"], f"{name} runs only in the monitoring profile"
 
 
 def check_workers_scalable(compose: dict) -> None:
@@ -534,3 +539,16 @@ def test_dockerfile_check_catches(old: str, new: str) -> None:
     assert old in text
     with pytest.raises(AssertionError):
         check_dockerfile(text.replace(old, new))
+
+
+def test_prometheus_scrapes_every_worker_role_on_the_metrics_port(compose: dict) -> None:
+    """The scrape targets follow the worker services and the port in ENROLL_METRICS_ADDRESS."""
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    port = int(resolve(compose[ENV_BLOCK]["ENROLL_METRICS_ADDRESS"]).rsplit(":", 1)[1])
+    targets = {(name, sd["port"]) for job in scrape["scrape_configs"] for sd in job["dns_sd_configs"] for name in sd["names"]}
+    assert targets == {("case-worker", port), ("verification-worker", port)}
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "enrollment.json").read_text())
+    expressions = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
+    for name in ("enrollment_cases", "enrollment_review_backlog_oldest_seconds", "enrollment_verifier_outcomes_total",
+                 "enrollment_department_call_seconds_bucket", "enrollment_case_transitions_total"):
+        assert name in expressions, f"the dashboard does not chart {name}"

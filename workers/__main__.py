@@ -18,6 +18,7 @@ from enrollment.client import connect
 from enrollment.settings import Settings
 from store.database import embedded, open_pool, resolve_url
 from workers.build import ROLES, build_workers, new_http_client
+from workers.metrics import BacklogReporter, runtime_with_metrics
 
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=50)
@@ -26,7 +27,8 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=50)
 async def run(roles: tuple[str, ...]) -> None:
     """Poll until SIGINT or SIGTERM, then let activities in flight finish before exiting."""
     settings = Settings.from_env()
-    client = await connect(settings)
+    runtime = runtime_with_metrics(settings.metrics_address) if settings.metrics_address else None
+    client = await connect(settings, runtime)
     log = structlog.get_logger()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -37,10 +39,19 @@ async def run(roles: tuple[str, ...]) -> None:
             pool = await open_pool(resolve_url(settings.database_url))
             running.push_async_callback(pool.close)
             archive = ArchiveActivities(pool, secrets.lookup_key(settings))
+            if runtime is not None:
+                backlog = asyncio.create_task(BacklogReporter(pool, runtime.metric_meter).run())
+                running.callback(backlog.cancel)
         # Activities in flight get time to finish on SIGTERM (a redeploy) before they are cancelled.
         for worker in build_workers(client, settings, http, archive, roles, graceful_shutdown_timeout=GRACEFUL_SHUTDOWN):
             await running.enter_async_context(worker)
-        log.info("workers started", roles=list(roles), temporal=settings.temporal_address, namespace=settings.temporal_namespace)
+        log.info(
+            "workers started",
+            roles=list(roles),
+            temporal=settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            metrics=f"http://{settings.metrics_address}/metrics" if runtime else "off",
+        )
         await stop.wait()
         log.info("workers stopping")
 

@@ -217,6 +217,9 @@ class EnrollmentCase:
             self._element_sources.update({element: SOURCES[verifier] for element in result.elements})
             self._element_values.update(result.elements)
         self._verifications[verifier] = report
+        workflow.metric_meter().create_counter("enrollment_verifier_outcomes", "verification outcomes").add(
+            1, {"verifier": verifier, "outcome": report.outcome}
+        )
         self._record(f"{verifier}_verified", SOURCES[verifier], report.outcome + (f": {report.reason}" if report.reason else ""))
 
     async def _route(self) -> CaseState | None:
@@ -344,6 +347,9 @@ class EnrollmentCase:
         self._status = status
         self._entered_at = workflow.now()
         self._record(status, actor, detail)
+        workflow.metric_meter().create_counter("enrollment_case_transitions", "cases entering a status").add(
+            1, {"status": status, "routing_phase": self._phase or "pending"}
+        )
         workflow.upsert_search_attributes([sa.CASE_STATUS.value_set(status)])
         workflow.set_current_details(self._current_details())
         await self._save_progress()
