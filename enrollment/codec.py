@@ -5,6 +5,11 @@ encrypted with AES-256-GCM before it leaves the process; the key id travels in
 the payload's metadata, so keys can be rotated: new payloads use the active
 key, old ones are still read with the key that wrote them. Payloads written
 before encryption was switched on pass through unchanged.
+
+Short plain-text strings stay readable: in this product they are only the
+summaries and details ops see in the UI (a case's stage, type, district and
+step), written without personal data. Anything structured is encrypted, and so
+is any string that looks like it holds an identity number or a phone.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
+
+from enrollment.logging import mask_text
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -47,6 +54,25 @@ def new_key_spec(key_id: str) -> str:
     return f"{key_id}:{base64.b64encode(os.urandom(32)).decode()}"
 
 
+MAX_UI_TEXT_BYTES = 1024
+
+
+# The answer to the UI's metadata query: the workflow's current details and its handler names.
+_UI_METADATA_TYPE = b"temporal.api.sdk.v1.WorkflowMetadata"
+
+
+def _is_ui_text(payload: Payload) -> bool:
+    if payload.metadata.get("messageType") == _UI_METADATA_TYPE:
+        text = payload.data.decode("utf-8", "replace")
+        return mask_text(text) == text
+    if payload.metadata.get("encoding") != b"json/plain" or len(payload.data) > MAX_UI_TEXT_BYTES:
+        return False
+    if not payload.data.startswith(b'"'):
+        return False
+    text = payload.data.decode("utf-8", "replace")
+    return mask_text(text) == text
+
+
 class EncryptionCodec(PayloadCodec):
     def __init__(self, keys: dict[str, bytes], active_key_id: str):
         if active_key_id not in keys:
@@ -58,6 +84,9 @@ class EncryptionCodec(PayloadCodec):
         cipher = self._ciphers[self._active]
         encoded = []
         for payload in payloads:
+            if _is_ui_text(payload):
+                encoded.append(payload)
+                continue
             nonce = os.urandom(_NONCE_BYTES)
             sealed = cipher.encrypt(nonce, payload.SerializeToString(), self._active.encode())
             encoded.append(

@@ -41,11 +41,13 @@ class RegistrationRule(_Frozen):
 
 
 class Deadlines(_Frozen):
-    offline_registration_days: int = Field(gt=0)
-    school_selection_days: int = Field(gt=0)
-    supplement_days: int = Field(gt=0)
-    review_reminder_days: int = Field(gt=0)
-    review_escalation_days: int = Field(gt=0)
+    """Days, possibly fractional (a pilot district may allow half a day)."""
+
+    offline_registration_days: float = Field(gt=0)
+    school_selection_days: float = Field(gt=0)
+    supplement_days: float = Field(gt=0)
+    review_reminder_days: float = Field(gt=0)
+    review_escalation_days: float = Field(gt=0)
 
     @model_validator(mode="after")
     def _escalation_after_reminder(self) -> Deadlines:

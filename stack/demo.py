@@ -224,6 +224,8 @@ async def run_demo(args) -> None:
         for path, part in zip(batches, (applications[:half], applications[half:])):
             path.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in part), encoding="utf-8")
 
+        console_url = f"http://127.0.0.1:{args.console_port}"
+        processes.start("console", [sys.executable, "-m", "console", "--port", str(args.console_port)], env)
         say("[3/6] workers in phase one; submitting the first half")
         processes.start("workers-phase-one", [sys.executable, "-m", "workers"], {**env, "ENROLL_ROUTING_PHASE": "phase_one"})
         await submit_batch(settings, batches[0], "phase one")
@@ -266,6 +268,8 @@ async def run_demo(args) -> None:
             say(f"  .venv/bin/enroll status {waiting.application_id}")
             say(f"  .venv/bin/enroll platform-record {waiting.application_id}")
             say(f"  .venv/bin/enroll archive {waiting.application_id}")
+        say(f"Review console: {console_url} (sign in with a token from `enroll token issue --role reviewer ...`)")
+        say("Worker metrics (Prometheus): http://127.0.0.1:9464/metrics")
         say(f"Logs: {logs}. Press Ctrl-C to stop everything.")
         if args.exit_after_summary:
             return
@@ -287,6 +291,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ui-port", type=int, default=8233)
     parser.add_argument("--standins-port", type=int, default=8700)
     parser.add_argument("--codec-port", type=int, default=8081)
+    parser.add_argument("--console-port", type=int, default=8090)
     parser.add_argument("--exit-after-summary", action="store_true", help="stop instead of waiting for Ctrl-C")
     args = parser.parse_args(argv)
     try:

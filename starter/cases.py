@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from enrollment import search_attributes as sa
 from enrollment.application import DistrictCode
 from enrollment.case import FINAL_STATES, CaseStatusView, TimelineEntry, application_id_of, workflow_id_for
+from starter import ops_queries
 from workflows.enrollment_case import EnrollmentCase
 
 
@@ -75,7 +76,7 @@ async def cases_awaiting_review(client: Client, district_code: str, limit: int =
         DISTRICT_CODE_ADAPTER.validate_python(district_code)
     except ValidationError:
         raise CaseActionError("district_code: must be a 6-digit Sichuan region code (51xxxx)") from None
-    query = f'WorkflowType = "EnrollmentCase" AND CaseStatus = "awaiting_review" AND DistrictCode = "{district_code}"'
+    query = ops_queries.awaiting_review(district_code)
     found = []
     async for execution in client.list_workflows(query, limit=limit):
         attributes = execution.typed_search_attributes

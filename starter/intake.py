@@ -96,6 +96,16 @@ def validate(item: object, policies: PolicyBook) -> tuple[Application | None, li
     return application, []
 
 
+def static_details(application: Application) -> str:
+    """The UI's details panel for a case: what it is, never who."""
+    return (
+        f"**Application** {application.application_id}  \n"
+        f"**Stage** {application.stage} · **Type** {application.registration_type}  \n"
+        f"**District** {application.district_code} · **School year** {application.school_year}  \n"
+        f"**Intake** {application.channel} · **Guardians** {len(application.guardians)}"
+    )
+
+
 def static_summary(application: Application) -> str:
     """What ops see for a case in the UI list: no personal data."""
     return (
@@ -115,6 +125,7 @@ async def start_case(client: Client, application: Application) -> SubmissionResu
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             static_summary=static_summary(application),
+            static_details=static_details(application),
         )
     except WorkflowAlreadyStartedError:
         return SubmissionResult(

@@ -206,7 +206,7 @@ async def test_a_wait_past_its_policy_deadline_expires_the_case(stack, workers, 
 
     result = await stack.result(handle)
     assert result.status == "expired"
-    assert f"{waiting} for {days} days" in [e.detail for e in result.timeline if e.step == "deadline_passed"][0]
+    assert f"{waiting} for {days:g} days" in [e.detail for e in result.timeline if e.step == "deadline_passed"][0]
     assert [r["body"]["status"] for r in stack.platform_record(application.application_id)["result"]] == ["expired"]
 
 

@@ -43,6 +43,17 @@ async def test_tampered_ciphertext_and_unencrypted_payloads():
     assert await codec.decode([PLAIN]) == [PLAIN], "payloads from before encryption pass through"
 
 
+async def test_ui_summaries_stay_readable_unless_they_look_personal():
+    codec = EncryptionCodec(KEYS, "test-2")
+    summary = Payload(metadata={"encoding": b"json/plain"}, data='"2027 primary · hukou · district 510104 · via platform"'.encode())
+    leaky = Payload(metadata={"encoding": b"json/plain"}, data=b'"student 11010519491231002X"')
+    phone = Payload(metadata={"encoding": b"json/plain"}, data=b'"call 13812345678"')
+    structured = Payload(metadata={"encoding": b"json/plain"}, data=b'{"status": "approved"}')
+    kept, *sealed = await codec.encode([summary, leaky, phone, structured])
+    assert kept == summary
+    assert all(p.metadata["encoding"] == ENCODING for p in sealed)
+
+
 def test_key_configuration_errors_name_the_setting():
     with pytest.raises(ValueError, match="ENROLL_PAYLOAD_KEYS: key 'short' must be an id and 32 bytes"):
         parse_keys("short:" + base64.b64encode(b"x" * 16).decode())

@@ -291,7 +291,7 @@ class EnrollmentCase:
         ):
             if await self._wait_until(decided, self._entered_at + timedelta(days=days)):
                 return
-            self._record(step, "system", f"no decision after {days} days")
+            self._record(step, "system", f"no decision after {days:g} days")
         await self._wait_until(decided, None)
 
     async def _finish(self, outcome: CaseState, detail: str | None = None) -> CaseStatusView:
@@ -424,11 +424,11 @@ class EnrollmentCase:
                 return True
             await self._save_progress()
 
-    async def _wait_for(self, condition: Callable[[], bool], days: int) -> bool:
+    async def _wait_for(self, condition: Callable[[], bool], days: float) -> bool:
         """Wait for a person's step or a withdrawal; False when the policy's deadline passes first."""
         met = await self._wait_until(lambda: condition() or self._withdrawal is not None, self._entered_at + timedelta(days=days))
         if not met:
-            self._record("deadline_passed", "system", f"{self._status} for {days} days")
+            self._record("deadline_passed", "system", f"{self._status} for {days:g} days")
         return met
 
     def _record(self, step: str, actor: str, detail: str | None = None, credential: str | None = None) -> None:

@@ -1,0 +1,347 @@
+"""The review console over real HTTP, against a Temporal dev server, a worker process, the stand-ins and PostgreSQL.
+
+Reviewers and service-point staff sign in with signed tokens, see their
+district's cases, and act on them; the case stays the authority and records
+every action with the token id. A reviewer of another district sees nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+import time
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+from temporalio.client import Client
+
+from console.app import SESSION_COOKIE, create_app
+from enrollment import tokens
+from enrollment.case import CaseStatusView
+from starter.cases import case_status
+from store.database import open_pool
+from tests.conftest import empty_store
+from tests.processes import TEST_CONVERTER, ServedApp, enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
+
+pytestmark = needs_temporal_cli
+
+SECRET = b"end-to-end-token-secret"
+DISTRICT = "510104"
+OTHER_DISTRICT = "510105"
+
+
+def token(subject: str, role: str, district: str | None, hours: float = 1.0) -> str:
+    return tokens.issue(SECRET, subject, role, district, dt.timedelta(hours=hours))
+
+
+@pytest.fixture(scope="module")
+async def dev_server(tmp_path_factory):
+    server = await start_dev_server(tmp_path_factory.mktemp("temporal"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def environment(dev_server, standins, database_url, store_pool) -> dict[str, str]:
+    await empty_store(store_pool)
+    httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
+    httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
+    return product_environment(dev_server.address, standins.base_url, database_url)
+
+
+@pytest.fixture(scope="module")
+def worker(environment, tmp_path_factory):
+    process = start_worker(environment, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield process
+    process.terminate()
+    process.wait(60)
+
+
+@pytest.fixture(scope="module")
+async def client(dev_server) -> Client:
+    return await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
+
+
+async def wait_for(client: Client, application_id: str, *statuses: str, timeout: float = 30.0) -> CaseStatusView:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            view = await case_status(client, application_id)
+            if view.status in statuses:
+                return view
+        except Exception:
+            view = None
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{application_id} stayed {view.status if view else 'unknown'}, expected {statuses}")
+        await asyncio.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+async def cases(environment, worker, client, population, tmp_path_factory) -> dict[str, dict]:
+    """Three cases of district 510104: two awaiting review, one awaiting offline registration."""
+    chosen = {
+        "approve": next(a for a in population.by_scenario("hukou_verified") if a["district_code"] == DISTRICT),
+        "refuse": next(a for a in population.by_scenario("non_hukou_verified") if a["district_code"] == DISTRICT),
+        "offline": next(a for a in population.by_scenario("verification_failed_not_found") if a["district_code"] == DISTRICT),
+    }
+    path = tmp_path_factory.mktemp("applications") / "console.jsonl"
+    path.write_text("\n".join(json.dumps(a, ensure_ascii=False) for a in chosen.values()) + "\n", encoding="utf-8")
+    submitted = enroll(environment, "submit", str(path))
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    await wait_for(client, chosen["approve"]["application_id"], "awaiting_review")
+    await wait_for(client, chosen["refuse"]["application_id"], "awaiting_review")
+    await wait_for(client, chosen["offline"]["application_id"], "awaiting_offline_registration")
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def console(dev_server, standins, database_url):
+    async def temporal_client():
+        return await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
+
+    async def case_store():
+        return await open_pool(database_url, max_size=2)
+
+    with ServedApp(create_app(temporal_client, case_store, SECRET, f"{standins.base_url}/platform")) as served:
+        yield served
+
+
+def signed_in(console: ServedApp, bearer: str) -> httpx.Client:
+    browser = httpx.Client(base_url=console.base_url, timeout=30)
+    form = browser.get("/signin")
+    assert form.status_code == 200
+    nonce = re.search(r'name="nonce" value="([^"]+)"', form.text).group(1)
+    done = browser.post("/signin", data={"token": bearer, "nonce": nonce})
+    assert done.status_code == 303, done.text
+    return browser
+
+
+def csrf_of(page: httpx.Response) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+
+def text_of(page: httpx.Response) -> str:
+    """The page without markup, entities decoded, whitespace collapsed."""
+    import html
+
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", page.text)))
+
+
+def test_sign_in_with_a_token_and_sign_out(console):
+    assert httpx.get(f"{console.base_url}/queue").status_code == 303
+    browser = httpx.Client(base_url=console.base_url, timeout=30)
+    first = browser.get("/", follow_redirects=True)
+    assert first.url.path == "/signin" and "身份令牌 Token" in first.text
+
+    nonce = re.search(r'name="nonce" value="([^"]+)"', first.text).group(1)
+    reviewer = token("r-01", "reviewer", DISTRICT)
+    done = browser.post("/signin", data={"token": reviewer, "nonce": nonce})
+    assert done.status_code == 303 and done.headers["location"] == "/queue"
+    cookie = next(h for h in done.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE))
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    queue = browser.get("/queue")
+    shown = text_of(queue)
+    assert "已登录 Signed in: r-01" in shown and "审核员 reviewer" in shown and "510104" in shown
+    assert queue.headers["content-security-policy"].startswith("default-src 'none'")
+
+    out = browser.post("/signout", data={"csrf": csrf_of(queue)})
+    assert out.status_code == 303 and out.headers["location"] == "/signin?reason=signed_out"
+    assert browser.get("/queue").status_code == 303
+
+    # Refused tokens: expired, ops, altered, garbage. Each goes back to sign-in with the reason.
+    for bad, reason in [
+        (token("r-01", "reviewer", DISTRICT, hours=-1), "token: expired"),
+        (token("ops-01", "ops", None), "token: the ops role has no business in the review console"),
+        (reviewer[:-3] + ("AAA" if not reviewer.endswith("AAA") else "BBB"), "signature does not match"),
+        ("not a token", "signature does not match"),
+    ]:
+        form = browser.get("/signin")
+        nonce = re.search(r'name="nonce" value="([^"]+)"', form.text).group(1)
+        refused = browser.post("/signin", data={"token": bad, "nonce": nonce})
+        assert refused.status_code == 401 and reason in text_of(refused), reason
+        assert SESSION_COOKIE not in browser.cookies
+
+    # A sign-in form that did not come from this console.
+    stranger = httpx.post(f"{console.base_url}/signin", data={"token": reviewer, "nonce": "made-up"})
+    assert stranger.status_code == 403 and SESSION_COOKIE not in stranger.cookies
+
+    # A session whose token expired meanwhile goes back to sign-in with the reason.
+    stale = httpx.Client(base_url=console.base_url, cookies={SESSION_COOKIE: token("r-01", "reviewer", DISTRICT, hours=-1)})
+    bounced = stale.get("/cases/SC2027-000001")
+    assert bounced.status_code == 303 and bounced.headers["location"] == "/signin?reason=expired&next=%2Fcases%2FSC2027-000001"
+    assert "身份令牌已过期" in stale.get(bounced.headers["location"]).text
+
+
+def test_the_queue_shows_the_district_cases_and_hides_them_from_other_districts(console, cases):
+    reviewer = signed_in(console, token("r-01", "reviewer", DISTRICT))
+    queue = reviewer.get("/queue")
+    assert queue.status_code == 200
+    shown = text_of(queue)
+    for key in ("approve", "refuse"):
+        assert cases[key]["application_id"] in shown
+    assert cases["offline"]["application_id"] not in shown, "not awaiting review"
+    assert re.search(r'id="queue-count">(\d+)<', queue.text).group(1) == "2"
+    assert "户籍 一致 matched" in shown and "phase_one" in shown and cases["approve"]["stage"] in shown
+    rows = re.findall(r'href="/cases/([A-Za-z0-9-]+)"', queue.text)
+    assert len(rows) == 2
+
+    outsider = signed_in(console, token("r-77", "reviewer", OTHER_DISTRICT))
+    other_queue = outsider.get("/queue")
+    assert other_queue.status_code == 200 and re.search(r'id="queue-count">(\d+)<', other_queue.text).group(1) == "0"
+    target = cases["approve"]["application_id"]
+    assert target not in other_queue.text
+    hidden = outsider.get(f"/cases/{target}")
+    missing = outsider.get("/cases/SC2027-999999")
+    assert hidden.status_code == missing.status_code == 404
+    assert text_of(hidden).replace(target, "X") == text_of(missing).replace("SC2027-999999", "X"), "same answer as no case at all"
+    for name in (cases["approve"]["student"]["name"], *(g["name"] for g in cases["approve"]["guardians"])):
+        assert name not in hidden.text
+    acted = outsider.post(f"/cases/{target}/review", data={"csrf": csrf_of(other_queue), "decision": "approve", "opinion": "同意"})
+    assert acted.status_code == 404
+
+    staff = signed_in(console, token("s-01", "staff", DISTRICT))
+    assert staff.get("/queue").status_code == 403
+    assert reviewer.get("/offline").status_code == 403
+
+
+async def test_the_case_page_shows_the_district_reviewer_everything_but_full_identity_numbers(console, cases, client):
+    application = cases["approve"]
+    reviewer = signed_in(console, token("r-01", "reviewer", DISTRICT))
+    page = reviewer.get(f"/cases/{application['application_id']}")
+    assert page.status_code == 200
+    shown = text_of(page)
+    view = await case_status(client, application["application_id"])
+    assert "待审核 awaiting_review" in shown and view.policy_version in shown and application["channel"] in shown
+    assert "public_security.hukou" in shown and application["student"]["name"] in shown, "element values and sources"
+    assert f"{view.auto_filled_count})" in shown
+    assert all(entry.step in shown for entry in view.timeline) and "操作人 Actor" in shown
+    for person in (application["student"], *application["guardians"]):
+        assert person["id_number"] not in page.text
+    assert 'action="/cases/' in page.text and 'value="approve"' in page.text and "办理意见" in shown
+
+
+async def test_forms_without_the_session_csrf_token_are_refused(console, cases, client):
+    target = cases["refuse"]["application_id"]
+    reviewer = signed_in(console, token("r-01", "reviewer", DISTRICT))
+    before = await case_status(client, target)
+    for csrf in (None, "0" * 32, csrf_of(signed_in(console, token("r-01", "reviewer", DISTRICT)).get("/queue"))):
+        data = {"decision": "approve", "opinion": "同意"} | ({"csrf": csrf} if csrf else {})
+        refused = reviewer.post(f"/cases/{target}/review", data=data)
+        assert refused.status_code == 403 and "CSRF" in refused.text
+    json_body = reviewer.post(f"/cases/{target}/review", json={"decision": "approve", "opinion": "同意"})
+    assert json_body.status_code == 415
+    after = await case_status(client, target)
+    assert after.status == "awaiting_review" and len(after.timeline) == len(before.timeline), "nothing reached the case"
+
+
+async def test_a_refusal_is_shown_and_recorded(console, cases, client):
+    target = cases["refuse"]["application_id"]
+    subject = token("r-02", "reviewer", DISTRICT)
+    reviewer = signed_in(console, subject)
+    page = reviewer.get(f"/cases/{target}")
+    refused = reviewer.post(f"/cases/{target}/review", data={"csrf": csrf_of(page), "decision": "approve", "opinion": "   "})
+    assert refused.status_code == 409
+    assert "refused: opinion: a handling opinion (办理意见) of 1 to" in text_of(refused)
+    view = await case_status(client, target)
+    assert view.status == "awaiting_review"
+    assert (view.timeline[-1].step, view.timeline[-1].actor, view.timeline[-1].credential) == (
+        "review_refused", "reviewer:r-02", tokens.verify(SECRET, subject).jti
+    )
+    wrong = reviewer.post(f"/cases/{target}/review", data={"csrf": csrf_of(page), "decision": "maybe", "opinion": "再看看"})
+    assert wrong.status_code == 409 and "refused: decision: must be one of approve, reject, request_supplement" in text_of(wrong)
+
+    # What people type is shown as text, never as markup.
+    markup = '<script>alert(1)</script><b>请补充</b>房产证明'
+    asked = reviewer.post(f"/cases/{target}/review", data={"csrf": csrf_of(page), "decision": "request_supplement", "opinion": markup})
+    assert asked.status_code == 200 and "<script>alert(1)" not in asked.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in asked.text
+    assert "补充材料 request_supplement" in text_of(asked) and "待补充材料 awaiting_supplement" in text_of(asked)
+
+
+async def test_approve_reaches_the_platform_once_and_is_audited(console, cases, client, standins):
+    target = cases["approve"]["application_id"]
+    subject = token("r-01", "reviewer", DISTRICT)
+    jti = tokens.verify(SECRET, subject).jti
+    staff = signed_in(console, token("s-01", "staff", DISTRICT))
+    staff_page = staff.get(f"/cases/{target}")
+    assert staff_page.status_code == 200 and 'value="approve"' not in staff_page.text, "staff see the case, not the review form"
+    assert staff.post(f"/cases/{target}/review", data={"csrf": csrf_of(staff_page), "decision": "approve", "opinion": "同意"}).status_code == 403
+
+    reviewer = signed_in(console, subject)
+    page = reviewer.get(f"/cases/{target}")
+    with capture_logs() as logs:
+        done = reviewer.post(f"/cases/{target}/review", data={"csrf": csrf_of(page), "decision": "approve", "opinion": "材料齐全，同意入学"})
+    assert done.status_code == 200, text_of(done)
+    shown = text_of(done)
+    assert "已记录 Recorded: reviewed:approve" in shown and "审核通过 approved" in shown and "材料齐全，同意入学" in shown
+    assert 'value="approve"' not in done.text, "no second review form"
+
+    view = await wait_for(client, target, "approved")
+    entry = next(e for e in view.timeline if e.step == "reviewed:approve")
+    assert (entry.actor, entry.credential) == ("reviewer:r-01", jti)
+    deadline = time.monotonic() + 30
+    while not (record := httpx.get(f"{standins.base_url}/platform/v1/cases/{target}").json())["result"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+    assert [r["body"]["status"] for r in record["result"]] == ["approved"]
+    assert record["result"][0]["body"]["reviewer_id"] == "r-01"
+
+    actions = [line for line in logs if line["event"] == "console action" and line.get("application_id") == target]
+    assert {"subject": "r-01", "role": "reviewer", "district": DISTRICT, "action": "review:approve", "outcome": "recorded", "token": jti}.items() <= actions[-1].items()
+    people = [cases["approve"]["student"], *cases["approve"]["guardians"]]
+    assert not any(p["name"] in str(line) or p["id_number"] in str(line) for line in logs for p in people)
+
+    again = reviewer.post(f"/cases/{target}/review", data={"csrf": csrf_of(page), "decision": "reject", "opinion": "改主意"})
+    assert again.status_code == 409 and "Not done" in again.text
+
+
+async def test_service_point_staff_register_an_offline_case(console, cases, client):
+    target = cases["offline"]["application_id"]
+    staff = signed_in(console, token("s-01", "staff", DISTRICT))
+    listing = staff.get("/offline")
+    assert listing.status_code == 200
+    shown = text_of(listing)
+    assert target in shown and re.search(r'id="offline-count">(\d+)<', listing.text).group(1) == "1"
+    assert "未查到 not_found" in shown and "服务点工作人员 staff" in shown
+
+    reviewer = signed_in(console, token("r-01", "reviewer", DISTRICT))
+    assert reviewer.post(f"/cases/{target}/register", data={"csrf": csrf_of(reviewer.get("/queue")), "materials": "户口簿"}).status_code == 403
+    outsider = signed_in(console, token("s-77", "staff", OTHER_DISTRICT))
+    assert target not in outsider.get("/offline").text
+    assert outsider.post(f"/cases/{target}/register", data={"csrf": csrf_of(outsider.get("/offline")), "materials": "户口簿"}).status_code == 404
+
+    page = staff.get(f"/cases/{target}")
+    assert 'action="/cases/' in page.text and "线下登记 Offline registration" in page.text
+    half = staff.post(f"/cases/{target}/register", data={"csrf": csrf_of(page), "materials": "居民户口簿", "zone": "Z1", "school": ""})
+    assert half.status_code == 422 and "zone and school go together" in half.text
+    done = staff.post(
+        f"/cases/{target}/register",
+        data={"csrf": csrf_of(page), "materials": "居民户口簿\n\n居住证明\n", "note": "现场核验原件", "school_choice": ""},
+    )
+    assert done.status_code == 200, text_of(done)
+    assert "已记录 Recorded: registered_offline" in text_of(done)
+    view = await wait_for(client, target, "awaiting_review", "awaiting_school_selection")
+    assert view.materials[-2:] == ["居民户口簿", "居住证明"]
+    entry = next(e for e in view.timeline if e.step == "registered_offline")
+    assert entry.actor == "staff:s-01" and entry.detail == "2 materials; 现场核验原件" and entry.credential
+
+
+async def test_the_applicant_result_lookup_shows_the_result_only(console, cases, client):
+    target = cases["approve"]
+    await wait_for(client, target["application_id"], "approved")
+    deadline = time.monotonic() + 30
+    while "审核通过 approved" not in text_of(page := httpx.get(f"{console.base_url}/result/{target['application_id']}")):
+        assert time.monotonic() < deadline, text_of(page)
+        await asyncio.sleep(0.3)
+    shown = text_of(page)
+    assert page.status_code == 200 and "同意 approve" in shown and "材料齐全，同意入学" in shown and "未登录 Not signed in" in shown
+    for person in (target["student"], *target["guardians"]):
+        assert person["name"] not in page.text and person["id_number"] not in page.text
+    assert "r-01" not in page.text, "the reviewer's account is not the applicant's business"
+
+    pending = httpx.get(f"{console.base_url}/result/{cases['refuse']['application_id']}")
+    assert pending.status_code == 200 and "暂无办理结果。No result yet." in pending.text
+    assert httpx.get(f"{console.base_url}/result/<script>").status_code == 404
+    looked_up = httpx.get(f"{console.base_url}/result", params={"application_id": target["application_id"]})
+    assert looked_up.status_code == 303 and looked_up.headers["location"] == f"/result/{target['application_id']}"

@@ -1,0 +1,173 @@
+"""The review console in a real browser (Debian's Chromium through Playwright), against the real stack.
+
+A reviewer signs in with a pasted token, sees the district's queue, opens a
+case, approves it with a handling opinion, and the result reaches the
+platform; a reviewer of another district neither sees nor opens the case.
+Screenshots of the queue and the case page go to docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client
+
+from console.app import create_app
+from enrollment import tokens
+from starter.cases import case_status
+from store.database import open_pool
+from tests.conftest import empty_store
+from tests.processes import TEST_CONVERTER, ServedApp, enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [needs_temporal_cli, pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium")]
+playwright_api = pytest.importorskip("playwright.async_api")
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+SECRET = b"end-to-end-token-secret"
+DISTRICT = "510106"
+OTHER_DISTRICT = "510104"
+
+
+def token(subject: str, role: str, district: str) -> str:
+    return tokens.issue(SECRET, subject, role, district, dt.timedelta(hours=1))
+
+
+@pytest.fixture(scope="module")
+async def dev_server(tmp_path_factory):
+    server = await start_dev_server(tmp_path_factory.mktemp("temporal"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def environment(dev_server, standins, database_url, store_pool) -> dict[str, str]:
+    await empty_store(store_pool)
+    httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
+    httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
+    return product_environment(dev_server.address, standins.base_url, database_url)
+
+
+@pytest.fixture(scope="module")
+def worker(environment, tmp_path_factory):
+    process = start_worker(environment, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield process
+    process.terminate()
+    process.wait(60)
+
+
+@pytest.fixture(scope="module")
+def console(dev_server, standins, database_url):
+    async def temporal_client():
+        return await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
+
+    async def case_store():
+        return await open_pool(database_url, max_size=2)
+
+    with ServedApp(create_app(temporal_client, case_store, SECRET, f"{standins.base_url}/platform")) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+async def browser():
+    async with playwright_api.async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+async def wait_for(client: Client, application_id: str, status: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if (await case_status(client, application_id)).status == status:
+                return
+        except Exception:
+            pass
+        assert time.monotonic() < deadline, f"{application_id} never reached {status}"
+        await asyncio.sleep(0.2)
+
+
+async def sign_in(context, console: ServedApp, bearer: str):
+    page = await context.new_page()
+    await page.goto(f"{console.base_url}/")
+    assert page.url.endswith("/signin")
+    await page.fill("#token", bearer)
+    await page.click("form.signin button[type=submit]")
+    await page.wait_for_url(f"{console.base_url}/queue")
+    return page
+
+
+async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_nothing(
+    environment, worker, console, browser, population, standins, dev_server, tmp_path
+):
+    chosen = [
+        next(a for a in population.by_scenario("hukou_verified") if a["district_code"] == DISTRICT),
+        next(a for a in population.by_scenario("non_hukou_verified") if a["district_code"] == DISTRICT),
+    ]
+    target = chosen[0]
+    application_id = target["application_id"]
+    path = tmp_path / "browser.jsonl"
+    path.write_text("\n".join(json.dumps(a, ensure_ascii=False) for a in chosen) + "\n", encoding="utf-8")
+    submitted = enroll(environment, "submit", str(path))
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    client = await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
+    for application in chosen:
+        await wait_for(client, application["application_id"], "awaiting_review")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    # The district's reviewer: queue, case, approval.
+    context = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    page = await sign_in(context, console, token("r-01", "reviewer", DISTRICT))
+    assert "r-01" in await page.inner_text("#who") and "审核员 reviewer" in await page.inner_text("#who")
+    assert DISTRICT in await page.inner_text("#who")
+    assert await page.inner_text("#queue-count") == "2"
+    queue_text = await page.inner_text("#queue")
+    assert all(a["application_id"] in queue_text for a in chosen) and "一致 matched" in queue_text
+    await page.screenshot(path=str(SCREENSHOTS / "console-queue.png"), full_page=True)
+
+    await page.click(f"#queue a[href='/cases/{application_id}']")
+    await page.wait_for_url(f"{console.base_url}/cases/{application_id}")
+    assert (await page.inner_text("#case-status")).strip() == "待审核 awaiting_review"
+    elements = await page.inner_text("#elements")
+    assert target["student"]["name"] in elements and "public_security.hukou" in elements
+    assert target["student"]["id_number"] not in await page.content()
+    await page.fill("#opinion", "材料齐全，同意入学")
+    await page.screenshot(path=str(SCREENSHOTS / "console-case.png"), full_page=True)
+
+    await page.click("button[value=approve]")
+    await page.wait_for_selector("#outcome")
+    assert "已记录 Recorded: reviewed:approve" in await page.inner_text("#outcome")
+    assert (await page.inner_text("#case-status")).strip() == "审核通过 approved"
+    assert "材料齐全，同意入学" in await page.inner_text("#reviews")
+    assert "reviewer:r-01" in await page.inner_text("#timeline")
+
+    async with httpx.AsyncClient(base_url=standins.base_url) as platform:
+        deadline = time.monotonic() + 30
+        while not (record := (await platform.get(f"/platform/v1/cases/{application_id}")).json())["result"]:
+            assert time.monotonic() < deadline, "no result at the platform"
+            await asyncio.sleep(0.3)
+    assert [r["body"]["status"] for r in record["result"]] == ["approved"]
+    assert record["result"][0]["body"]["opinion"] == "材料齐全，同意入学"
+    await context.close()
+
+    # A reviewer of another district: not in the queue, and the page is "not found".
+    outsider = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    page = await sign_in(outsider, console, token("r-77", "reviewer", OTHER_DISTRICT))
+    assert await page.inner_text("#queue-count") == "0"
+    assert application_id not in await page.content()
+    response = await page.goto(f"{console.base_url}/cases/{application_id}")
+    assert response.status == 404
+    assert "未找到 Not found" in await page.inner_text("h1")
+    assert target["student"]["name"] not in await page.content()
+    await outsider.close()
