@@ -50,6 +50,7 @@ from enrollment.case import (
     application_id_of,
 )
 from enrollment.policy import DistrictPolicy, policy_book
+from starter import ops_queries
 from starter.cases import CaseActionError, case_handle, case_status, cases_awaiting_review, send_signal
 from workflows.enrollment_case import MAX_OPINION_LENGTH, EnrollmentCase
 
@@ -359,7 +360,7 @@ def create_app(
             DISTRICT_CODE.validate_python(district_code)
         except ValidationError:
             raise Refusal(400, "区县代码错误 Bad district", "district_code: must be a 6-digit Sichuan region code (51xxxx)") from None
-        query = f'WorkflowType = "EnrollmentCase" AND CaseStatus = "awaiting_offline_registration" AND DistrictCode = "{district_code}"'
+        query = ops_queries.awaiting("awaiting_offline_registration", district_code)
         found = []
         async for execution in held.client.list_workflows(query, limit=limit):
             attributes = execution.typed_search_attributes

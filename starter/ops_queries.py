@@ -11,8 +11,13 @@ import datetime as dt
 FINAL = '("not_eligible", "approved", "rejected", "withdrawn", "expired")'
 
 
+def awaiting(status: str, district_code: str) -> str:
+    """Cases of a district waiting at one step (the district code is validated by the caller)."""
+    return f'WorkflowType = "EnrollmentCase" AND CaseStatus = "{status}" AND DistrictCode = "{district_code}"'
+
+
 def awaiting_review(district_code: str) -> str:
-    return f'WorkflowType = "EnrollmentCase" AND CaseStatus = "awaiting_review" AND DistrictCode = "{district_code}"'
+    return awaiting("awaiting_review", district_code)
 
 
 def stuck_in_verification(started_before: dt.datetime) -> str:
