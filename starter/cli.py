@@ -41,6 +41,7 @@ from enrollment.search_attributes import ensure_registered
 from enrollment.settings import Settings
 from starter.cases import CaseActionError, case_handle, case_status, cases_awaiting_review, send_signal
 from starter.intake import submit_file
+from starter.output import Output, progress
 from store.cases import case_record, list_cases
 from store.database import embedded, migrate, open_pool, resolve_url
 from workflows.enrollment_case import EnrollmentCase
@@ -49,30 +50,41 @@ SETUP_ATTEMPTS = 30
 log = structlog.get_logger()
 
 
-def _print(document) -> None:
-    print(json.dumps(document, ensure_ascii=False, default=str))
+def _out(args) -> Output:
+    return Output(as_json=args.json)
+
+
+SUBMIT_COLUMNS = ("source", "result", "application_id", "errors")
 
 
 async def _submit(args, settings: Settings) -> int:
     client = await connect(settings)
     policies = policy_book(settings.policies_dir)
+    out = _out(args)
+    total = sum(1 for line in Path(args.file).read_bytes().splitlines() if line.strip())
+    widths = {"source": 24, "result": 9, "application_id": 16}
+    out.header(SUBMIT_COLUMNS, widths)
     counts: dict[str, int] = {}
     async for result in submit_file(client, Path(args.file), policies):
         counts[result.result] = counts.get(result.result, 0) + 1
-        _print(result.as_dict())
-    print(json.dumps({"summary": counts}), file=sys.stderr)
+        out.row(result.as_dict(), SUBMIT_COLUMNS, widths)
+        done = sum(counts.values())
+        if not args.json and (done % 100 == 0):
+            progress(done, total, "submitted")
+    print(json.dumps({"summary": counts}) if args.json else "summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
     return 0 if set(counts) <= {"started"} else 1
 
 
 async def _status(args, settings: Settings) -> int:
     view = await case_status(await connect(settings), args.application_id)
-    print(view.model_dump_json(indent=2))
+    document = view.model_dump(mode="json")
+    _out(args).document(document, timeline=document["timeline"])
     return 0
 
 
 async def _awaiting_review(args, settings: Settings) -> int:
-    for case in await cases_awaiting_review(await connect(settings), args.district):
-        _print(case)
+    cases = await cases_awaiting_review(await connect(settings), args.district)
+    _out(args).table(sorted(cases, key=lambda c: c["started"] or ""), ["application_id", "stage", "registration_type", "routing_phase", "started"])
     return 0
 
 
@@ -80,7 +92,7 @@ async def _signal(args, settings: Settings, signal, payload, actor: str) -> int:
     client = await connect(settings)
     entries = await send_signal(client, args.application_id, signal, payload, actor)
     view = await case_status(client, args.application_id)
-    _print({"application_id": args.application_id, "recorded": [e.model_dump(mode="json") for e in entries], "status": view.status})
+    _out(args).document({"application_id": args.application_id, "status": view.status, "recorded": [e.model_dump(mode="json") for e in entries]})
     return 0
 
 
@@ -135,7 +147,7 @@ async def _withdraw(args, settings: Settings) -> int:
 async def _select_school(args, settings: Settings) -> int:
     handle = case_handle(await connect(settings), args.application_id)
     view = await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=args.zone, school_id=args.school))
-    _print({"application_id": args.application_id, "school_choice": view.school_choice.model_dump(), "status": view.status})
+    _out(args).document({"application_id": args.application_id, "school_choice": view.school_choice.model_dump(), "status": view.status})
     return 0
 
 
@@ -155,7 +167,7 @@ async def _setup(args, settings: Settings) -> int:
                 raise
             print(f"enroll setup: attempt {attempt} failed ({err}); retrying", file=sys.stderr)
             await asyncio.sleep(2)
-    _print({"search_attributes": [key.name for key in ALL_SEARCH_ATTRIBUTES], "migrations_applied": applied})
+    _out(args).document({"search_attributes": [key.name for key in ALL_SEARCH_ATTRIBUTES], "migrations_applied": applied})
     return 0
 
 
@@ -167,15 +179,20 @@ async def _archive(args, settings: Settings) -> int:
         await pool.close()
     if record is None:
         raise CaseActionError(f"application_id: the case store holds nothing for {args.application_id}")
-    print(json.dumps(record, ensure_ascii=False, indent=2, default=str))
+    out = _out(args)
+    if out.as_json:
+        out.document(record)
+    else:
+        out.document(record["case"], timeline=record["events"])
+        out.table([{"kind": d["kind"], "archived_at": d["archived_at"]} for d in record["archive"]], ["kind", "archived_at"])
     return 0
 
 
 async def _cases(args, settings: Settings) -> int:
     pool = await open_pool(resolve_url(settings.database_url), max_size=1)
     try:
-        for row in await list_cases(pool, args.district, args.status):
-            _print(row)
+        rows = await list_cases(pool, args.district, args.status)
+        _out(args).table(rows, ["application_id", "status", "stage", "registration_type", "routing_phase", "channel", "updated_at"])
     finally:
         await pool.close()
     return 0
@@ -185,34 +202,39 @@ async def _platform_record(args, settings: Settings) -> int:
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(f"{settings.platform_url}/v1/cases/{args.application_id}")
         response.raise_for_status()
-        print(json.dumps(response.json(), ensure_ascii=False, indent=2))
+        _out(args).document(response.json())
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enroll", description="Sichuan enrollment 'one thing' cases.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="JSON for scripts instead of readable tables")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    submit = commands.add_parser("submit", help="submit a JSON or JSON Lines file of applications")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, parents=[common])
+
+    submit = command("submit", help="submit a JSON or JSON Lines file of applications")
     submit.add_argument("file")
     submit.set_defaults(handler=_submit)
 
-    status = commands.add_parser("status", help="show a case's status")
+    status = command("status", help="show a case's status")
     status.add_argument("application_id")
     status.set_defaults(handler=_status)
 
-    awaiting = commands.add_parser("awaiting-review", help="list cases awaiting review in a district")
+    awaiting = command("awaiting-review", help="list cases awaiting review in a district")
     awaiting.add_argument("--district", required=True)
     awaiting.set_defaults(handler=_awaiting_review)
 
-    review = commands.add_parser("review", help="send a reviewer's decision (办理意见)")
+    review = command("review", help="send a reviewer's decision (办理意见)")
     review.add_argument("application_id")
     review.add_argument("--token", help="the reviewer's signed token (default: $ENROLL_TOKEN)")
     review.add_argument("--decision", required=True, choices=DECISIONS)
     review.add_argument("--opinion", required=True)
     review.set_defaults(handler=_review)
 
-    offline = commands.add_parser("register-offline", help="register a case at the service point")
+    offline = command("register-offline", help="register a case at the service point")
     offline.add_argument("application_id")
     offline.add_argument("--token", help="the service-point staff member's signed token (default: $ENROLL_TOKEN)")
     offline.add_argument("--material", action="append", help="a material registered (repeatable)")
@@ -221,40 +243,40 @@ def build_parser() -> argparse.ArgumentParser:
     offline.add_argument("--school")
     offline.set_defaults(handler=_register_offline)
 
-    supplement = commands.add_parser("supplement", help="submit supplementary materials")
+    supplement = command("supplement", help="submit supplementary materials")
     supplement.add_argument("application_id")
     supplement.add_argument("--material", action="append")
     supplement.add_argument("--note", default="")
     supplement.set_defaults(handler=_supplement)
 
-    select = commands.add_parser("select-school", help="choose the enrollment zone and school")
+    select = command("select-school", help="choose the enrollment zone and school")
     select.add_argument("application_id")
     select.add_argument("--zone", required=True)
     select.add_argument("--school", required=True)
     select.set_defaults(handler=_select_school)
 
-    withdraw = commands.add_parser("withdraw", help="withdraw an application before the decision")
+    withdraw = command("withdraw", help="withdraw an application before the decision")
     withdraw.add_argument("application_id")
     withdraw.add_argument("--reason", default="")
     withdraw.set_defaults(handler=_withdraw)
 
-    platform = commands.add_parser("platform-record", help="what the platform holds for a case")
+    platform = command("platform-record", help="what the platform holds for a case")
     platform.add_argument("application_id")
     platform.set_defaults(handler=_platform_record)
 
-    archive = commands.add_parser("archive", help="a case's archive and event log from the case store")
+    archive = command("archive", help="a case's archive and event log from the case store")
     archive.add_argument("application_id")
     archive.set_defaults(handler=_archive)
 
-    listing = commands.add_parser("cases", help="cases of a district from the case store, newest first")
+    listing = command("cases", help="cases of a district from the case store, newest first")
     listing.add_argument("--district", required=True)
     listing.add_argument("--status", choices=CASE_STATES)
     listing.set_defaults(handler=_cases)
 
-    setup = commands.add_parser("setup", help="register search attributes and migrate the case store")
+    setup = command("setup", help="register search attributes and migrate the case store")
     setup.set_defaults(handler=_setup)
 
-    token = commands.add_parser("token", help="issue a signed identity token (account administrators)")
+    token = command("token", help="issue a signed identity token (account administrators)")
     token.add_argument("action", choices=("issue",))
     token.add_argument("--subject", required=True, help="the person's account id, e.g. r-01")
     token.add_argument("--role", required=True, choices=("reviewer", "staff", "ops"))
@@ -262,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--hours", type=float, default=8.0, help="validity (default: one working day)")
     token.set_defaults(handler=_issue_token, application_id=None)
 
-    worker = commands.add_parser("worker", help="run the workers (same as python -m workers)")
+    worker = command("worker", help="run the workers (same as python -m workers)")
     worker.add_argument("--role", choices=("case", "verification"), action="append")
     worker.set_defaults(handler=None)
     return parser

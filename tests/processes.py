@@ -58,8 +58,11 @@ def start_worker(environment: dict[str, str], log: Path) -> subprocess.Popen:
         return subprocess.Popen([str(BIN / "python"), "-m", "workers"], env=environment, stdout=output, stderr=subprocess.STDOUT)
 
 
-def enroll(environment: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "enroll"), *args], env=environment, capture_output=True, text=True, timeout=60)
+def enroll(environment: dict[str, str], *args: str, readable: bool = False) -> subprocess.CompletedProcess:
+    """Run `enroll`; its output is JSON (--json) unless the test reads what a person would see."""
+    return subprocess.run(
+        [str(BIN / "enroll"), *args, *([] if readable else ["--json"])], env=environment, capture_output=True, text=True, timeout=60
+    )
 
 
 def eventually(check, timeout: float = 30.0):

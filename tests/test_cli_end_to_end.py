@@ -95,6 +95,11 @@ def test_submit_review_and_see_the_result_at_the_platform(environment, worker, p
     refusals = [entry for entry in final["timeline"] if entry["step"] == "review_refused"]
     assert len(refusals) == 1 and refusals[0]["actor"] == "reviewer:r-77" and refusals[0]["credential"], "only the outsider reached the case"
 
+    readable = enroll(environment, "status", target["application_id"], readable=True).stdout
+    assert "status: approved" in readable and "STEP" in readable and "reviewed:approve" in readable
+    table = enroll(environment, "cases", "--district", district, readable=True).stdout
+    assert table.splitlines()[0].split()[:2] == ["APPLICATION_ID", "STATUS"] and target["application_id"] in table
+
     record = json.loads(enroll(environment, "platform-record", target["application_id"]).stdout)
     assert [r["body"]["status"] for r in record["result"]] == ["approved"]
 
