@@ -67,7 +67,7 @@ def create_app(codec: PayloadCodec, token_secret: bytes, cors_origins: list[str]
         payloads = Payloads()
         try:
             json_format.Parse(body, payloads)
-        except json_format.ParseError:
+        except (json_format.ParseError, UnicodeDecodeError):
             return JSONResponse({"error": "body: not a JSON Payloads message"}, status_code=400)
         try:
             converted = await (codec.encode if action == "encode" else codec.decode)(payloads.payloads)

@@ -41,7 +41,8 @@ class Settings:
     payload_key_id: str | None
     # Signs identity tokens (enrollment/tokens.py).
     token_secret: str | None
-    # host:port of the workers' Prometheus endpoint; empty turns it off.
+    # host:port of the workers' Prometheus endpoint; empty (the default) turns it off, so several
+    # workers can share a machine. docker-compose and the demo set it.
     metrics_address: str
 
     @classmethod
@@ -66,7 +67,7 @@ class Settings:
             payload_keys=os.environ.get("ENROLL_PAYLOAD_KEYS") or None,
             payload_key_id=os.environ.get("ENROLL_PAYLOAD_KEY_ID") or None,
             token_secret=os.environ.get("ENROLL_TOKEN_SECRET") or None,
-            metrics_address=os.environ.get("ENROLL_METRICS_ADDRESS", "127.0.0.1:9464"),
+            metrics_address=os.environ.get("ENROLL_METRICS_ADDRESS", ""),
         )
 
     def routing_phase_at(self, received_at: dt.datetime) -> str:

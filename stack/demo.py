@@ -194,6 +194,8 @@ async def run_demo(args) -> None:
             "ENROLL_LOOKUP_KEY": secrets.lookup_key(settings).decode(),
             "ENROLL_PAYLOAD_KEYS": secrets.payload_keys(settings),
             "ENROLL_TOKEN_SECRET": secrets.token_secret(settings).decode(),
+            # One worker process at a time in the demo, so one metrics port.
+            "ENROLL_METRICS_ADDRESS": os.environ.get("ENROLL_METRICS_ADDRESS") or "127.0.0.1:9464",
         }
         say(f"[1/6] Temporal dev server (state in {data / 'temporal' / 'temporal.db'}) and the codec server")
         codec_url = f"http://127.0.0.1:{args.codec_port}"

@@ -61,7 +61,9 @@ async def _submit(args, settings: Settings) -> int:
     client = await connect(settings)
     policies = policy_book(settings.policies_dir)
     out = _out(args)
-    total = sum(1 for line in Path(args.file).read_bytes().splitlines() if line.strip())
+    raw = Path(args.file).read_bytes()
+    # Lines count applications in JSON Lines; a JSON array's total is only known once read.
+    total = None if raw.lstrip()[:1] in (b"[", b"{") else sum(1 for line in raw.splitlines() if line.strip())
     widths = {"source": 24, "result": 9, "application_id": 16}
     out.header(SUBMIT_COLUMNS, widths)
     counts: dict[str, int] = {}

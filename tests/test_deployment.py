@@ -375,10 +375,17 @@ def check_dependencies(compose: dict) -> None:
         assert setup_deps.get(target, {}).get("condition") == "service_healthy", f"setup must wait for {target} healthy"
 
 
+# Compose checks `:?` variables even for services whose profile is off, so an optional profile's
+# secret may be an empty-default reference, never a literal.
+OPTIONAL_SECRET_REFERENCE = re.compile(r"\$\{[A-Z][A-Z0-9_]*:-\}")
+
+
 def check_no_literal_secrets(compose: dict) -> None:
     for where, name, value in walk_environments(compose):
         if SECRET_NAME.search(name):
-            assert value is not None and SECRET_REFERENCE.fullmatch(str(value)), (
+            service = where.split(".")[1] if where.startswith("services.") else None
+            optional = service in MONITORING_SERVICES and OPTIONAL_SECRET_REFERENCE.fullmatch(str(value))
+            assert value is not None and (SECRET_REFERENCE.fullmatch(str(value)) or optional), (
                 f"{where}.{name}: secrets must be a required ${{...}} reference (no literal, no default)"
             )
 
