@@ -1,0 +1,372 @@
+"""`python -m bench.run`: a season's load on this machine, beside the engine's ceiling and the direct floor.
+
+In one invocation, on one fresh dev server: (1) the engine ceiling, a trivial
+workflow of the same shape; (2) the direct floor, the same department and
+platform calls with plain asyncio; (3) the product, N generated cases through
+`W` worker processes with a reviewer bot approving each case as soon as it
+awaits review. Figures come from the case store's event log (timestamps the
+workflow itself recorded) and from the stand-ins' own counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import httpx
+import psutil
+from temporalio.client import Client
+
+from bench.ceiling import CEILING_QUEUE, CeilingCase
+from enrollment.application import Application
+from enrollment.codec import new_key_spec
+from enrollment.case import ReviewSignal
+from enrollment.client import data_converter
+from enrollment.settings import Settings
+from stack import temporal_server
+from starter.intake import start_case
+from standins.population import generate
+from store.database import EmbeddedDatabase, open_pool
+from workflows.enrollment_case import EnrollmentCase
+
+VERIFIERS = ("hukou", "residence_permit", "social_insurance", "property")
+FLOOR_CONCURRENCY = 8
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+class Sampler:
+    """CPU seconds and peak resident memory of a set of processes, sampled twice a second."""
+
+    def __init__(self, pids: dict[str, list[int]]):
+        self._procs = {name: [psutil.Process(pid) for pid in ids] for name, ids in pids.items()}
+        self.peak_rss = {name: 0 for name in pids}
+        self._cpu0 = {name: self._cpu(name) for name in pids}
+        self._task = asyncio.create_task(self._run())
+
+    def _cpu(self, name: str) -> float:
+        total = 0.0
+        for proc in self._procs[name]:
+            for p in [proc, *proc.children(recursive=True)]:
+                try:
+                    times = p.cpu_times()
+                    total += times.user + times.system
+                except psutil.Error:
+                    pass
+        return total
+
+    async def _run(self) -> None:
+        while True:
+            for name, procs in self._procs.items():
+                rss = 0
+                for proc in procs:
+                    for p in [proc, *proc.children(recursive=True)]:
+                        try:
+                            rss += p.memory_info().rss
+                        except psutil.Error:
+                            pass
+                self.peak_rss[name] = max(self.peak_rss[name], rss)
+            await asyncio.sleep(0.5)
+
+    def stop(self) -> dict[str, dict[str, float]]:
+        self._task.cancel()
+        return {
+            name: {"cpu_seconds": round(self._cpu(name) - self._cpu0[name], 1), "peak_rss_mib": round(self.peak_rss[name] / 2**20, 1)}
+            for name in self._procs
+        }
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50": round(pick(0.50) * 1000, 1), "p95": round(pick(0.95) * 1000, 1), "p99": round(pick(0.99) * 1000, 1)}
+
+
+def sustained_rate(finish_times: list[float]) -> float:
+    """Cases per second between the 10th and the 90th percentile completion, so start-up and tail don't count."""
+    ordered = sorted(finish_times)
+    if len(ordered) < 10:
+        return 0.0
+    low, high = ordered[len(ordered) // 10], ordered[(len(ordered) * 9) // 10]
+    return round((len(ordered) * 0.8) / max(high - low, 1e-9), 2)
+
+
+async def submit_all(items, start, concurrency: int, rate: float | None) -> None:
+    limit = asyncio.Semaphore(concurrency)
+    started = time.monotonic()
+
+    async def one(index, item):
+        if rate:
+            await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
+        async with limit:
+            await start(item)
+
+    await asyncio.gather(*(one(i, item) for i, item in enumerate(items)))
+
+
+async def engine_ceiling(address: str, cases: int, concurrency: int) -> dict:
+    say(f"[ceiling] {cases} trivial workflows (4 no-op activities, a signal, a final activity)")
+    worker = subprocess.Popen([sys.executable, "-m", "bench.ceiling_worker", address])
+    client = await Client.connect(address)
+    run_id = dt.datetime.now().strftime("%H%M%S")
+    ids = [f"ceiling-{run_id}-{i}" for i in range(cases)]
+    finished: list[float] = []
+    t0 = time.monotonic()
+
+    waiters: list[asyncio.Task] = []
+
+    async def wait(handle) -> None:
+        await handle.result()
+        finished.append(time.monotonic())
+
+    async def start(workflow_id: str) -> None:
+        handle = await client.start_workflow(CeilingCase.run, id=workflow_id, task_queue=CEILING_QUEUE)
+        await handle.signal(CeilingCase.review)
+        waiters.append(asyncio.create_task(wait(handle)))
+
+    try:
+        await submit_all(ids, start, concurrency, None)
+        await asyncio.gather(*waiters)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    rate = sustained_rate(finished)
+    say(f"[ceiling] {rate} workflows/s sustained, {cases / (max(finished) - t0):.2f}/s overall")
+    return {"cases": cases, "sustained_per_second": rate}
+
+
+async def direct_floor(standins_url: str, applications: list[dict], concurrency: int) -> dict:
+    """The same verifier and platform calls with plain asyncio: what no orchestration can beat."""
+    say(f"[floor] {len(applications)} cases of direct calls")
+    paths = {
+        "hukou": "/public-security/hukou/v1/verify",
+        "residence_permit": "/public-security/residence-permit/v1/verify",
+        "social_insurance": "/social-insurance/v1/contributions/verify",
+        "property": "/natural-resources/property/v1/verify",
+    }
+    latencies: list[float] = []
+    limit = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=standins_url, timeout=30, limits=httpx.Limits(max_connections=200)) as http:
+
+        async def one(app: dict) -> None:
+            async with limit:
+                t0 = time.monotonic()
+                person = app["student"]
+                await asyncio.gather(
+                    *(http.post(path, json={"request_id": "floor", "id_number": person["id_number"], "name": person["name"]}) for path in paths.values())
+                )
+                latencies.append(time.monotonic() - t0)
+                await http.post(f"/platform/v1/cases/{app['application_id']}/result", json={"status": "approved"}, headers={"Idempotency-Key": f"floor-{app['application_id']}"})
+
+        await asyncio.gather(*(one(app) for app in applications))
+    figures = percentiles(latencies)
+    say(f"[floor] verification latency ms {figures}")
+    return {"cases": len(applications), "verification_latency_ms": figures}
+
+
+async def product(args, address: str, standins_url: str, database_url: str, env: dict, applications: list[dict]) -> dict:
+    say(f"[product] {len(applications)} cases through {args.workers} worker process(es)")
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "workers"], env=env, stdout=subprocess.DEVNULL, stderr=open(Path(args.out) / f"worker-{i}.log", "wb"))
+        for i in range(args.workers)
+    ]
+    settings = Settings.from_env()
+    client = await Client.connect(address, data_converter=data_converter(settings))
+    pool = await open_pool(database_url, max_size=4)
+    server_pids = [int(pid) for pid in args.server_pids]
+    sampler = Sampler({"workers": [w.pid for w in workers], "temporal_server": server_pids})
+    httpx.post(f"{standins_url}/admin/reset")
+    t0 = time.monotonic()
+    reviewed: set[str] = set()
+    done = asyncio.Event()
+
+    async def reviewer_bot() -> None:
+        """Approves each case as soon as the case store shows it awaiting review."""
+        while not done.is_set():
+            async with pool.connection() as conn:
+                rows = await (await conn.execute("SELECT application_id, district_code FROM cases WHERE status = 'awaiting_review'")).fetchall()
+            fresh = [(a, d) for a, d in rows if a not in reviewed]
+            for app_id, district in fresh:
+                reviewed.add(app_id)
+            await asyncio.gather(
+                *(
+                    client.get_workflow_handle(f"case-{a}").signal(
+                        EnrollmentCase.review, ReviewSignal(reviewer_id="bench-bot", district_code=d, decision="approve", opinion="同意")
+                    )
+                    for a, d in fresh
+                )
+            )
+            await asyncio.sleep(0.2)
+
+    async def start(app: dict) -> None:
+        result = await start_case(client, Application.model_validate(app))
+        if result.result != "started":
+            raise RuntimeError(f"{app['application_id']}: {result.result} {result.errors}")
+
+    bot = asyncio.create_task(reviewer_bot())
+    await submit_all(applications, start, args.concurrency, args.rate)
+    submitted_in = time.monotonic() - t0
+    say(f"[product] submitted in {submitted_in:.1f}s")
+    while True:
+        async with pool.connection() as conn:
+            synced = (await (await conn.execute("SELECT count(*) FROM archive_documents WHERE kind = 'result'")).fetchone())[0]
+        say(f"  results at the platform and archived: {synced}/{len(applications)}")
+        if synced >= len(applications):
+            break
+        await asyncio.sleep(2)
+    done.set()
+    await bot
+    elapsed = time.monotonic() - t0
+    usage = sampler.stop()
+    stats = httpx.get(f"{standins_url}/admin/stats").json()["stats"]
+    async with pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                """
+                SELECT application_id,
+                       min(at) FILTER (WHERE step = 'submitted'),
+                       min(at) FILTER (WHERE step = 'awaiting_review'),
+                       min(at) FILTER (WHERE step LIKE 'reviewed:%'),
+                       min(at) FILTER (WHERE step = 'result_synced_to_platform')
+                FROM case_events GROUP BY application_id
+                """
+            )
+        ).fetchall()
+        lost = (await (await conn.execute("SELECT count(*) FROM cases WHERE NOT platform_synced")).fetchone())[0]
+    await pool.close()
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.wait(60)
+    to_review = [(r[2] - r[1]).total_seconds() for r in rows if r[1] and r[2]]
+    to_result = [(r[4] - r[3]).total_seconds() for r in rows if r[3] and r[4]]
+    finishes = [r[4].timestamp() for r in rows if r[4]]
+    results_at_platform = sum(1 for _ in rows)
+    figures = {
+        "cases": len(applications),
+        "workers": args.workers,
+        "sustained_per_second": sustained_rate(finishes),
+        "overall_per_second": round(len(applications) / elapsed, 2),
+        "submission_to_awaiting_review_ms": percentiles(to_review),
+        "review_to_platform_result_ms": percentiles(to_result),
+        "verifier_calls_per_second": {v: round(stats[v]["total"] / elapsed, 1) for v in VERIFIERS},
+        "verifier_peak_calls_in_one_second": {v: stats[v]["peak_calls_per_second"] for v in VERIFIERS},
+        "platform_calls": stats["platform"]["total"],
+        "usage": usage,
+        "cases_lost": len(applications) - results_at_platform + lost,
+    }
+    say(f"[product] {json.dumps(figures, ensure_ascii=False)}")
+    return figures
+
+
+def applications_reaching_review(count: int, seed: int):
+    """Generated applications whose path is verification, review and result (what the bot can finish)."""
+    population = generate(seed, int(count / 0.55) + 50)
+    chosen = [a for a in population.applications if population.expectations[a["application_id"]]["expected_route"] in ("online_review", "offline_review")]
+    if len(chosen) < count:
+        raise SystemExit(f"only {len(chosen)} reviewable applications generated; raise the families")
+    return population, chosen[:count]
+
+
+async def main_async(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    port = temporal_server.free_port()
+    server = temporal_server.start(work / "temporal.db", port=port, ui_port=temporal_server.free_port(), log_file=work / "temporal.log")
+    await temporal_server.wait_until_serving(server.address)
+    database = EmbeddedDatabase(work / "postgres")
+    database_url = database.url()
+    population, applications = applications_reaching_review(args.cases, args.seed)
+    population.write(work / "standins")
+    standins_port = temporal_server.free_port()
+    standins_url = f"http://127.0.0.1:{standins_port}"
+    standins = subprocess.Popen(
+        [sys.executable, "-m", "standins", "serve", "--port", str(standins_port), "--data", str(work / "standins")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": server.address,
+        "ENROLL_STANDINS_URL": standins_url,
+        "DATABASE_URL": database_url,
+        "ENROLL_LOOKUP_KEY": "bench",
+        "ENROLL_PAYLOAD_KEYS": new_key_spec("bench"),
+        "ENROLL_TOKEN_SECRET": "bench",
+        "ENROLL_ROUTING_PHASE": "phase_one",
+        "ENROLL_METRICS_ADDRESS": "",
+        "ENROLL_LOG_LEVEL": "WARNING",
+    }
+    os.environ.update({k: env[k] for k in ("TEMPORAL_ADDRESS", "ENROLL_STANDINS_URL", "DATABASE_URL", "ENROLL_LOOKUP_KEY", "ENROLL_PAYLOAD_KEYS", "ENROLL_TOKEN_SECRET")})
+    args.server_pids = [server.process.pid]
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{standins_url}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        for verifier in VERIFIERS:
+            httpx.put(f"{standins_url}/admin/faults/{verifier}", json={"latency": {"median_ms": args.median_ms, "p99_ms": args.p99_ms}}).raise_for_status()
+        report = {
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "machine": f"{os.cpu_count()} cores, {round(psutil.virtual_memory().total / 2**30)} GiB",
+            "settings": {"cases": args.cases, "workers": args.workers, "rate": args.rate, "verifier_latency_ms": {"median": args.median_ms, "p99": args.p99_ms}},
+            "ceiling": await engine_ceiling(server.address, args.ceiling_cases or args.cases, args.concurrency),
+            # The floor is the calls' own latency, so it runs at a modest concurrency the stand-ins do not queue on.
+            "floor": await direct_floor(standins_url, applications[: min(len(applications), 500)], FLOOR_CONCURRENCY),
+        }
+        report["product"] = await product(args, server.address, standins_url, database_url, env, applications)
+        report["product_vs_ceiling"] = round(report["product"]["sustained_per_second"] / max(report["ceiling"]["sustained_per_second"], 1e-9), 2)
+        floor_p50 = report["floor"]["verification_latency_ms"]["p50"]
+        report["review_wait_p50_minus_floor_ms"] = round(report["product"]["submission_to_awaiting_review_ms"]["p50"] - floor_p50, 1)
+        say(json.dumps(report, ensure_ascii=False, indent=2))
+        path = out / f"run-{args.cases}-w{args.workers}.json"
+        path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        say(f"written {path}")
+    finally:
+        standins.terminate()
+        server.stop()
+        database.stop_if_started_here()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--cases", type=int, default=1000)
+    parser.add_argument("--ceiling-cases", type=int, default=None, help="default: --cases")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (each runs both roles)")
+    parser.add_argument("--rate", type=float, default=None, help="submissions per second (default: as fast as accepted)")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--median-ms", type=float, default=80)
+    parser.add_argument("--p99-ms", type=float, default=400)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", default="bench/results")
+    args = parser.parse_args()
+    code = 0
+    try:
+        asyncio.run(main_async(args))
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal client's native threads can crash interpreter finalisation.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
