@@ -37,9 +37,8 @@ from temporalio.client import Client, WorkflowQueryFailedError, WorkflowQueryRej
 from temporalio.service import RPCError
 
 from console.markup import Markup, fill, join, render, table, when
-from enrollment import search_attributes as sa
 from enrollment import tokens
-from enrollment.application import ApplicationId, DistrictCode
+from enrollment.application import ApplicationId
 from enrollment.case import (
     DECISIONS,
     CaseStatusView,
@@ -47,11 +46,9 @@ from enrollment.case import (
     OfflineRegistrationSignal,
     ReviewSignal,
     SchoolSelection,
-    application_id_of,
 )
 from enrollment.policy import DistrictPolicy, policy_book
-from starter import ops_queries
-from starter.cases import CaseActionError, case_handle, case_status, cases_awaiting_review, send_signal
+from starter.cases import CaseActionError, case_handle, case_status, cases_awaiting, send_signal
 from workflows.enrollment_case import MAX_OPINION_LENGTH, EnrollmentCase
 
 log = structlog.get_logger()
@@ -78,7 +75,6 @@ QUERY_CONCURRENCY = 16
 SETTLE_SECONDS = 5.0
 
 APPLICATION_ID = TypeAdapter(ApplicationId)
-DISTRICT_CODE = TypeAdapter(DistrictCode)
 _SAFE_NEXT = re.compile(r"^/(queue|offline|cases/[A-Za-z0-9][A-Za-z0-9-]{5,39})$")
 
 ROLE_LABELS = {"reviewer": "审核员 reviewer", "staff": "服务点工作人员 staff"}
@@ -355,26 +351,6 @@ def create_app(
         found = await asyncio.gather(*(one(a) for a in application_ids))
         return dict(zip(application_ids, found))
 
-    async def awaiting_offline_registration(district_code: str, limit: int = 500) -> list[dict]:
-        try:
-            DISTRICT_CODE.validate_python(district_code)
-        except ValidationError:
-            raise Refusal(400, "区县代码错误 Bad district", "district_code: must be a 6-digit Sichuan region code (51xxxx)") from None
-        query = ops_queries.awaiting("awaiting_offline_registration", district_code)
-        found = []
-        async for execution in held.client.list_workflows(query, limit=limit):
-            attributes = execution.typed_search_attributes
-            found.append(
-                {
-                    "application_id": application_id_of(execution.id),
-                    "stage": attributes.get(sa.ENROLL_STAGE),
-                    "registration_type": attributes.get(sa.REGISTRATION_TYPE),
-                    "routing_phase": attributes.get(sa.ROUTING_PHASE),
-                    "started": execution.start_time.isoformat() if execution.start_time else None,
-                }
-            )
-        return found
-
     async def case_list(rows: list[dict], with_reasons: bool, table_id: str) -> Markup:
         rows = sorted(rows, key=lambda row: (row.get("started") or "", row["application_id"]))
         views = await statuses([row["application_id"] for row in rows])
@@ -444,19 +420,22 @@ def create_app(
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
-    async def queue(request: Request) -> Response:
-        claims = require(request, "reviewer")
+    async def waiting_in_district(status: str, district_code: str) -> list[dict]:
         try:
-            rows = await cases_awaiting_review(held.client, claims.district)
+            return await cases_awaiting(held.client, status, district_code)
         except CaseActionError as err:
             raise Refusal(400, "区县代码错误 Bad district", str(err)) from None
+
+    async def queue(request: Request) -> Response:
+        claims = require(request, "reviewer")
+        rows = await waiting_in_district("awaiting_review", claims.district)
         body = render("queue", district=_district_name(claims.district), count=str(len(rows)),
                       table=await case_list(rows, with_reasons=False, table_id="queue"))
         return page(request, "待审核 Review queue", body, claims)
 
     async def offline(request: Request) -> Response:
         claims = require(request, "staff")
-        rows = await awaiting_offline_registration(claims.district)
+        rows = await waiting_in_district("awaiting_offline_registration", claims.district)
         body = render("offline", district=_district_name(claims.district), count=str(len(rows)),
                       table=await case_list(rows, with_reasons=True, table_id="offline"))
         return page(request, "待线下登记 Offline registration", body, claims)

@@ -72,11 +72,16 @@ async def send_signal(
 
 
 async def cases_awaiting_review(client: Client, district_code: str, limit: int = 500) -> list[dict]:
+    return await cases_awaiting(client, "awaiting_review", district_code, limit)
+
+
+async def cases_awaiting(client: Client, status: str, district_code: str, limit: int = 500) -> list[dict]:
+    """A district's cases waiting at one step, from Temporal's visibility store."""
     try:
         DISTRICT_CODE_ADAPTER.validate_python(district_code)
     except ValidationError:
         raise CaseActionError("district_code: must be a 6-digit Sichuan region code (51xxxx)") from None
-    query = ops_queries.awaiting_review(district_code)
+    query = ops_queries.awaiting(status, district_code)
     found = []
     async for execution in client.list_workflows(query, limit=limit):
         attributes = execution.typed_search_attributes

@@ -30,7 +30,7 @@ from store.database import open_pool
 from standins.runner import RunningStandins, start_in_thread
 from starter.intake import start_case
 from workers.build import build_workers, new_http_client
-from tests.processes import TEST_CONVERTER
+from tests.processes import TEST_CONVERTER, product_environment, start_dev_server, start_worker
 from workflows.enrollment_case import EnrollmentCase
 
 TEST_SERVER = shutil.which("temporal-test-server") or str(Path(sys.executable).parent / "temporal-test-server")
@@ -207,3 +207,30 @@ class running_workers:
         await asyncio.gather(*(worker.shutdown() for worker in self._workers))
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._http.aclose()
+
+
+# The product as separate processes on a Temporal dev server, one of each per test module that asks.
+
+
+@pytest.fixture(scope="module")
+async def dev_server(tmp_path_factory):
+    server = await start_dev_server(tmp_path_factory.mktemp("temporal"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def environment(dev_server, standins, database_url, store_pool) -> dict[str, str]:
+    """The environment of the product's processes, from an empty case store and stand-ins without faults."""
+    await empty_store(store_pool)
+    httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
+    httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
+    return product_environment(dev_server.address, standins.base_url, database_url)
+
+
+@pytest.fixture(scope="module")
+def worker(environment, tmp_path_factory):
+    process = start_worker(environment, tmp_path_factory.mktemp("worker") / "worker.log")
+    yield process
+    process.terminate()
+    process.wait(60)

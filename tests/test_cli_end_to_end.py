@@ -10,36 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import empty_store
-from tests.processes import case_status, enroll, issue_token, eventually, needs_temporal_cli, product_environment, start_dev_server, start_worker
+from tests.processes import case_status, enroll, issue_token, eventually, needs_temporal_cli
 
 pytestmark = needs_temporal_cli
-
-
-@pytest.fixture(scope="module")
-async def dev_server(tmp_path_factory):
-    server = await start_dev_server(tmp_path_factory.mktemp("temporal"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-async def environment(dev_server, standins, database_url, store_pool) -> dict[str, str]:
-    await empty_store(store_pool)
-    httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
-    httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
-    return product_environment(dev_server.address, standins.base_url, database_url)
-
-
-@pytest.fixture(scope="module")
-def worker(environment, tmp_path_factory):
-    process = start_worker(environment, tmp_path_factory.mktemp("worker") / "worker.log")
-    yield process
-    process.terminate()
-    process.wait(60)
 
 
 def test_submit_review_and_see_the_result_at_the_platform(environment, worker, population, tmp_path):

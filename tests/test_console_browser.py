@@ -22,8 +22,7 @@ from console.app import create_app
 from enrollment import tokens
 from starter.cases import case_status
 from store.database import open_pool
-from tests.conftest import empty_store
-from tests.processes import TEST_CONVERTER, ServedApp, enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
+from tests.processes import TEST_CONVERTER, ServedApp, enroll, needs_temporal_cli
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [needs_temporal_cli, pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium")]
@@ -41,29 +40,6 @@ OTHER_DISTRICT = "510104"
 
 def token(subject: str, role: str, district: str) -> str:
     return tokens.issue(SECRET, subject, role, district, dt.timedelta(hours=1))
-
-
-@pytest.fixture(scope="module")
-async def dev_server(tmp_path_factory):
-    server = await start_dev_server(tmp_path_factory.mktemp("temporal"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-async def environment(dev_server, standins, database_url, store_pool) -> dict[str, str]:
-    await empty_store(store_pool)
-    httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
-    httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
-    return product_environment(dev_server.address, standins.base_url, database_url)
-
-
-@pytest.fixture(scope="module")
-def worker(environment, tmp_path_factory):
-    process = start_worker(environment, tmp_path_factory.mktemp("worker") / "worker.log")
-    yield process
-    process.terminate()
-    process.wait(60)
 
 
 @pytest.fixture(scope="module")
