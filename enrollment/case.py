@@ -16,6 +16,7 @@ from enrollment.policy import DistrictPolicy, Verifier
 
 WORKFLOW_TYPE = "EnrollmentCase"
 CASE_TASK_QUEUE = "enrollment-cases"
+# Cases begun before each verifier had its own queue schedule verifications here.
 VERIFICATION_TASK_QUEUE = "enrollment-verification"
 
 CaseState = Literal[
@@ -38,6 +39,11 @@ RoutingPhase = Literal["phase_one", "phase_two"]
 Outcome = Literal["matched", "mismatch", "not_found", "unavailable", "not_required"]
 Decision = Literal["approve", "reject", "request_supplement"]
 DECISIONS: tuple[str, ...] = ("approve", "reject", "request_supplement")
+
+
+def verifier_task_queue(verifier: Verifier) -> str:
+    """Each verifier has its own queue, so the server can hold each department to its own call rate."""
+    return f"{VERIFICATION_TASK_QUEUE}-{verifier.replace('_', '-')}"
 
 
 _WORKFLOW_ID_PREFIX = "case-"

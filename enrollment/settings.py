@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enrollment.china_time import china_date
-from enrollment.policy import DEFAULT_POLICIES_DIR
+from enrollment.policy import DEFAULT_POLICIES_DIR, VERIFIERS
 
 
 def _env(name: str, default: str) -> str:
@@ -44,6 +44,9 @@ class Settings:
     # host:port of the workers' Prometheus endpoint; empty (the default) turns it off, so several
     # workers can share a machine. docker-compose and the demo set it.
     metrics_address: str
+    # Calls per second each department accepts, across every worker (`hukou=20,property=10`);
+    # a verifier not named is not limited.
+    verifier_rate_limits: dict[str, float]
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -68,6 +71,7 @@ class Settings:
             payload_key_id=os.environ.get("ENROLL_PAYLOAD_KEY_ID") or None,
             token_secret=os.environ.get("ENROLL_TOKEN_SECRET") or None,
             metrics_address=os.environ.get("ENROLL_METRICS_ADDRESS", ""),
+            verifier_rate_limits=parse_rate_limits(os.environ.get("ENROLL_VERIFIER_RATE_LIMITS", "")),
         )
 
     def routing_phase_at(self, received_at: dt.datetime) -> str:
@@ -75,3 +79,20 @@ class Settings:
         if self.routing_phase != "auto":
             return self.routing_phase
         return "phase_two" if china_date(received_at) >= self.phase_two_from else "phase_one"
+
+
+def parse_rate_limits(spec: str) -> dict[str, float]:
+    """`hukou=20,property=10` as {verifier: calls per second}, refusing unknown verifiers and non-positive rates."""
+    limits: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        verifier, _, rate = item.partition("=")
+        verifier = verifier.strip()
+        if verifier not in VERIFIERS:
+            raise ValueError(f"ENROLL_VERIFIER_RATE_LIMITS: {verifier!r} is not a verifier; use {', '.join(VERIFIERS)}")
+        try:
+            limits[verifier] = float(rate)
+        except ValueError:
+            limits[verifier] = 0.0
+        if not limits[verifier] > 0:
+            raise ValueError(f"ENROLL_VERIFIER_RATE_LIMITS: {verifier} needs a positive number of calls per second, as {verifier}=20")
+    return limits

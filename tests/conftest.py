@@ -114,7 +114,13 @@ class Stack:
         return self.client.get_workflow_handle_for(EnrollmentCase.run, result.workflow_id)
 
     async def result(self, handle: WorkflowHandle) -> CaseStatusView:
-        """The case's final view, skipping time over its waits as a reviewer's weeks would pass."""
+        """The case's final view, skipping time over its waits as a reviewer's weeks would pass.
+
+        The query first lets the case finish taking the message a test just sent: the test server
+        could otherwise skip to a deadline during that workflow task and refuse the timer's
+        cancellation (a test-server fault; the real server accepts it).
+        """
+        await self.status(handle)
         async with self.env.time_skipping_unlocked():
             return await handle.result()
 
@@ -131,6 +137,21 @@ class Stack:
             if time.monotonic() > deadline:
                 raise AssertionError(f"case stayed {view.status}, expected {statuses}; timeline {view.timeline}")
             await asyncio.sleep(0.05)
+
+    async def wait_through_retries(self, handles: list[WorkflowHandle], *statuses: str, timeout: float = 60.0) -> list[CaseStatusView]:
+        """Wait until every case reaches one of the statuses, moving the clock 5 s at a time.
+
+        Retry backoffs pass quickly while deadlines days away never come, so no case's own
+        deadline fires while a test is still talking to it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            views = [await self.status(handle) for handle in handles]
+            if all(view.status in statuses for view in views):
+                return views
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cases stayed {sorted({v.status for v in views} - set(statuses))}, expected {statuses}")
+            await self.env.sleep(5)
 
     async def wait_for_step(self, handle: WorkflowHandle, step: str, timeout: float = 20.0) -> CaseStatusView:
         deadline = time.monotonic() + timeout

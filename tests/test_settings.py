@@ -8,7 +8,7 @@ from enrollment.settings import Settings
 
 
 def settings(monkeypatch, **env) -> Settings:
-    for name in ("ENROLL_ROUTING_PHASE", "ENROLL_PHASE_TWO_FROM"):
+    for name in ("ENROLL_ROUTING_PHASE", "ENROLL_PHASE_TWO_FROM", "ENROLL_VERIFIER_RATE_LIMITS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -36,3 +36,23 @@ def test_an_explicit_phase_overrides_the_date(monkeypatch):
 def test_a_wrong_phase_setting_is_refused_by_name(monkeypatch):
     with pytest.raises(ValueError, match="ENROLL_ROUTING_PHASE: must be auto, phase_one or phase_two"):
         settings(monkeypatch, ENROLL_ROUTING_PHASE="phase_3")
+
+
+def test_verifier_rate_limits_are_read_per_verifier(monkeypatch):
+    configured = settings(monkeypatch, ENROLL_VERIFIER_RATE_LIMITS="hukou=20, property=2.5")
+    assert configured.verifier_rate_limits == {"hukou": 20.0, "property": 2.5}
+    assert settings(monkeypatch, ENROLL_VERIFIER_RATE_LIMITS="").verifier_rate_limits == {}
+
+
+@pytest.mark.parametrize(
+    ("spec", "rule"),
+    [
+        ("hukuo=20", "'hukuo' is not a verifier"),
+        ("hukou=fast", "hukou needs a positive number of calls per second"),
+        ("property=0", "property needs a positive number of calls per second"),
+        ("social_insurance", "social_insurance needs a positive number of calls per second"),
+    ],
+)
+def test_a_wrong_rate_limit_is_refused_by_name(monkeypatch, spec, rule):
+    with pytest.raises(ValueError, match=f"ENROLL_VERIFIER_RATE_LIMITS: {rule}"):
+        settings(monkeypatch, ENROLL_VERIFIER_RATE_LIMITS=spec)

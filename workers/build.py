@@ -1,7 +1,8 @@
-"""The two workers: cases (workflow, intake, platform) and verification (the four departments).
+"""The two roles: cases (workflow, intake, platform, store) and verification (the four departments).
 
-They poll separate task queues so verification can be scaled, or throttled to
-protect the departments, without touching case processing.
+Verification polls a queue per verifier, each with the call rate its
+department accepts (enforced by the server across every worker), so it can be
+scaled or throttled without touching case processing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from activities.natural_resources import NaturalResourcesActivities
 from activities.platform import PlatformActivities
 from activities.public_security import PublicSecurityActivities
 from activities.social_insurance import SocialInsuranceActivities
-from enrollment.case import CASE_TASK_QUEUE, VERIFICATION_TASK_QUEUE
+from enrollment.case import CASE_TASK_QUEUE, VERIFICATION_TASK_QUEUE, verifier_task_queue
 from enrollment.settings import Settings
 from workers.log_context import CaseLogContext
 from workflows.enrollment_case import EnrollmentCase
@@ -69,16 +70,30 @@ def build_workers(
         public_security = PublicSecurityActivities(http, settings.public_security_url)
         social_insurance = SocialInsuranceActivities(http, settings.social_insurance_url)
         natural_resources = NaturalResourcesActivities(http, settings.natural_resources_url)
+        verifiers = {
+            "hukou": public_security.verify_hukou,
+            "residence_permit": public_security.verify_residence_permit,
+            "social_insurance": social_insurance.verify_social_insurance,
+            "property": natural_resources.verify_property,
+        }
+        limits = settings.verifier_rate_limits
+        for verifier, activity in verifiers.items():
+            workers.append(
+                Worker(
+                    client,
+                    task_queue=verifier_task_queue(verifier),
+                    activities=[activity],
+                    max_task_queue_activities_per_second=limits.get(verifier),
+                    **worker_options,
+                )
+            )
+        # Cases begun before the per-verifier queues still verify here, at the strictest rate configured.
         workers.append(
             Worker(
                 client,
                 task_queue=VERIFICATION_TASK_QUEUE,
-                activities=[
-                    public_security.verify_hukou,
-                    public_security.verify_residence_permit,
-                    social_insurance.verify_social_insurance,
-                    natural_resources.verify_property,
-                ],
+                activities=list(verifiers.values()),
+                max_task_queue_activities_per_second=min(limits.values(), default=None),
                 **worker_options,
             )
         )

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         DECISIONS,
         FINAL_STATES,
         VERIFICATION_TASK_QUEUE,
+        verifier_task_queue,
         WORKFLOW_TYPE,
         CaseInput,
         CaseSetupRequest,
@@ -78,6 +79,8 @@ PATCH_OFFLINE_REGISTRATION_TO_REVIEW = "offline-registration-goes-to-review"
 PATCH_WITHDRAWAL_AT_ACCEPTANCE = "withdrawal-during-acceptance-ends-case"
 PATCH_RECHECK_SCHOOL_CHOICE = "application-school-choice-checked-against-policy"
 PATCH_CASE_STORE = "case-store-and-archive"
+PATCH_LOCAL_BOOKKEEPING = "policy-and-store-steps-as-local-activities"
+PATCH_VERIFIER_QUEUES = "task-queue-per-verifier"
 # Store writes retry like platform calls: the archive must end up complete.
 STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=1))
 
@@ -105,6 +108,8 @@ class EnrollmentCase:
         self._timeline: list[TimelineEntry] = []
         self._entered_at = workflow.now()
         self._keeps_store = False
+        self._bookkeeping_locally = False
+        self._queue_per_verifier = False
         self._stored = 0
         self._status_pushes = 0
         self._notices = 0
@@ -116,6 +121,11 @@ class EnrollmentCase:
         app = self._application
         # Decided once, at the start: cases begun before the store existed never write to it.
         self._keeps_store = workflow.patched(PATCH_CASE_STORE)
+        # Loading the policy and writing the case store are the case's own bookkeeping, done in
+        # milliseconds by the case worker itself: as local activities they cost the server no
+        # task of their own, only a marker in the history.
+        self._bookkeeping_locally = workflow.patched(PATCH_LOCAL_BOOKKEEPING)
+        self._queue_per_verifier = workflow.patched(PATCH_VERIFIER_QUEUES)
         self._record("submitted", f"applicant via {app.channel}")
         workflow.upsert_search_attributes(
             [
@@ -147,11 +157,11 @@ class EnrollmentCase:
 
     async def _accept(self) -> None:
         """Capture the policy and routing phase; in phase two, confirm the platform's acceptance (受理)."""
-        setup = await workflow.execute_activity_method(
+        setup = await self._bookkeeping(
             IntakeActivities.load_case_setup,
             CaseSetupRequest(district_code=self._application.district_code, received_at=workflow.info().start_time),
-            start_to_close_timeout=timedelta(seconds=30),
-            summary="load district policy",
+            "load district policy",
+            retry_policy=None,
         )
         self._policy = setup.policy
         self._phase = setup.routing_phase
@@ -203,7 +213,7 @@ class EnrollmentCase:
             result: VerificationResult = await workflow.execute_activity(
                 VERIFIER_ACTIVITIES[verifier],
                 request,
-                task_queue=VERIFICATION_TASK_QUEUE,
+                task_queue=verifier_task_queue(verifier) if self._queue_per_verifier else VERIFICATION_TASK_QUEUE,
                 schedule_to_close_timeout=VERIFICATION_BUDGET,
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=VERIFICATION_RETRY,
@@ -324,12 +334,10 @@ class EnrollmentCase:
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._save_progress()
         if self._keeps_store:
-            await workflow.execute_activity_method(
+            await self._bookkeeping(
                 ArchiveActivities.archive_case,
                 ArchiveRequest(application=self._application, view=self._view()),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=STORE_RETRY,
-                summary="archive acceptance, review and result",
+                "archive acceptance, review and result",
             )
         return self._view()
 
@@ -368,7 +376,7 @@ class EnrollmentCase:
             return
         app = self._application
         upto = len(self._timeline)
-        await workflow.execute_activity_method(
+        await self._bookkeeping(
             ArchiveActivities.record_progress,
             CaseSnapshot(
                 **self._key_fields(),
@@ -380,11 +388,14 @@ class EnrollmentCase:
                 first_seq=self._stored,
                 events=self._timeline[self._stored : upto],
             ),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=STORE_RETRY,
-            summary=f"case store: {self._status}",
+            f"case store: {self._status}",
         )
         self._stored = max(self._stored, upto)
+
+    async def _bookkeeping(self, activity: Callable, arg, summary: str, retry_policy: RetryPolicy | None = STORE_RETRY):
+        """Run one of the case's own steps: locally for new cases, as before for cases begun earlier."""
+        run = workflow.execute_local_activity_method if self._bookkeeping_locally else workflow.execute_activity_method
+        return await run(activity, arg, start_to_close_timeout=timedelta(seconds=30), retry_policy=retry_policy, summary=summary)
 
     async def _notify(self, kind: str, message: str) -> None:
         self._notices += 1
