@@ -67,17 +67,20 @@ class Sampler:
                     pass
         return total
 
+    def rss(self, name: str) -> int:
+        total = 0
+        for proc in self._procs[name]:
+            for p in [proc, *proc.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+        return total
+
     async def _run(self) -> None:
         while True:
-            for name, procs in self._procs.items():
-                rss = 0
-                for proc in procs:
-                    for p in [proc, *proc.children(recursive=True)]:
-                        try:
-                            rss += p.memory_info().rss
-                        except psutil.Error:
-                            pass
-                self.peak_rss[name] = max(self.peak_rss[name], rss)
+            for name in self._procs:
+                self.peak_rss[name] = max(self.peak_rss[name], self.rss(name))
             await asyncio.sleep(0.5)
 
     def stop(self) -> dict[str, dict[str, float]]:
@@ -194,8 +197,27 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
     reviewed: set[str] = set()
     done = asyncio.Event()
 
+    memory_while_waiting: list[dict] = []
+
+    async def hold_until_all_wait() -> None:
+        """With --hold-reviews: nobody reviews until every case waits, and the workers' memory is noted on the way."""
+        next_mark = 0
+        while True:
+            async with pool.connection() as conn:
+                waiting = (await (await conn.execute("SELECT count(*) FROM cases WHERE status = 'awaiting_review'")).fetchone())[0]
+            if waiting >= next_mark or waiting >= len(applications):
+                await asyncio.sleep(1)  # let the write that brought the count here settle in the worker
+                memory_while_waiting.append({"waiting": waiting, "workers_rss_mib": round(sampler.rss("workers") / 2**20, 1)})
+                say(f"  awaiting review: {waiting}, workers' resident memory {memory_while_waiting[-1]['workers_rss_mib']} MiB")
+                next_mark = waiting + max(1, len(applications) // 10)
+            if waiting >= len(applications):
+                return
+            await asyncio.sleep(2)
+
     async def reviewer_bot() -> None:
         """Approves each case as soon as the case store shows it awaiting review."""
+        if args.hold_reviews:
+            await hold_until_all_wait()
         while not done.is_set():
             async with pool.connection() as conn:
                 rows = await (await conn.execute("SELECT application_id, district_code FROM cases WHERE status = 'awaiting_review'")).fetchall()
@@ -265,10 +287,13 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
         "review_to_platform_result_ms": percentiles(to_result),
         "verifier_calls_per_second": {v: round(stats[v]["total"] / elapsed, 1) for v in VERIFIERS},
         "verifier_peak_calls_in_one_second": {v: stats[v]["peak_calls_per_second"] for v in VERIFIERS},
+        "verifier_rate_limit_per_second": args.verifier_rate_limit,
         "platform_calls": stats["platform"]["total"],
         "usage": usage,
         "cases_lost": len(applications) - results_at_platform + lost,
     }
+    if memory_while_waiting:
+        figures["workers_memory_while_waiting"] = memory_while_waiting
     say(f"[product] {json.dumps(figures, ensure_ascii=False)}")
     return figures
 
@@ -287,7 +312,9 @@ async def main_async(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     port = temporal_server.free_port()
-    server = temporal_server.start(work / "temporal.db", port=port, ui_port=temporal_server.free_port(), log_file=work / "temporal.log")
+    server = temporal_server.start(
+        work / "temporal.db", port=port, ui_port=temporal_server.free_port(), log_file=work / "temporal.log", extra_flags=tuple(args.server_flag)
+    )
     await temporal_server.wait_until_serving(server.address)
     database = EmbeddedDatabase(work / "postgres")
     database_url = database.url()
@@ -310,6 +337,7 @@ async def main_async(args) -> None:
         "ENROLL_ROUTING_PHASE": "phase_one",
         "ENROLL_METRICS_ADDRESS": "",
         "ENROLL_LOG_LEVEL": "WARNING",
+        "ENROLL_VERIFIER_RATE_LIMITS": ",".join(f"{v}={args.verifier_rate_limit}" for v in VERIFIERS) if args.verifier_rate_limit else "",
     }
     os.environ.update({k: env[k] for k in ("TEMPORAL_ADDRESS", "ENROLL_STANDINS_URL", "DATABASE_URL", "ENROLL_LOOKUP_KEY", "ENROLL_PAYLOAD_KEYS", "ENROLL_TOKEN_SECRET")})
     args.server_pids = [server.process.pid]
@@ -325,7 +353,15 @@ async def main_async(args) -> None:
         report = {
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{os.cpu_count()} cores, {round(psutil.virtual_memory().total / 2**30)} GiB",
-            "settings": {"cases": args.cases, "workers": args.workers, "rate": args.rate, "verifier_latency_ms": {"median": args.median_ms, "p99": args.p99_ms}},
+            "settings": {
+                "cases": args.cases,
+                "workers": args.workers,
+                "rate": args.rate,
+                "verifier_latency_ms": {"median": args.median_ms, "p99": args.p99_ms},
+                "verifier_rate_limit": args.verifier_rate_limit,
+                "hold_reviews": args.hold_reviews,
+                "server_flags": args.server_flag,
+            },
             "ceiling": await engine_ceiling(server.address, args.ceiling_cases or args.cases, args.concurrency),
             # The floor is the calls' own latency, so it runs at a modest concurrency the stand-ins do not queue on.
             "floor": await direct_floor(standins_url, applications[: min(len(applications), 500)], FLOOR_CONCURRENCY),
@@ -335,7 +371,7 @@ async def main_async(args) -> None:
         floor_p50 = report["floor"]["verification_latency_ms"]["p50"]
         report["review_wait_p50_minus_floor_ms"] = round(report["product"]["submission_to_awaiting_review_ms"]["p50"] - floor_p50, 1)
         say(json.dumps(report, ensure_ascii=False, indent=2))
-        path = out / f"run-{args.cases}-w{args.workers}.json"
+        path = out / f"run-{args.cases}-w{args.workers}{'-' + args.label if args.label else ''}.json"
         path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         say(f"written {path}")
     finally:
@@ -353,6 +389,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--median-ms", type=float, default=80)
     parser.add_argument("--p99-ms", type=float, default=400)
+    parser.add_argument("--verifier-rate-limit", type=float, default=None, help="calls per second allowed to each verifier")
+    parser.add_argument("--hold-reviews", action="store_true", help="review nothing until every case waits; note memory on the way")
+    parser.add_argument("--server-flag", action="append", default=[], help="passed to `temporal server start-dev` (repeatable)")
+    parser.add_argument("--label", default="", help="appended to the result file's name")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()

@@ -71,8 +71,12 @@ def start(
     log_file: Path | None = None,
     wait_seconds: float = 60.0,
     ui_codec_endpoint: str | None = None,
+    extra_flags: tuple[str, ...] = (),
 ) -> DevServer:
-    """Start the dev server with the case search attributes registered and wait until it answers."""
+    """Start the dev server with the case search attributes registered and wait until it answers.
+
+    extra_flags go to `temporal server start-dev` as they are (`--sqlite-pragma`, `--dynamic-config-value`).
+    """
     cli = find_cli()
     if cli is None:
         raise RuntimeError("Temporal CLI not found: run scripts/install-temporal-cli (or set TEMPORAL_CLI)")
@@ -89,6 +93,7 @@ def start(
         "--log-level", "warn",
         *search_attribute_flags(),
         *(["--ui-codec-endpoint", ui_codec_endpoint] if ui_codec_endpoint else []),
+        *extra_flags,
     ]
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL
     process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
