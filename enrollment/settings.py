@@ -19,6 +19,13 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
+def _count(name: str, default: str) -> int:
+    value = _env(name, default)
+    if not value.isascii() or not value.isdigit():
+        raise ValueError(f"{name}: must be a whole number, not {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     temporal_address: str
@@ -47,6 +54,9 @@ class Settings:
     # Calls per second each department accepts, across every worker (`hukou=20,property=10`);
     # a verifier not named is not limited.
     verifier_rate_limits: dict[str, float]
+    # Cases a case worker keeps in memory between their steps; a case not kept is replayed from
+    # its history at its next step. Bounds the workers' memory however many cases wait.
+    max_cached_workflows: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -72,6 +82,7 @@ class Settings:
             token_secret=os.environ.get("ENROLL_TOKEN_SECRET") or None,
             metrics_address=os.environ.get("ENROLL_METRICS_ADDRESS", ""),
             verifier_rate_limits=parse_rate_limits(os.environ.get("ENROLL_VERIFIER_RATE_LIMITS", "")),
+            max_cached_workflows=_count("ENROLL_MAX_CACHED_WORKFLOWS", "1000"),
         )
 
     def routing_phase_at(self, received_at: dt.datetime) -> str:

@@ -8,7 +8,7 @@ from enrollment.settings import Settings
 
 
 def settings(monkeypatch, **env) -> Settings:
-    for name in ("ENROLL_ROUTING_PHASE", "ENROLL_PHASE_TWO_FROM", "ENROLL_VERIFIER_RATE_LIMITS"):
+    for name in ("ENROLL_ROUTING_PHASE", "ENROLL_PHASE_TWO_FROM", "ENROLL_VERIFIER_RATE_LIMITS", "ENROLL_MAX_CACHED_WORKFLOWS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -56,3 +56,10 @@ def test_verifier_rate_limits_are_read_per_verifier(monkeypatch):
 def test_a_wrong_rate_limit_is_refused_by_name(monkeypatch, spec, rule):
     with pytest.raises(ValueError, match=f"ENROLL_VERIFIER_RATE_LIMITS: {rule}"):
         settings(monkeypatch, ENROLL_VERIFIER_RATE_LIMITS=spec)
+
+
+def test_the_worker_cache_size_is_a_whole_number(monkeypatch):
+    assert settings(monkeypatch).max_cached_workflows == 1000
+    assert settings(monkeypatch, ENROLL_MAX_CACHED_WORKFLOWS="250").max_cached_workflows == 250
+    with pytest.raises(ValueError, match="ENROLL_MAX_CACHED_WORKFLOWS: must be a whole number"):
+        settings(monkeypatch, ENROLL_MAX_CACHED_WORKFLOWS="-5")

@@ -43,7 +43,9 @@ async def run(roles: tuple[str, ...]) -> None:
                 backlog = asyncio.create_task(BacklogReporter(pool, runtime.metric_meter).run())
                 running.callback(backlog.cancel)
         # Activities in flight get time to finish on SIGTERM (a redeploy) before they are cancelled.
-        for worker in build_workers(client, settings, http, archive, roles, graceful_shutdown_timeout=GRACEFUL_SHUTDOWN):
+        for worker in build_workers(
+            client, settings, http, archive, roles, graceful_shutdown_timeout=GRACEFUL_SHUTDOWN, max_cached_workflows=settings.max_cached_workflows
+        ):
             await running.enter_async_context(worker)
         log.info(
             "workers started",
