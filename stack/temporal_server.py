@@ -92,6 +92,14 @@ def start(
         "--metrics-port", str(free_port()),
         "--log-level", "warn",
         *search_attribute_flags(),
+        # Write-ahead log, synced at checkpoints: survives the server process dying (what a restart
+        # or a crash does) and lifts the dev server's throughput about threefold on this machine.
+        "--sqlite-pragma", "journal_mode=wal",
+        "--sqlite-pragma", "synchronous=normal",
+        # One partition per task queue, so a verifier's rate limit holds in every second
+        # (the compose deployment sets this for the verifier queues in its dynamic config).
+        "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+        "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
         *(["--ui-codec-endpoint", ui_codec_endpoint] if ui_codec_endpoint else []),
         *extra_flags,
     ]
