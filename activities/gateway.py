@@ -21,6 +21,7 @@ import logging
 import re
 import time
 import uuid
+from collections import deque
 from datetime import timedelta
 
 import httpx
@@ -146,15 +147,53 @@ def _record_call(party: str, path: str, outcome: str, seconds: float) -> None:
     meter.create_histogram_float("enrollment_department_call_seconds", "call latency", "s").record(seconds, attributes)
 
 
+class CallRate:
+    """At most `per_second` calls start in any window of a little over a second, in this process.
+
+    The server's task-queue limit spreads a verifier's activities over every worker, but an
+    activity may make a call per guardian and a busy process may start several at once; this
+    holds the calls themselves to the agreed rate. The tenth of a second beyond the second
+    covers the call's way to the department.
+    """
+
+    WINDOW_SECONDS = 1.1
+
+    def __init__(self, per_second: float):
+        self._window = max(self.WINDOW_SECONDS, 1.0 / per_second)
+        self._allowed = max(1, int(per_second))
+        self._started: deque[float] = deque()
+        self._turn = asyncio.Lock()
+
+    async def wait_turn(self) -> None:
+        async with self._turn:
+            while True:
+                now = time.monotonic()
+                while self._started and self._started[0] <= now - self._window:
+                    self._started.popleft()
+                if len(self._started) < self._allowed:
+                    self._started.append(now)
+                    return
+                await asyncio.sleep(self._started[0] + self._window - now)
+
+
 class Department:
     """One outside party reached over HTTP at a base URL; activity classes for each party build on it."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, deadline: float | None = None):
+    # The verify endpoint of each verifier this party answers for.
+    PATHS: dict[str, str] = {}
+
+    def __init__(
+        self, client: httpx.AsyncClient, base_url: str, deadline: float | None = None, rate_limits: dict[str, float] | None = None
+    ):
         self._client = client
         self._base_url = base_url.rstrip("/")
         self._deadline = deadline  # None: exchange_deadline(client)
+        limits = rate_limits or {}
+        self._call_rates = {path: CallRate(limits[verifier]) for verifier, path in self.PATHS.items() if verifier in limits}
 
     async def post(self, path: str, body: dict, headers: dict[str, str] | None = None) -> dict:
+        if path in self._call_rates:
+            await self._call_rates[path].wait_turn()
         started = time.monotonic()
         outcome = "ok"
         try:

@@ -9,6 +9,8 @@ from enrollment.verification import VerificationRequest, VerificationResult, jud
 
 
 class NaturalResourcesActivities(Department):
+    PATHS = {"property": "/property/v1/verify"}
+
     @activity.defn
     async def verify_property(self, request: VerificationRequest) -> VerificationResult:
-        return judge_property(request, await self.ask_about_each("/property/v1/verify", request.guardians))
+        return judge_property(request, await self.ask_about_each(self.PATHS["property"], request.guardians))

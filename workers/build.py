@@ -27,11 +27,12 @@ ROLES = ("case", "verification")
 
 
 def server_rate_for(quota: float) -> float:
-    """The task-queue rate to ask of the server so that no one-second window exceeds `quota` calls.
+    """The task-queue rate (activities per second, across every worker) for a quota of calls per second.
 
-    The server's limiter (one partition per verifier queue, deploy/temporal/dynamicconfig.yaml) lets
-    a full bucket of ceil(rate) tasks through on top of the rate itself, so a second can see about
-    twice the rate: ask for just under half of the quota.
+    An activity calls once per guardian, up to twice, and the server's limiter (one partition per
+    verifier queue, deploy/temporal/dynamicconfig.yaml) lets a bucket of ceil(rate) tasks through on
+    top of its rate: just under half the quota keeps the departments' load within it however many
+    verification workers run. Each process also holds its own calls to the quota (CallRate).
     """
     return max(quota / 2 - 0.5, quota / 4)
 
@@ -81,16 +82,16 @@ def build_workers(
             )
         )
     if "verification" in roles:
-        public_security = PublicSecurityActivities(http, settings.public_security_url)
-        social_insurance = SocialInsuranceActivities(http, settings.social_insurance_url)
-        natural_resources = NaturalResourcesActivities(http, settings.natural_resources_url)
+        limits = settings.verifier_rate_limits
+        public_security = PublicSecurityActivities(http, settings.public_security_url, rate_limits=limits)
+        social_insurance = SocialInsuranceActivities(http, settings.social_insurance_url, rate_limits=limits)
+        natural_resources = NaturalResourcesActivities(http, settings.natural_resources_url, rate_limits=limits)
         verifiers = {
             "hukou": public_security.verify_hukou,
             "residence_permit": public_security.verify_residence_permit,
             "social_insurance": social_insurance.verify_social_insurance,
             "property": natural_resources.verify_property,
         }
-        limits = settings.verifier_rate_limits
         for verifier, activity in verifiers.items():
             workers.append(
                 Worker(
