@@ -127,23 +127,20 @@ async def engine_ceiling(address: str, cases: int, concurrency: int) -> dict:
     client = await Client.connect(address)
     run_id = dt.datetime.now().strftime("%H%M%S")
     ids = [f"ceiling-{run_id}-{i}" for i in range(cases)]
-    finished: list[float] = []
-    t0 = time.monotonic()
-
-    waiters: list[asyncio.Task] = []
-
-    async def wait(handle) -> None:
-        await handle.result()
-        finished.append(time.monotonic())
+    t0 = time.time()
 
     async def start(workflow_id: str) -> None:
         handle = await client.start_workflow(CeilingCase.run, id=workflow_id, task_queue=CEILING_QUEUE)
         await handle.signal(CeilingCase.review)
-        waiters.append(asyncio.create_task(wait(handle)))
 
+    # Completion times come from visibility: a result long-poll per workflow would exceed the
+    # namespace's limit on concurrent long polls at a few thousand workflows.
+    done_query = 'WorkflowType="CeilingCase" AND ExecutionStatus="Completed"'
     try:
         await submit_all(ids, start, concurrency, None)
-        await asyncio.gather(*waiters)
+        while (await client.count_workflows(done_query)).count < cases:
+            await asyncio.sleep(1)
+        finished = [execution.close_time.timestamp() async for execution in client.list_workflows(done_query)]
     finally:
         worker.terminate()
         worker.wait(30)
@@ -184,7 +181,7 @@ async def direct_floor(standins_url: str, applications: list[dict], concurrency:
 async def product(args, address: str, standins_url: str, database_url: str, env: dict, applications: list[dict]) -> dict:
     say(f"[product] {len(applications)} cases through {args.workers} worker process(es)")
     workers = [
-        subprocess.Popen([sys.executable, "-m", "workers"], env=env, stdout=subprocess.DEVNULL, stderr=open(Path(args.out) / f"worker-{i}.log", "wb"))
+        subprocess.Popen([sys.executable, "-m", "workers"], env=env, stdout=subprocess.DEVNULL, stderr=open(args.work / f"worker-{i}.log", "wb"))
         for i in range(args.workers)
     ]
     settings = Settings.from_env()
@@ -198,6 +195,7 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
     done = asyncio.Event()
 
     memory_while_waiting: list[dict] = []
+    signalled_at: dict[str, float] = {}
 
     async def hold_until_all_wait() -> None:
         """With --hold-reviews: nobody reviews until every case waits, and the workers' memory is noted on the way."""
@@ -224,6 +222,7 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
             fresh = [(a, d) for a, d in rows if a not in reviewed]
             for app_id, district in fresh:
                 reviewed.add(app_id)
+                signalled_at[app_id] = time.time()
             await asyncio.gather(
                 *(
                     client.get_workflow_handle(f"case-{a}").signal(
@@ -234,7 +233,10 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
             )
             await asyncio.sleep(0.2)
 
+    submitted_at: dict[str, float] = {}
+
     async def start(app: dict) -> None:
+        submitted_at[app["application_id"]] = time.time()
         result = await start_case(client, Application.model_validate(app))
         if result.result != "started":
             raise RuntimeError(f"{app['application_id']}: {result.result} {result.errors}")
@@ -260,9 +262,7 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
             await conn.execute(
                 """
                 SELECT application_id,
-                       min(at) FILTER (WHERE step = 'submitted'),
                        min(at) FILTER (WHERE step = 'awaiting_review'),
-                       min(at) FILTER (WHERE step LIKE 'reviewed:%'),
                        min(at) FILTER (WHERE step = 'result_synced_to_platform')
                 FROM case_events GROUP BY application_id
                 """
@@ -274,9 +274,11 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
         worker.terminate()
     for worker in workers:
         worker.wait(60)
-    to_review = [(r[2] - r[1]).total_seconds() for r in rows if r[1] and r[2]]
-    to_result = [(r[4] - r[3]).total_seconds() for r in rows if r[3] and r[4]]
-    finishes = [r[4].timestamp() for r in rows if r[4]]
+    # From the moment the driver submitted or the bot signalled (same machine, same clock), so
+    # queueing before the case takes the step counts too.
+    to_review = [r[1].timestamp() - submitted_at[r[0]] for r in rows if r[1] and r[0] in submitted_at]
+    to_result = [r[2].timestamp() - signalled_at[r[0]] for r in rows if r[2] and r[0] in signalled_at]
+    finishes = [r[2].timestamp() for r in rows if r[2]]
     results_at_platform = sum(1 for _ in rows)
     figures = {
         "cases": len(applications),
@@ -310,7 +312,7 @@ def applications_reaching_review(count: int, seed: int):
 async def main_async(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    work = args.work = Path(tempfile.mkdtemp(prefix="bench-"))
     port = temporal_server.free_port()
     server = temporal_server.start(
         work / "temporal.db", port=port, ui_port=temporal_server.free_port(), log_file=work / "temporal.log", extra_flags=tuple(args.server_flag)
@@ -361,6 +363,8 @@ async def main_async(args) -> None:
                 "verifier_rate_limit": args.verifier_rate_limit,
                 "hold_reviews": args.hold_reviews,
                 "server_flags": args.server_flag,
+                "label": args.label,
+                "max_cached_workflows": Settings.from_env().max_cached_workflows,
             },
             "ceiling": await engine_ceiling(server.address, args.ceiling_cases or args.cases, args.concurrency),
             # The floor is the calls' own latency, so it runs at a modest concurrency the stand-ins do not queue on.
