@@ -180,9 +180,13 @@ async def direct_floor(standins_url: str, applications: list[dict], concurrency:
 
 async def product(args, address: str, standins_url: str, database_url: str, env: dict, applications: list[dict]) -> dict:
     say(f"[product] {len(applications)} cases through {args.workers} worker process(es)")
+    # --split-roles: the first process runs the cases, the others the verifiers, as compose deploys them.
+    roles = [["--role", "case"], *[["--role", "verification"]] * (args.workers - 1)] if args.split_roles else [[]] * args.workers
     workers = [
-        subprocess.Popen([sys.executable, "-m", "workers"], env=env, stdout=subprocess.DEVNULL, stderr=open(args.work / f"worker-{i}.log", "wb"))
-        for i in range(args.workers)
+        subprocess.Popen(
+            [sys.executable, "-m", "workers", *role], env=env, stdout=subprocess.DEVNULL, stderr=open(args.work / f"worker-{i}.log", "wb")
+        )
+        for i, role in enumerate(roles)
     ]
     settings = Settings.from_env()
     client = await Client.connect(address, data_converter=data_converter(settings))
@@ -362,6 +366,7 @@ async def main_async(args) -> None:
                 "verifier_latency_ms": {"median": args.median_ms, "p99": args.p99_ms},
                 "verifier_rate_limit": args.verifier_rate_limit,
                 "hold_reviews": args.hold_reviews,
+                "split_roles": args.split_roles,
                 "server_flags": args.server_flag,
                 "label": args.label,
                 "max_cached_workflows": Settings.from_env().max_cached_workflows,
@@ -388,11 +393,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--ceiling-cases", type=int, default=None, help="default: --cases")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (each runs both roles)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (each runs both roles, unless --split-roles)")
     parser.add_argument("--rate", type=float, default=None, help="submissions per second (default: as fast as accepted)")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--median-ms", type=float, default=80)
     parser.add_argument("--p99-ms", type=float, default=400)
+    parser.add_argument("--split-roles", action="store_true", help="one case worker process, the others verification only")
     parser.add_argument("--verifier-rate-limit", type=float, default=None, help="calls per second allowed to each verifier")
     parser.add_argument("--hold-reviews", action="store_true", help="review nothing until every case waits; note memory on the way")
     parser.add_argument("--server-flag", action="append", default=[], help="passed to `temporal server start-dev` (repeatable)")
