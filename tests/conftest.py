@@ -30,7 +30,8 @@ from store.database import open_pool
 from standins.runner import RunningStandins, start_in_thread
 from starter.intake import start_case
 from workers.build import build_workers, new_http_client
-from tests.processes import TEST_CONVERTER, product_environment, start_dev_server, start_worker
+from console.app import create_app
+from tests.processes import TEST_CONVERTER, TEST_TOKEN_SECRET, ServedApp, product_environment, start_dev_server, start_worker
 from workflows.enrollment_case import EnrollmentCase
 
 TEST_SERVER = shutil.which("temporal-test-server") or str(Path(sys.executable).parent / "temporal-test-server")
@@ -255,3 +256,17 @@ def worker(environment, tmp_path_factory):
     yield process
     process.terminate()
     process.wait(60)
+
+
+@pytest.fixture(scope="module")
+def console(dev_server, standins, database_url):
+    """The review console on a free port, against the module's dev server and the stand-in platform."""
+
+    async def temporal_client():
+        return await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
+
+    async def case_store():
+        return await open_pool(database_url, max_size=2)
+
+    with ServedApp(create_app(temporal_client, case_store, TEST_TOKEN_SECRET, f"{standins.base_url}/platform")) as served:
+        yield served

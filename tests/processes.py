@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from enrollment import tokens
 from enrollment.codec import EncryptionCodec, parse_keys
 from stack import temporal_server
 
@@ -35,6 +37,15 @@ async def start_dev_server(folder: Path, port: int | None = None) -> temporal_se
     return server
 
 
+# Signs the identity tokens of the product's processes and of the review console in tests.
+TEST_TOKEN_SECRET = b"end-to-end-token-secret"
+
+
+def signed_token(subject: str, role: str, district: str | None, hours: float = 1.0) -> str:
+    """An identity token the test processes and the console accept (expired when hours < 0)."""
+    return tokens.issue(TEST_TOKEN_SECRET, subject, role, district, dt.timedelta(hours=hours))
+
+
 def product_environment(temporal_address: str, standins_url: str, database_url: str, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -46,7 +57,7 @@ def product_environment(temporal_address: str, standins_url: str, database_url: 
         "ENROLL_LOOKUP_KEY": "end-to-end-test-key",
         "ENROLL_PAYLOAD_KEYS": TEST_PAYLOAD_KEYS,
         "ENROLL_PAYLOAD_KEY_ID": TEST_PAYLOAD_ACTIVE,
-        "ENROLL_TOKEN_SECRET": "end-to-end-token-secret",
+        "ENROLL_TOKEN_SECRET": TEST_TOKEN_SECRET.decode(),
         # Several worker processes may overlap between tests; the metrics endpoint has its own test.
         "ENROLL_METRICS_ADDRESS": "",
         **extra,

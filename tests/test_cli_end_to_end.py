@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import case_status, enroll, issue_token, eventually, needs_temporal_cli
+from tests.processes import TEST_TOKEN_SECRET, case_status, enroll, issue_token, eventually, needs_temporal_cli
 
 pytestmark = needs_temporal_cli
 
@@ -155,7 +155,7 @@ async def test_the_server_stores_no_personal_data_in_clear_and_ops_can_decode_it
 
     # An ops token and the codec server turn it back into clear text for the CLI (and the UI).
     ops = issue_token(environment, "ops-01", "ops")
-    with ServedApp(create_app(TEST_CONVERTER.payload_codec, b"end-to-end-token-secret", [])) as codec:
+    with ServedApp(create_app(TEST_CONVERTER.payload_codec, TEST_TOKEN_SECRET, [])) as codec:
         import subprocess
 
         shown = subprocess.run(

@@ -8,7 +8,6 @@ every action with the token id. A reviewer of another district sees nothing.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import re
 import time
@@ -18,22 +17,16 @@ import pytest
 from structlog.testing import capture_logs
 from temporalio.client import Client
 
-from console.app import SESSION_COOKIE, create_app
+from console.app import SESSION_COOKIE
 from enrollment import tokens
 from enrollment.case import CaseStatusView
 from starter.cases import case_status
-from store.database import open_pool
-from tests.processes import TEST_CONVERTER, ServedApp, enroll, needs_temporal_cli
+from tests.processes import TEST_CONVERTER, TEST_TOKEN_SECRET, ServedApp, enroll, needs_temporal_cli, signed_token
 
 pytestmark = needs_temporal_cli
 
-SECRET = b"end-to-end-token-secret"
 DISTRICT = "510104"
 OTHER_DISTRICT = "510105"
-
-
-def token(subject: str, role: str, district: str | None, hours: float = 1.0) -> str:
-    return tokens.issue(SECRET, subject, role, district, dt.timedelta(hours=hours))
 
 
 @pytest.fixture(scope="module")
@@ -73,18 +66,6 @@ async def cases(environment, worker, client, population, tmp_path_factory) -> di
     return chosen
 
 
-@pytest.fixture(scope="module")
-def console(dev_server, standins, database_url):
-    async def temporal_client():
-        return await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
-
-    async def case_store():
-        return await open_pool(database_url, max_size=2)
-
-    with ServedApp(create_app(temporal_client, case_store, SECRET, f"{standins.base_url}/platform")) as served:
-        yield served
-
-
 def signed_in(console: ServedApp, bearer: str) -> httpx.Client:
     browser = httpx.Client(base_url=console.base_url, timeout=30)
     form = browser.get("/signin")
@@ -113,7 +94,7 @@ def test_sign_in_with_a_token_and_sign_out(console):
     assert first.url.path == "/signin" and "身份令牌 Token" in first.text
 
     nonce = re.search(r'name="nonce" value="([^"]+)"', first.text).group(1)
-    reviewer = token("r-01", "reviewer", DISTRICT)
+    reviewer = signed_token("r-01", "reviewer", DISTRICT)
     done = browser.post("/signin", data={"token": reviewer, "nonce": nonce})
     assert done.status_code == 303 and done.headers["location"] == "/queue"
     cookie = next(h for h in done.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE))
@@ -129,8 +110,8 @@ def test_sign_in_with_a_token_and_sign_out(console):
 
     # Refused tokens: expired, ops, altered, garbage. Each goes back to sign-in with the reason.
     for bad, reason in [
-        (token("r-01", "reviewer", DISTRICT, hours=-1), "token: expired"),
-        (token("ops-01", "ops", None), "token: the ops role has no business in the review console"),
+        (signed_token("r-01", "reviewer", DISTRICT, hours=-1), "token: expired"),
+        (signed_token("ops-01", "ops", None), "token: the ops role has no business in the review console"),
         (reviewer[:-3] + ("AAA" if not reviewer.endswith("AAA") else "BBB"), "signature does not match"),
         ("not a token", "signature does not match"),
     ]:
@@ -145,14 +126,14 @@ def test_sign_in_with_a_token_and_sign_out(console):
     assert stranger.status_code == 403 and SESSION_COOKIE not in stranger.cookies
 
     # A session whose token expired meanwhile goes back to sign-in with the reason.
-    stale = httpx.Client(base_url=console.base_url, cookies={SESSION_COOKIE: token("r-01", "reviewer", DISTRICT, hours=-1)})
+    stale = httpx.Client(base_url=console.base_url, cookies={SESSION_COOKIE: signed_token("r-01", "reviewer", DISTRICT, hours=-1)})
     bounced = stale.get("/cases/SC2027-000001")
     assert bounced.status_code == 303 and bounced.headers["location"] == "/signin?reason=expired&next=%2Fcases%2FSC2027-000001"
     assert "身份令牌已过期" in stale.get(bounced.headers["location"]).text
 
 
 def test_the_queue_shows_the_district_cases_and_hides_them_from_other_districts(console, cases):
-    reviewer = signed_in(console, token("r-01", "reviewer", DISTRICT))
+    reviewer = signed_in(console, signed_token("r-01", "reviewer", DISTRICT))
     queue = reviewer.get("/queue")
     assert queue.status_code == 200
     shown = text_of(queue)
@@ -164,7 +145,7 @@ def test_the_queue_shows_the_district_cases_and_hides_them_from_other_districts(
     rows = re.findall(r'href="/cases/([A-Za-z0-9-]+)"', queue.text)
     assert len(rows) == 2
 
-    outsider = signed_in(console, token("r-77", "reviewer", OTHER_DISTRICT))
+    outsider = signed_in(console, signed_token("r-77", "reviewer", OTHER_DISTRICT))
     other_queue = outsider.get("/queue")
     assert other_queue.status_code == 200 and re.search(r'id="queue-count">(\d+)<', other_queue.text).group(1) == "0"
     target = cases["approve"]["application_id"]
@@ -178,14 +159,14 @@ def test_the_queue_shows_the_district_cases_and_hides_them_from_other_districts(
     acted = outsider.post(f"/cases/{target}/review", data={"csrf": csrf_of(other_queue), "decision": "approve", "opinion": "同意"})
     assert acted.status_code == 404
 
-    staff = signed_in(console, token("s-01", "staff", DISTRICT))
+    staff = signed_in(console, signed_token("s-01", "staff", DISTRICT))
     assert staff.get("/queue").status_code == 403
     assert reviewer.get("/offline").status_code == 403
 
 
 async def test_the_case_page_shows_the_district_reviewer_everything_but_full_identity_numbers(console, cases, client):
     application = cases["approve"]
-    reviewer = signed_in(console, token("r-01", "reviewer", DISTRICT))
+    reviewer = signed_in(console, signed_token("r-01", "reviewer", DISTRICT))
     page = reviewer.get(f"/cases/{application['application_id']}")
     assert page.status_code == 200
     shown = text_of(page)
@@ -201,9 +182,9 @@ async def test_the_case_page_shows_the_district_reviewer_everything_but_full_ide
 
 async def test_forms_without_the_session_csrf_token_are_refused(console, cases, client):
     target = cases["refuse"]["application_id"]
-    reviewer = signed_in(console, token("r-01", "reviewer", DISTRICT))
+    reviewer = signed_in(console, signed_token("r-01", "reviewer", DISTRICT))
     before = await case_status(client, target)
-    for csrf in (None, "0" * 32, csrf_of(signed_in(console, token("r-01", "reviewer", DISTRICT)).get("/queue"))):
+    for csrf in (None, "0" * 32, csrf_of(signed_in(console, signed_token("r-01", "reviewer", DISTRICT)).get("/queue"))):
         data = {"decision": "approve", "opinion": "同意"} | ({"csrf": csrf} if csrf else {})
         refused = reviewer.post(f"/cases/{target}/review", data=data)
         assert refused.status_code == 403 and "CSRF" in refused.text
@@ -215,7 +196,7 @@ async def test_forms_without_the_session_csrf_token_are_refused(console, cases, 
 
 async def test_a_refusal_is_shown_and_recorded(console, cases, client):
     target = cases["refuse"]["application_id"]
-    subject = token("r-02", "reviewer", DISTRICT)
+    subject = signed_token("r-02", "reviewer", DISTRICT)
     reviewer = signed_in(console, subject)
     page = reviewer.get(f"/cases/{target}")
     refused = reviewer.post(f"/cases/{target}/review", data={"csrf": csrf_of(page), "decision": "approve", "opinion": "   "})
@@ -224,7 +205,7 @@ async def test_a_refusal_is_shown_and_recorded(console, cases, client):
     view = await case_status(client, target)
     assert view.status == "awaiting_review"
     assert (view.timeline[-1].step, view.timeline[-1].actor, view.timeline[-1].credential) == (
-        "review_refused", "reviewer:r-02", tokens.verify(SECRET, subject).jti
+        "review_refused", "reviewer:r-02", tokens.verify(TEST_TOKEN_SECRET, subject).jti
     )
     wrong = reviewer.post(f"/cases/{target}/review", data={"csrf": csrf_of(page), "decision": "maybe", "opinion": "再看看"})
     assert wrong.status_code == 409 and "refused: decision: must be one of approve, reject, request_supplement" in text_of(wrong)
@@ -238,9 +219,9 @@ async def test_a_refusal_is_shown_and_recorded(console, cases, client):
 
 async def test_approve_reaches_the_platform_once_and_is_audited(console, cases, client, standins):
     target = cases["approve"]["application_id"]
-    subject = token("r-01", "reviewer", DISTRICT)
-    jti = tokens.verify(SECRET, subject).jti
-    staff = signed_in(console, token("s-01", "staff", DISTRICT))
+    subject = signed_token("r-01", "reviewer", DISTRICT)
+    jti = tokens.verify(TEST_TOKEN_SECRET, subject).jti
+    staff = signed_in(console, signed_token("s-01", "staff", DISTRICT))
     staff_page = staff.get(f"/cases/{target}")
     assert staff_page.status_code == 200 and 'value="approve"' not in staff_page.text, "staff see the case, not the review form"
     assert staff.post(f"/cases/{target}/review", data={"csrf": csrf_of(staff_page), "decision": "approve", "opinion": "同意"}).status_code == 403
@@ -274,16 +255,16 @@ async def test_approve_reaches_the_platform_once_and_is_audited(console, cases, 
 
 async def test_service_point_staff_register_an_offline_case(console, cases, client):
     target = cases["offline"]["application_id"]
-    staff = signed_in(console, token("s-01", "staff", DISTRICT))
+    staff = signed_in(console, signed_token("s-01", "staff", DISTRICT))
     listing = staff.get("/offline")
     assert listing.status_code == 200
     shown = text_of(listing)
     assert target in shown and re.search(r'id="offline-count">(\d+)<', listing.text).group(1) == "1"
     assert "未查到 not_found" in shown and "服务点工作人员 staff" in shown
 
-    reviewer = signed_in(console, token("r-01", "reviewer", DISTRICT))
+    reviewer = signed_in(console, signed_token("r-01", "reviewer", DISTRICT))
     assert reviewer.post(f"/cases/{target}/register", data={"csrf": csrf_of(reviewer.get("/queue")), "materials": "户口簿"}).status_code == 403
-    outsider = signed_in(console, token("s-77", "staff", OTHER_DISTRICT))
+    outsider = signed_in(console, signed_token("s-77", "staff", OTHER_DISTRICT))
     assert target not in outsider.get("/offline").text
     assert outsider.post(f"/cases/{target}/register", data={"csrf": csrf_of(outsider.get("/offline")), "materials": "户口簿"}).status_code == 404
 

@@ -9,7 +9,6 @@ Screenshots of the queue and the case page go to docs/screenshots/.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -18,11 +17,8 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from console.app import create_app
-from enrollment import tokens
 from starter.cases import case_status
-from store.database import open_pool
-from tests.processes import TEST_CONVERTER, ServedApp, enroll, needs_temporal_cli
+from tests.processes import TEST_CONVERTER, ServedApp, enroll, needs_temporal_cli, signed_token
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [needs_temporal_cli, pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium")]
@@ -33,25 +29,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-SECRET = b"end-to-end-token-secret"
 DISTRICT = "510106"
 OTHER_DISTRICT = "510104"
-
-
-def token(subject: str, role: str, district: str) -> str:
-    return tokens.issue(SECRET, subject, role, district, dt.timedelta(hours=1))
-
-
-@pytest.fixture(scope="module")
-def console(dev_server, standins, database_url):
-    async def temporal_client():
-        return await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
-
-    async def case_store():
-        return await open_pool(database_url, max_size=2)
-
-    with ServedApp(create_app(temporal_client, case_store, SECRET, f"{standins.base_url}/platform")) as served:
-        yield served
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +83,7 @@ async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_noth
 
     # The district's reviewer: queue, case, approval.
     context = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-    page = await sign_in(context, console, token("r-01", "reviewer", DISTRICT))
+    page = await sign_in(context, console, signed_token("r-01", "reviewer", DISTRICT))
     assert "r-01" in await page.inner_text("#who") and "审核员 reviewer" in await page.inner_text("#who")
     assert DISTRICT in await page.inner_text("#who")
     assert await page.inner_text("#queue-count") == "2"
@@ -139,7 +118,7 @@ async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_noth
 
     # A reviewer of another district: not in the queue, and the page is "not found".
     outsider = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-    page = await sign_in(outsider, console, token("r-77", "reviewer", OTHER_DISTRICT))
+    page = await sign_in(outsider, console, signed_token("r-77", "reviewer", OTHER_DISTRICT))
     assert await page.inner_text("#queue-count") == "0"
     assert application_id not in await page.content()
     response = await page.goto(f"{console.base_url}/cases/{application_id}")
