@@ -7,8 +7,7 @@ import argparse
 import uvicorn
 
 from codec_server.app import create_app
-from enrollment import logging as enrollment_logging
-from enrollment import secrets
+from enrollment import deployment_secrets, logs
 from enrollment.client import data_converter
 from enrollment.settings import Settings
 
@@ -19,9 +18,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--cors-origin", action="append", help="the Temporal UI's origin (repeatable), e.g. http://127.0.0.1:8233")
     args = parser.parse_args(argv)
-    enrollment_logging.configure()
+    logs.configure()
     settings = Settings.from_env()
-    app = create_app(data_converter(settings).payload_codec, secrets.token_secret(settings), args.cors_origin or ["http://127.0.0.1:8233", "http://localhost:8233"])
+    app = create_app(data_converter(settings).payload_codec, deployment_secrets.token_secret(settings), args.cors_origin or ["http://127.0.0.1:8233", "http://localhost:8233"])
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
 
 

@@ -1,4 +1,9 @@
-"""One way to reach Temporal, so every process agrees on the namespace and the data converter."""
+"""One way to reach Temporal, so every process agrees on the connection, the namespace and the data converter.
+
+The connection is the SDK's environment configuration (temporalio.envconfig): a TOML profile
+(TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE) with TEMPORAL_API_KEY, TEMPORAL_TLS_* and the other TEMPORAL_*
+variables over it, so Temporal Cloud, mTLS client certificates or an API key are configuration, not code.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +12,34 @@ import dataclasses
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.envconfig import ClientConfig, ClientConnectConfig
 from temporalio.runtime import Runtime
 
-from enrollment import secrets
+from enrollment import deployment_secrets
 from enrollment.codec import EncryptionCodec, parse_keys
 from enrollment.settings import Settings
 
 
 def data_converter(settings: Settings) -> DataConverter:
     """Pydantic payloads, encrypted with the configured keys before they leave the process."""
-    keys = parse_keys(secrets.payload_keys(settings))
+    keys = parse_keys(deployment_secrets.payload_keys(settings))
     codec = EncryptionCodec(keys, settings.payload_key_id or next(iter(keys)))
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 
 
+def connect_options(settings: Settings) -> ClientConnectConfig:
+    """Client.connect's connection arguments: the SDK's profile, and Settings' address and namespace.
+
+    Settings win when they were set (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, or a test's model_copy) and
+    fill in what the profile leaves out; otherwise a profile's address would lose to the localhost default.
+    """
+    options = ClientConfig.load_client_connect_config()
+    if "temporal_address" in settings.model_fields_set or not options.get("target_host"):
+        options["target_host"] = settings.temporal_address
+    if "temporal_namespace" in settings.model_fields_set or not options.get("namespace"):
+        options["namespace"] = settings.temporal_namespace
+    return options
+
+
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=data_converter(settings),
-        runtime=runtime,
-    )
+    return await Client.connect(**connect_options(settings), data_converter=data_converter(settings), runtime=runtime)

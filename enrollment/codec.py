@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from enrollment.logging import mask_text
+from enrollment.logs import mask_text
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"

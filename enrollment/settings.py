@@ -1,89 +1,109 @@
 """Deployment settings, read from the environment once per process.
 
 Base URLs are the only thing that changes between the local stand-ins and the
-real departments.
+real departments. Every variable is checked at start-up and every wrong one is
+reported in the same error, so a deployment is fixed in one round, not one
+restart per mistake; values never appear in it, since some are secrets.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, NonNegativeInt, PositiveFloat, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from enrollment.china_time import china_date
-from enrollment.policy import DEFAULT_POLICIES_DIR, VERIFIERS
+from enrollment.policy import DEFAULT_POLICIES_DIR
+from enrollment.verifiers import VERIFIERS
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name) or default
+def _env(variable: str, default: Any, rule: str | None = None) -> Any:
+    """A setting read from `variable`; `rule` is what an error says when the value is not of the field's type."""
+    return Field(default, validation_alias=variable, description=rule)
 
 
-def _count(name: str, default: str) -> int:
-    value = _env(name, default)
-    if not value.isascii() or not value.isdigit():
-        raise ValueError(f"{name}: must be a whole number, not {value!r}")
-    return int(value)
+class SettingsError(ValueError):
+    """Every wrong setting, one `VARIABLE: rule` line each, and never a value: it may be a secret."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("wrong settings in the environment:\n" + "\n".join(problems))
+        self.problems = problems
 
 
-@dataclass(frozen=True)
-class Settings:
-    temporal_address: str
-    temporal_namespace: str
-    public_security_url: str
-    social_insurance_url: str
-    natural_resources_url: str
-    platform_url: str
-    policies_dir: Path
+class Settings(BaseSettings):
+    """What a deployment configures. Immutable: tests derive variants with `model_copy(update=...)`."""
+
+    # Empty variables count as unset, as compose's `${NAME:-}` passes them.
+    model_config = SettingsConfigDict(frozen=True, case_sensitive=True, env_ignore_empty=True, validate_default=True)
+
+    # Set here (or in a test's model_copy) they win over the SDK's Temporal profile; see enrollment/client.py.
+    temporal_address: str = _env("TEMPORAL_ADDRESS", "localhost:7233")
+    temporal_namespace: str = _env("TEMPORAL_NAMESPACE", "default")
+    # Where the stand-ins serve every department; a department URL left unset is its prefix here.
+    standins_url: str = _env("ENROLL_STANDINS_URL", "http://127.0.0.1:8700")
+    public_security_url: str = _env("ENROLL_PUBLIC_SECURITY_URL", "")
+    social_insurance_url: str = _env("ENROLL_SOCIAL_INSURANCE_URL", "")
+    natural_resources_url: str = _env("ENROLL_NATURAL_RESOURCES_URL", "")
+    platform_url: str = _env("ENROLL_PLATFORM_URL", "")
+    policies_dir: Path = _env("ENROLL_POLICIES_DIR", DEFAULT_POLICIES_DIR)
     # "phase_one", "phase_two", or "auto" to follow the cut-over date.
-    routing_phase: str
-    phase_two_from: dt.date
-    http_timeout_seconds: float
-    # None: the embedded PostgreSQL under .data/postgres.
-    database_url: str | None
+    routing_phase: Literal["auto", "phase_one", "phase_two"] = _env(
+        "ENROLL_ROUTING_PHASE", "auto", "must be auto, phase_one or phase_two"
+    )
+    phase_two_from: dt.date = _env("ENROLL_PHASE_TWO_FROM", dt.date(2024, 9, 1), "must be a date, as 2024-09-01")
+    http_timeout_seconds: PositiveFloat = _env(
+        "ENROLL_HTTP_TIMEOUT_SECONDS", 10.0, "must be a positive number of seconds, as 10 or 2.5"
+    )
+    # None: the embedded PostgreSQL under .data/postgres. Secret: the URL may hold the password.
+    database_url: SecretStr | None = _env("DATABASE_URL", None)
     # Secret for the keyed hash of identity numbers; None only with the embedded database.
-    lookup_key: str | None
+    lookup_key: SecretStr | None = _env("ENROLL_LOOKUP_KEY", None)
     # Payload encryption keys `id:base64,...` and the one new payloads use (default: the first).
-    payload_keys: str | None
-    payload_key_id: str | None
+    payload_keys: SecretStr | None = _env("ENROLL_PAYLOAD_KEYS", None)
+    payload_key_id: str | None = _env("ENROLL_PAYLOAD_KEY_ID", None)
     # Signs identity tokens (enrollment/tokens.py).
-    token_secret: str | None
+    token_secret: SecretStr | None = _env("ENROLL_TOKEN_SECRET", None)
     # host:port of the workers' Prometheus endpoint; empty (the default) turns it off, so several
     # workers can share a machine. docker-compose and the demo set it.
-    metrics_address: str
+    metrics_address: str = _env("ENROLL_METRICS_ADDRESS", "")
     # Calls per second each department accepts, across every worker (`hukou=20,property=10`);
-    # a verifier not named is not limited.
-    verifier_rate_limits: dict[str, float]
+    # a verifier not named is not limited. NoDecode: the variable is that text, not JSON.
+    verifier_rate_limits: Annotated[dict[str, float], NoDecode] = _env("ENROLL_VERIFIER_RATE_LIMITS", {})
     # Cases a case worker keeps in memory between their steps; a case not kept is replayed from
     # its history at its next step. Bounds the workers' memory however many cases wait.
-    max_cached_workflows: int
+    max_cached_workflows: NonNegativeInt = _env("ENROLL_MAX_CACHED_WORKFLOWS", 1000, "must be a whole number")
 
     @classmethod
     def from_env(cls) -> Settings:
-        standins = _env("ENROLL_STANDINS_URL", "http://127.0.0.1:8700").rstrip("/")
-        phase = _env("ENROLL_ROUTING_PHASE", "auto")
-        if phase not in ("auto", "phase_one", "phase_two"):
-            raise ValueError(f"ENROLL_ROUTING_PHASE: must be auto, phase_one or phase_two, not {phase!r}")
-        return cls(
-            temporal_address=_env("TEMPORAL_ADDRESS", "localhost:7233"),
-            temporal_namespace=_env("TEMPORAL_NAMESPACE", "default"),
-            public_security_url=_env("ENROLL_PUBLIC_SECURITY_URL", f"{standins}/public-security"),
-            social_insurance_url=_env("ENROLL_SOCIAL_INSURANCE_URL", f"{standins}/social-insurance"),
-            natural_resources_url=_env("ENROLL_NATURAL_RESOURCES_URL", f"{standins}/natural-resources"),
-            platform_url=_env("ENROLL_PLATFORM_URL", f"{standins}/platform"),
-            policies_dir=Path(_env("ENROLL_POLICIES_DIR", str(DEFAULT_POLICIES_DIR))),
-            routing_phase=phase,
-            phase_two_from=dt.date.fromisoformat(_env("ENROLL_PHASE_TWO_FROM", "2024-09-01")),
-            http_timeout_seconds=float(_env("ENROLL_HTTP_TIMEOUT_SECONDS", "10")),
-            database_url=os.environ.get("DATABASE_URL") or None,
-            lookup_key=os.environ.get("ENROLL_LOOKUP_KEY") or None,
-            payload_keys=os.environ.get("ENROLL_PAYLOAD_KEYS") or None,
-            payload_key_id=os.environ.get("ENROLL_PAYLOAD_KEY_ID") or None,
-            token_secret=os.environ.get("ENROLL_TOKEN_SECRET") or None,
-            metrics_address=os.environ.get("ENROLL_METRICS_ADDRESS", ""),
-            verifier_rate_limits=parse_rate_limits(os.environ.get("ENROLL_VERIFIER_RATE_LIMITS", "")),
-            max_cached_workflows=_count("ENROLL_MAX_CACHED_WORKFLOWS", "1000"),
-        )
+        """The process's settings; a SettingsError (a ValueError) names every wrong variable with its rule."""
+        try:
+            return cls()
+        except ValidationError as error:
+            # `from None`: the ValidationError's text quotes the values.
+            raise SettingsError([_problem(item) for item in error.errors(include_input=False)]) from None
+
+    @field_validator("standins_url")
+    @classmethod
+    def _without_trailing_slash(cls, url: str) -> str:
+        return url.rstrip("/")
+
+    @field_validator("public_security_url", "social_insurance_url", "natural_resources_url", "platform_url")
+    @classmethod
+    def _standins_unless_set(cls, url: str, info: ValidationInfo) -> str:
+        """`public_security_url` unset is `{standins_url}/public-security`, the stand-ins' prefix for it."""
+        if url:
+            return url
+        prefix = str(info.field_name).removesuffix("_url").replace("_", "-")
+        return f"{info.data['standins_url']}/{prefix}"
+
+    @field_validator("verifier_rate_limits", mode="before")
+    @classmethod
+    def _rate_limits_from_text(cls, spec: object) -> object:
+        return parse_rate_limits(spec) if isinstance(spec, str) else spec
 
     def routing_phase_at(self, received_at: dt.datetime) -> str:
         """The phase a case received at this time runs in, for its whole life."""
@@ -91,19 +111,35 @@ class Settings:
             return self.routing_phase
         return "phase_two" if china_date(received_at) >= self.phase_two_from else "phase_one"
 
+    def reveal_database_url(self) -> str | None:
+        """DATABASE_URL in clear, for the one call that opens the case store; None: the embedded database."""
+        return self.database_url.get_secret_value() if self.database_url else None
+
+
+def _problem(error: ErrorDetails) -> str:
+    """`VARIABLE: rule` for one refused variable: our validators' own message, else the field's declared rule."""
+    variable = str(error["loc"][0])
+    if error["type"] == "value_error":
+        return f"{variable}: {error['ctx']['error']}"
+    rules = {field.validation_alias: field.description for field in Settings.model_fields.values()}
+    return f"{variable}: {rules.get(variable) or error['msg']}"
+
 
 def parse_rate_limits(spec: str) -> dict[str, float]:
-    """`hukou=20,property=10` as {verifier: calls per second}, refusing unknown verifiers and non-positive rates."""
+    """`hukou=20,property=10` as {verifier: calls per second}, refusing unknown verifiers and non-positive rates.
+
+    The ValueError states the rule; Settings puts ENROLL_VERIFIER_RATE_LIMITS in front of it.
+    """
     limits: dict[str, float] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         verifier, _, rate = item.partition("=")
         verifier = verifier.strip()
         if verifier not in VERIFIERS:
-            raise ValueError(f"ENROLL_VERIFIER_RATE_LIMITS: {verifier!r} is not a verifier; use {', '.join(VERIFIERS)}")
+            raise ValueError(f"{verifier!r} is not a verifier; use {', '.join(VERIFIERS)}")
         try:
             limits[verifier] = float(rate)
         except ValueError:
             limits[verifier] = 0.0
         if not limits[verifier] > 0:
-            raise ValueError(f"ENROLL_VERIFIER_RATE_LIMITS: {verifier} needs a positive number of calls per second, as {verifier}=20")
+            raise ValueError(f"{verifier} needs a positive number of calls per second, as {verifier}=20")
     return limits

@@ -5,7 +5,7 @@ import json
 import pytest
 import structlog
 
-from enrollment import logging as enrollment_logging
+from enrollment import logs
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def restore_logging():
 
 
 def test_personal_data_is_masked_wherever_it_appears(capsys):
-    enrollment_logging.configure(json_output=True)
+    logs.configure(json_output=True)
     log = structlog.get_logger()
     log.info(
         "verification answered",
@@ -44,7 +44,7 @@ def test_personal_data_is_masked_wherever_it_appears(capsys):
 def test_standard_library_logs_and_tracebacks_are_masked_too(capsys):
     import logging
 
-    enrollment_logging.configure(json_output=True)
+    logs.configure(json_output=True)
     try:
         raise ValueError("record for 510104201905031242 is malformed")
     except ValueError:
@@ -58,7 +58,7 @@ def test_standard_library_logs_and_tracebacks_are_masked_too(capsys):
 async def test_activity_logs_carry_the_case_and_its_workflow_run(stack, workers, capsys):
     import asyncio
 
-    enrollment_logging.configure(json_output=True)
+    logs.configure(json_output=True)
     stack.set_faults("hukou", error_rate=1.0, seed=3)
     application = stack.application("hukou_verified", index=17)
     handle = await stack.submit(application)

@@ -12,8 +12,7 @@ from datetime import timedelta
 import structlog
 
 from activities.archive import ArchiveActivities
-from enrollment import logging as enrollment_logging
-from enrollment import secrets
+from enrollment import deployment_secrets, logs
 from enrollment.client import connect
 from enrollment.settings import Settings
 from store.database import embedded, open_pool, resolve_url
@@ -36,9 +35,9 @@ async def run(roles: tuple[str, ...]) -> None:
     async with new_http_client(settings) as http, contextlib.AsyncExitStack() as running:
         archive = None
         if "case" in roles:
-            pool = await open_pool(resolve_url(settings.database_url))
+            pool = await open_pool(resolve_url(settings.reveal_database_url()))
             running.push_async_callback(pool.close)
-            archive = ArchiveActivities(pool, secrets.lookup_key(settings))
+            archive = ArchiveActivities(pool, deployment_secrets.lookup_key(settings))
             if runtime is not None:
                 backlog = asyncio.create_task(BacklogReporter(pool, runtime.metric_meter).run())
                 running.callback(backlog.cancel)
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m workers", description="Run the enrollment workers.")
     parser.add_argument("--role", choices=ROLES, action="append", help="run only this worker (repeatable); default: both")
     args = parser.parse_args(argv)
-    enrollment_logging.configure()
+    logs.configure()
     try:
         asyncio.run(run(tuple(args.role or ROLES)))
     finally:

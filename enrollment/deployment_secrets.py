@@ -9,7 +9,10 @@ once and kept in the git-ignored `.data` folder, so restarts keep working.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+
+from pydantic import SecretStr
 
 from enrollment.codec import new_key_spec
 from enrollment.settings import Settings
@@ -17,9 +20,11 @@ from enrollment.settings import Settings
 DEV_SECRETS = Path(__file__).resolve().parent.parent / ".data" / "secrets"
 
 
-def _configured_or_development(value: str | None, variable: str, settings: Settings, make) -> str:
+def _configured_or_development(
+    value: SecretStr | None, variable: str, settings: Settings, make: Callable[[], str]
+) -> str:
     if value:
-        return value
+        return value.get_secret_value()
     if settings.database_url:
         raise ValueError(f"{variable}: must be set in a deployment with DATABASE_URL")
     path = DEV_SECRETS / variable.lower()
@@ -30,16 +35,24 @@ def _configured_or_development(value: str | None, variable: str, settings: Setti
     return path.read_text().strip()
 
 
+def _random_secret() -> str:
+    return secrets.token_hex(32)
+
+
+def _development_key_spec() -> str:
+    return new_key_spec("dev-1")
+
+
 def lookup_key(settings: Settings) -> bytes:
     """Secret of the keyed hash that stands in for identity numbers in the case store."""
-    return _configured_or_development(settings.lookup_key, "ENROLL_LOOKUP_KEY", settings, lambda: secrets.token_hex(32)).encode()
+    return _configured_or_development(settings.lookup_key, "ENROLL_LOOKUP_KEY", settings, _random_secret).encode()
 
 
 def payload_keys(settings: Settings) -> str:
     """`id:base64key,...` for payload encryption; the first is active unless ENROLL_PAYLOAD_KEY_ID says otherwise."""
-    return _configured_or_development(settings.payload_keys, "ENROLL_PAYLOAD_KEYS", settings, lambda: new_key_spec("dev-1"))
+    return _configured_or_development(settings.payload_keys, "ENROLL_PAYLOAD_KEYS", settings, _development_key_spec)
 
 
 def token_secret(settings: Settings) -> bytes:
     """Secret that signs the identity tokens of reviewers, service-point staff and ops."""
-    return _configured_or_development(settings.token_secret, "ENROLL_TOKEN_SECRET", settings, lambda: secrets.token_hex(32)).encode()
+    return _configured_or_development(settings.token_secret, "ENROLL_TOKEN_SECRET", settings, _random_secret).encode()
