@@ -8,8 +8,7 @@ import os
 import uvicorn
 
 from console.app import create_app
-from enrollment import logging as enrollment_logging
-from enrollment import secrets
+from enrollment import deployment_secrets, logs
 from enrollment.client import connect
 from enrollment.settings import Settings
 from store.database import embedded, open_pool, resolve_url
@@ -24,15 +23,15 @@ def main(argv: list[str] | None = None) -> None:
         help="trust X-Forwarded-Proto/For from the TLS-terminating proxy in front (cookies then get the Secure flag over https)",
     )
     args = parser.parse_args(argv)
-    enrollment_logging.configure()
+    logs.configure()
     settings = Settings.from_env()
-    token_secret = secrets.token_secret(settings)
+    token_secret = deployment_secrets.token_secret(settings)
 
     async def temporal_client():
         return await connect(settings)
 
     async def case_store():
-        return await open_pool(resolve_url(settings.database_url), max_size=4)
+        return await open_pool(resolve_url(settings.reveal_database_url()), max_size=4)
 
     app = create_app(temporal_client, case_store, token_secret, settings.platform_url, http_timeout_seconds=settings.http_timeout_seconds)
     try:

@@ -14,12 +14,15 @@ import time
 
 import httpx
 import pytest
+from markupsafe import Markup
 from structlog.testing import capture_logs
 from temporalio.client import Client
 
 from console.app import SESSION_COOKIE
-from enrollment import tokens
-from enrollment.case import CaseStatusView
+from console.pages import TEMPLATES
+from enrollment import identity, tokens
+from enrollment.case import CaseView
+from enrollment.statuses import STATUS_LABELS
 from starter.cases import case_status
 from tests.processes import TEST_CONVERTER, TEST_TOKEN_SECRET, ServedApp, enroll, needs_temporal_cli, signed_token
 
@@ -34,7 +37,7 @@ async def client(dev_server) -> Client:
     return await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
 
 
-async def wait_for(client: Client, application_id: str, *statuses: str, timeout: float = 30.0) -> CaseStatusView:
+async def wait_for(client: Client, application_id: str, *statuses: str, timeout: float = 30.0) -> CaseView:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -171,7 +174,7 @@ async def test_the_case_page_shows_the_district_reviewer_everything_but_full_ide
     assert page.status_code == 200
     shown = text_of(page)
     view = await case_status(client, application["application_id"])
-    assert "待审核 awaiting_review" in shown and view.policy_version in shown and application["channel"] in shown
+    assert "待审核 awaiting review" in shown and view.policy_version in shown and application["channel"] in shown
     assert "public_security.hukou" in shown and application["student"]["name"] in shown, "element values and sources"
     assert f"{view.auto_filled_count})" in shown
     assert all(entry.step in shown for entry in view.timeline) and "操作人 Actor" in shown
@@ -201,20 +204,21 @@ async def test_a_refusal_is_shown_and_recorded(console, cases, client):
     page = reviewer.get(f"/cases/{target}")
     refused = reviewer.post(f"/cases/{target}/review", data={"csrf": csrf_of(page), "decision": "approve", "opinion": "   "})
     assert refused.status_code == 409
-    assert "refused: opinion: a handling opinion (办理意见) of 1 to" in text_of(refused)
+    assert "未执行 Not done — opinion: a handling opinion (办理意见) of 1 to" in text_of(refused)
+    # The receipt came after the case recorded the refusal: no waiting for its timeline.
     view = await case_status(client, target)
     assert view.status == "awaiting_review"
     assert (view.timeline[-1].step, view.timeline[-1].actor, view.timeline[-1].credential) == (
         "review_refused", "reviewer:r-02", tokens.verify(TEST_TOKEN_SECRET, subject).jti
     )
     wrong = reviewer.post(f"/cases/{target}/review", data={"csrf": csrf_of(page), "decision": "maybe", "opinion": "再看看"})
-    assert wrong.status_code == 409 and "refused: decision: must be one of approve, reject, request_supplement" in text_of(wrong)
+    assert wrong.status_code == 409 and "decision: must be one of approve, reject, request_supplement" in text_of(wrong)
 
     # What people type is shown as text, never as markup.
     markup = '<script>alert(1)</script><b>请补充</b>房产证明'
     asked = reviewer.post(f"/cases/{target}/review", data={"csrf": csrf_of(page), "decision": "request_supplement", "opinion": markup})
     assert asked.status_code == 200 and "<script>alert(1)" not in asked.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in asked.text
-    assert "补充材料 request_supplement" in text_of(asked) and "待补充材料 awaiting_supplement" in text_of(asked)
+    assert "补充材料 request supplement" in text_of(asked) and "case is now 待补充材料 awaiting supplement" in text_of(asked)
 
 
 async def test_approve_reaches_the_platform_once_and_is_audited(console, cases, client, standins):
@@ -232,10 +236,11 @@ async def test_approve_reaches_the_platform_once_and_is_audited(console, cases, 
         done = reviewer.post(f"/cases/{target}/review", data={"csrf": csrf_of(page), "decision": "approve", "opinion": "材料齐全，同意入学"})
     assert done.status_code == 200, text_of(done)
     shown = text_of(done)
-    assert "已记录 Recorded: reviewed:approve" in shown and "审核通过 approved" in shown and "材料齐全，同意入学" in shown
+    assert "已记录 Recorded · 案件现为 case is now 审核通过 approved" in shown and "材料齐全，同意入学" in shown
     assert 'value="approve"' not in done.text, "no second review form"
 
-    view = await wait_for(client, target, "approved")
+    view = await case_status(client, target)
+    assert view.status == "approved", "the receipt's status is the case's"
     entry = next(e for e in view.timeline if e.step == "reviewed:approve")
     assert (entry.actor, entry.credential) == ("reviewer:r-01", jti)
     deadline = time.monotonic() + 30
@@ -245,7 +250,8 @@ async def test_approve_reaches_the_platform_once_and_is_audited(console, cases, 
     assert record["result"][0]["body"]["reviewer_id"] == "r-01"
 
     actions = [line for line in logs if line["event"] == "console action" and line.get("application_id") == target]
-    assert {"subject": "r-01", "role": "reviewer", "district": DISTRICT, "action": "review:approve", "outcome": "recorded", "token": jti}.items() <= actions[-1].items()
+    expected = {"subject": "r-01", "role": "reviewer", "district": DISTRICT, "action": "review:approve", "outcome": "recorded"}
+    assert (expected | {"token": jti, "status": "approved"}).items() <= actions[-1].items()
     people = [cases["approve"]["student"], *cases["approve"]["guardians"]]
     assert not any(p["name"] in str(line) or p["id_number"] in str(line) for line in logs for p in people)
 
@@ -260,7 +266,7 @@ async def test_service_point_staff_register_an_offline_case(console, cases, clie
     assert listing.status_code == 200
     shown = text_of(listing)
     assert target in shown and re.search(r'id="offline-count">(\d+)<', listing.text).group(1) == "1"
-    assert "未查到 not_found" in shown and "服务点工作人员 staff" in shown
+    assert "未查到 not found" in shown and "服务点工作人员 staff" in shown
 
     reviewer = signed_in(console, signed_token("r-01", "reviewer", DISTRICT))
     assert reviewer.post(f"/cases/{target}/register", data={"csrf": csrf_of(reviewer.get("/queue")), "materials": "户口簿"}).status_code == 403
@@ -277,8 +283,9 @@ async def test_service_point_staff_register_an_offline_case(console, cases, clie
         data={"csrf": csrf_of(page), "materials": "居民户口簿\n\n居住证明\n", "note": "现场核验原件", "school_choice": ""},
     )
     assert done.status_code == 200, text_of(done)
-    assert "已记录 Recorded: registered_offline" in text_of(done)
-    view = await wait_for(client, target, "awaiting_review", "awaiting_school_selection")
+    view = await case_status(client, target)
+    assert view.status in ("awaiting_review", "awaiting_school_selection")
+    assert f"已记录 Recorded · 案件现为 case is now {STATUS_LABELS[view.status]}" in text_of(done)
     assert view.materials[-2:] == ["居民户口簿", "居住证明"]
     entry = next(e for e in view.timeline if e.step == "registered_offline")
     assert entry.actor == "staff:s-01" and entry.detail == "2 materials; 现场核验原件" and entry.credential
@@ -286,7 +293,7 @@ async def test_service_point_staff_register_an_offline_case(console, cases, clie
 
 async def test_the_applicant_result_lookup_shows_the_result_only(console, cases, client):
     target = cases["approve"]
-    await wait_for(client, target["application_id"], "approved")
+    assert (await case_status(client, target["application_id"])).status == "approved"
     deadline = time.monotonic() + 30
     while "审核通过 approved" not in text_of(page := httpx.get(f"{console.base_url}/result/{target['application_id']}")):
         assert time.monotonic() < deadline, text_of(page)
@@ -302,3 +309,15 @@ async def test_the_applicant_result_lookup_shows_the_result_only(console, cases,
     assert httpx.get(f"{console.base_url}/result/<script>").status_code == 404
     looked_up = httpx.get(f"{console.base_url}/result", params={"application_id": target["application_id"]})
     assert looked_up.status_code == 303 and looked_up.headers["location"] == f"/result/{target['application_id']}"
+
+
+def test_no_page_shows_a_full_identity_number_whatever_a_template_is_given(console, population):
+    number = population.by_scenario("hukou_verified")[0]["student"]["id_number"]
+    # An applicant types an identity number into the result lookup: the page echoes it, masked.
+    typed = httpx.get(f"{console.base_url}/result/{number}")
+    assert number not in typed.text and identity.mask(number) in typed.text
+    # Any value a template renders, text or markup a view built, passes the environment's finalize hook.
+    text = TEMPLATES.get_template("error.html").render(user=None, title="t", heading="h", message=f"身份证号 {number}")
+    assert number not in text and f"身份证号 {identity.mask(number)}" in text
+    markup = TEMPLATES.get_template("error.html").render(user=None, title="t", heading=Markup(f"<b>{number}</b>"), message="m")
+    assert number not in markup and f"<b>{identity.mask(number)}</b>" in markup, "markup stays markup, masked"

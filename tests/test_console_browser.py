@@ -93,7 +93,7 @@ async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_noth
 
     await page.click(f"#queue a[href='/cases/{application_id}']")
     await page.wait_for_url(f"{console.base_url}/cases/{application_id}")
-    assert (await page.inner_text("#case-status")).strip() == "待审核 awaiting_review"
+    assert (await page.inner_text("#case-status")).strip() == "待审核 awaiting review"
     elements = await page.inner_text("#elements")
     assert target["student"]["name"] in elements and "public_security.hukou" in elements
     assert target["student"]["id_number"] not in await page.content()
@@ -102,7 +102,7 @@ async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_noth
 
     await page.click("button[value=approve]")
     await page.wait_for_selector("#outcome")
-    assert "已记录 Recorded: reviewed:approve" in await page.inner_text("#outcome")
+    assert "已记录 Recorded · 案件现为 case is now 审核通过 approved" in await page.inner_text("#outcome")
     assert (await page.inner_text("#case-status")).strip() == "审核通过 approved"
     assert "材料齐全，同意入学" in await page.inner_text("#reviews")
     assert "reviewer:r-01" in await page.inner_text("#timeline")

@@ -1,0 +1,211 @@
+"""One case: its page, the reviewer's decision and the service point's offline registration.
+
+The case stays the authority: it checks the district, the decision and the
+opinion again, and answers each message with a receipt (taken, or refused and
+why) that the page shows at once. The console adds the district wall: a case of
+another district is "not found", exactly like a case that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from psycopg_pool import AsyncConnectionPool
+from pydantic import TypeAdapter, ValidationError
+from starlette.authentication import requires
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from console.audit import audit
+from console.auth import checked_form, signed_in
+from console.backends import backends
+from console.pages import Refusal, render
+from enrollment.application import ApplicationId
+from enrollment.case import CaseView, FilledElement, OfflineRegistration, Receipt, Review, SchoolSelection
+from enrollment.policy import policy_book
+from enrollment.statuses import DECISIONS, STATUS_LABELS
+from starter.cases import CaseActionError, case_handle, case_status, send_message
+from store.console_reads import ArchiveCard, archive_card
+from workflows.enrollment_case import MAX_OPINION_LENGTH, EnrollmentCase
+
+log = structlog.get_logger()
+
+APPLICATION_ID = TypeAdapter(ApplicationId)
+MAX_MATERIALS = 30
+MAX_MATERIAL_LENGTH = 100
+Update = Callable[[EnrollmentCase, Any], Awaitable[Receipt]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of the action just sent, shown above the case."""
+
+    done: bool
+    text: str
+
+
+def _not_found(application_id: str) -> Refusal:
+    message = f"本区县没有申请编号为 {application_id} 的案件。No case {application_id} in your district."
+    return Refusal(404, "未找到 Not found", message)
+
+
+def _application_id(request: Request) -> str:
+    application_id: str = request.path_params["application_id"]
+    try:
+        return APPLICATION_ID.validate_python(application_id)
+    except ValidationError:
+        raise _not_found(application_id) from None
+
+
+async def case_of_district(request: Request, application_id: str, action: str = "view") -> CaseView:
+    """The case's view; "not found" both when there is none and when it is another district's."""
+    claims = signed_in(request).claims
+    try:
+        view = await case_status(backends(request).client, application_id)
+    except CaseActionError:
+        view = None
+    if view is None or view.district_code != claims.district:
+        audit(claims, application_id, action, "not_found")  # the same page as no case, but the audit trail knows
+        raise _not_found(application_id)
+    return view
+
+
+async def _archive(pool: AsyncConnectionPool | None, application_id: str) -> tuple[ArchiveCard | None, str]:
+    """The case store's card for the case, or why there is none to show."""
+    if pool is None:
+        return None, "—"
+    try:
+        card = await archive_card(pool, application_id)
+    except Exception as err:  # the case page still shows the case itself
+        log.warning("console case store unavailable", error=type(err).__name__)
+        return None, "案件库暂时不可用。The case store cannot be reached right now."
+    return card, "案件库尚无记录。Not in the case store yet."
+
+
+def _schools(view: CaseView) -> list[tuple[str, str]]:
+    """The district's schools for the case's stage, as (zone|school, label) choices."""
+    try:
+        policy = policy_book().district(view.district_code)
+    except Exception:  # a broken policy folder leaves staff typing the zone and school
+        policy = None
+    if policy is None:
+        return []
+    return [
+        (f"{zone.zone_id}|{school.school_id}", f"{zone.name} {zone.zone_id} / {school.name} {school.school_id}")
+        for zone in policy.zones
+        for school in zone.schools
+        if view.stage in school.stages
+    ]
+
+
+async def show_case(
+    request: Request, application_id: str, view: CaseView, outcome: Outcome | None = None, status_code: int = 200
+) -> Response:
+    held = backends(request)
+    elements: list[FilledElement] = await case_handle(held.client, application_id).query(
+        EnrollmentCase.filled_elements
+    )
+    archive, archive_note = await _archive(held.pool, application_id)
+    role = signed_in(request).claims.role
+    registering = role == "staff" and view.status == "awaiting_offline_registration"
+    context = {
+        "title": f"案件 {application_id}",
+        "application_id": application_id,
+        "view": view,
+        "elements": elements,
+        "archive": archive,
+        "archive_note": archive_note,
+        "outcome": outcome,
+        "reviewing": role == "reviewer" and view.status == "awaiting_review",
+        "registering": registering,
+        "schools": _schools(view) if registering else [],
+        "max_opinion": MAX_OPINION_LENGTH,
+    }
+    return render(request, "case.html", context, status_code)
+
+
+@requires("authenticated")
+async def case_page(request: Request) -> Response:
+    application_id = _application_id(request)
+    view = await case_of_district(request, application_id)
+    audit(signed_in(request).claims, application_id, "view", "ok")
+    return await show_case(request, application_id, view)
+
+
+async def _send(
+    request: Request, application_id: str, action: str, update: Update, message: Any
+) -> tuple[Outcome, int]:
+    """The case's receipt as the page shows it: recorded, or refused (409) with the case's reason."""
+    claims = signed_in(request).claims
+    try:
+        receipt = await send_message(backends(request).client, application_id, update, message)
+    except CaseActionError as err:  # the case has finished (or never was): it takes no message
+        audit(claims, application_id, action, "refused", reason=str(err))
+        return Outcome(False, f"未执行 Not done — {err}"), 409
+    if not receipt.accepted:
+        audit(claims, application_id, action, "refused", reason=receipt.reason)
+        return Outcome(False, f"未执行 Not done — {receipt.reason}"), 409
+    audit(claims, application_id, action, "recorded", status=receipt.status)
+    return Outcome(True, f"已记录 Recorded · 案件现为 case is now {STATUS_LABELS[receipt.status]}"), 200
+
+
+async def _act(request: Request, application_id: str, action: str, update: Update, message: Any) -> Response:
+    outcome, status_code = await _send(request, application_id, action, update, message)
+    view = await case_of_district(request, application_id, action)
+    return await show_case(request, application_id, view, outcome, status_code)
+
+
+@requires(["authenticated", "reviewer"])
+async def review(request: Request) -> Response:
+    fields = await checked_form(request)
+    application_id = _application_id(request)
+    decision = fields.get("decision", "")
+    action = f"review:{decision if decision in DECISIONS else 'invalid'}"
+    await case_of_district(request, application_id, action)
+    claims = signed_in(request).claims
+    message = Review(
+        reviewer_id=claims.sub, district_code=signed_in(request).district, decision=decision,
+        opinion=fields.get("opinion", ""), credential=claims.jti,
+    )
+    return await _act(request, application_id, action, EnrollmentCase.review, message)
+
+
+def _registration_problem(materials: list[str], zone: str, school: str) -> str | None:
+    if bool(zone) != bool(school):
+        return "zone and school go together: give both or neither"
+    if len(materials) > MAX_MATERIALS or any(len(material) > MAX_MATERIAL_LENGTH for material in materials):
+        return f"materials: at most {MAX_MATERIALS} lines of {MAX_MATERIAL_LENGTH} characters"
+    return None
+
+
+@requires(["authenticated", "staff"])
+async def register(request: Request) -> Response:
+    fields = await checked_form(request)
+    application_id = _application_id(request)
+    view = await case_of_district(request, application_id, "register_offline")
+    claims = signed_in(request).claims
+    materials = [line.strip() for line in fields.get("materials", "").splitlines() if line.strip()]
+    zone, school = fields.get("zone", "").strip(), fields.get("school", "").strip()
+    if fields.get("school_choice"):
+        zone, _, school = fields["school_choice"].partition("|")
+    problem = _registration_problem(materials, zone, school)
+    if problem:
+        audit(claims, application_id, "register_offline", "invalid", reason=problem)
+        return await show_case(request, application_id, view, Outcome(False, f"未执行 Not done — {problem}"), 422)
+    message = OfflineRegistration(
+        staff_id=claims.sub, district_code=signed_in(request).district, materials=materials,
+        note=fields.get("note", "").strip(), credential=claims.jti,
+        school_choice=SchoolSelection(zone_id=zone, school_id=school) if zone else None,
+    )
+    return await _act(request, application_id, "register_offline", EnrollmentCase.register_offline, message)
+
+
+routes = [
+    Route("/cases/{application_id}", case_page, methods=["GET"]),
+    Route("/cases/{application_id}/review", review, methods=["POST"]),
+    Route("/cases/{application_id}/register", register, methods=["POST"]),
+]
