@@ -11,14 +11,14 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from enrollment.application import Application
-from enrollment.case import CaseStatusView
+from enrollment.case import CaseView
 from store import cases
 from store.cases import CaseSnapshot
 
 
 class ArchiveRequest(BaseModel):
     application: Application
-    view: CaseStatusView
+    view: CaseView
 
 
 class ArchiveActivities:

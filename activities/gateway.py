@@ -22,13 +22,23 @@ import re
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from enrollment.verification import CODE_FOUND, CODE_NAME_MISMATCH, CODE_NOT_FOUND, Answer, Person
+from enrollment.verification import (
+    CODE_FOUND,
+    CODE_NAME_MISMATCH,
+    CODE_NOT_FOUND,
+    Answer,
+    Person,
+    VerificationRequest,
+    VerificationResult,
+)
+from enrollment.verifiers import REGISTRY, Verifier
 
 MAX_RESPONSE_BYTES = 1 << 20
 # The deadline for a whole exchange (pool, connect, send, every read) is this many times the client's
@@ -179,17 +189,28 @@ class CallRate:
 class Department:
     """One outside party reached over HTTP at a base URL; activity classes for each party build on it."""
 
-    # The verify endpoint of each verifier this party answers for.
-    PATHS: dict[str, str] = {}
+    # The verifiers this party answers for (enrollment.verifiers); a verifier's activity is the
+    # method named after it (`verify_<name>`).
+    VERIFIERS: tuple[Verifier, ...] = ()
 
     def __init__(
-        self, client: httpx.AsyncClient, base_url: str, deadline: float | None = None, rate_limits: dict[str, float] | None = None
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        deadline: float | None = None,
+        rate_limits: dict[str, float] | None = None,
     ):
         self._client = client
         self._base_url = base_url.rstrip("/")
         self._deadline = deadline  # None: exchange_deadline(client)
         limits = rate_limits or {}
-        self._call_rates = {path: CallRate(limits[verifier]) for verifier, path in self.PATHS.items() if verifier in limits}
+        self._call_rates = {
+            REGISTRY[verifier].path: CallRate(limits[verifier]) for verifier in self.VERIFIERS if verifier in limits
+        }
+
+    def activities(self) -> dict[Verifier, Callable[[VerificationRequest], Awaitable[VerificationResult]]]:
+        """Each verifier's activity, by verifier name."""
+        return {verifier: getattr(self, REGISTRY[verifier].activity) for verifier in self.VERIFIERS}
 
     async def post(self, path: str, body: dict, headers: dict[str, str] | None = None) -> dict:
         if path in self._call_rates:
@@ -223,9 +244,14 @@ class Department:
         data = answer.get("data")
         return Answer(code=code, data=data if isinstance(data, dict) else None)
 
-    async def ask_about_each(self, path: str, persons: list[Person]) -> list[Answer]:
-        """Ask about every person at once; the first failure is raised and the other calls are abandoned."""
-        calls = [asyncio.ensure_future(self.ask_about(path, person)) for person in persons]
+    async def answers_for(self, request: VerificationRequest) -> list[Answer]:
+        """The department's answers about whoever the verifier asks about: the student, or every guardian at once.
+
+        The first failure is raised and the other calls are abandoned.
+        """
+        spec = REGISTRY[request.verifier]
+        persons = [request.student] if spec.asks_about == "student" else request.guardians
+        calls = [asyncio.ensure_future(self.ask_about(spec.path, person)) for person in persons]
         try:
             return list(await asyncio.gather(*calls))
         except BaseException:

@@ -9,8 +9,8 @@ from enrollment.verification import VerificationRequest, VerificationResult, jud
 
 
 class NaturalResourcesActivities(Department):
-    PATHS = {"property": "/property/v1/verify"}
+    VERIFIERS = ("property",)
 
     @activity.defn
     async def verify_property(self, request: VerificationRequest) -> VerificationResult:
-        return judge_property(request, await self.ask_about_each(self.PATHS["property"], request.guardians))
+        return judge_property(request, await self.answers_for(request))

@@ -12,14 +12,15 @@ from enrollment.verification import VerificationRequest, VerificationResult, jud
 
 
 class PublicSecurityActivities(Department):
-    PATHS = {"hukou": "/hukou/v1/verify", "residence_permit": "/residence-permit/v1/verify"}
+    VERIFIERS = ("hukou", "residence_permit")
 
     @activity.defn
     async def verify_hukou(self, request: VerificationRequest) -> VerificationResult:
-        return judge_hukou(request, await self.ask_about(self.PATHS["hukou"], request.student))
+        [answer] = await self.answers_for(request)
+        return judge_hukou(request, answer)
 
     @activity.defn
     async def verify_residence_permit(self, request: VerificationRequest) -> VerificationResult:
-        answers = await self.ask_about_each(self.PATHS["residence_permit"], request.guardians)
+        answers = await self.answers_for(request)
         # A permit is judged valid on the day it is checked, in China's calendar.
         return judge_residence_permits(request, answers, today=china_date(dt.datetime.now(dt.timezone.utc)))

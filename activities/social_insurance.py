@@ -9,8 +9,8 @@ from enrollment.verification import VerificationRequest, VerificationResult, jud
 
 
 class SocialInsuranceActivities(Department):
-    PATHS = {"social_insurance": "/v1/contributions/verify"}
+    VERIFIERS = ("social_insurance",)
 
     @activity.defn
     async def verify_social_insurance(self, request: VerificationRequest) -> VerificationResult:
-        return judge_social_insurance(request, await self.ask_about_each(self.PATHS["social_insurance"], request.guardians))
+        return judge_social_insurance(request, await self.answers_for(request))

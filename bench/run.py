@@ -30,16 +30,17 @@ from temporalio.client import Client
 from bench.ceiling import CEILING_QUEUE, CeilingCase
 from enrollment.application import Application
 from enrollment.codec import new_key_spec
-from enrollment.case import ReviewSignal
+from enrollment.case import Review
 from enrollment.client import data_converter
 from enrollment.settings import Settings
+from enrollment.verifiers import VERIFIERS
 from stack import temporal_server
 from starter.intake import start_case
 from standins.population import generate
 from store.database import EmbeddedDatabase, open_pool
 from workflows.enrollment_case import EnrollmentCase
 
-VERIFIERS = ("hukou", "residence_permit", "social_insurance", "property")
+
 FLOOR_CONCURRENCY = 8
 
 
@@ -229,8 +230,8 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
                 signalled_at[app_id] = time.time()
             await asyncio.gather(
                 *(
-                    client.get_workflow_handle(f"case-{a}").signal(
-                        EnrollmentCase.review, ReviewSignal(reviewer_id="bench-bot", district_code=d, decision="approve", opinion="同意")
+                    client.get_workflow_handle(f"case-{a}").execute_update(
+                        EnrollmentCase.review, Review(reviewer_id="bench-bot", district_code=d, decision="approve", opinion="同意")
                     )
                     for a, d in fresh
                 )

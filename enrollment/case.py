@@ -1,50 +1,24 @@
-"""What a case carries and shows: its input, the messages people send it, and its status view.
+"""What a case carries and shows: its input, the messages people send it, its state and its view.
 
-Every signal, update, query and activity takes one model, so a field can be
-added later without breaking cases already running.
+Every update, query and activity takes one model, so a field can be added
+later without breaking cases already running. The messages are Workflow
+Updates: each answers its sender at once with a `Receipt` saying whether the
+case took it and, if not, why.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from enrollment.application import Application, RegistrationType, SchoolChoice, Stage
-from enrollment.policy import DistrictPolicy, Verifier
+from enrollment.policy import DistrictPolicy
+from enrollment.statuses import CaseStatus, Decision, Outcome, RoutingPhase
+from enrollment.verifiers import Verifier
 
 WORKFLOW_TYPE = "EnrollmentCase"
 CASE_TASK_QUEUE = "enrollment-cases"
-# Cases begun before each verifier had its own queue schedule verifications here.
-VERIFICATION_TASK_QUEUE = "enrollment-verification"
-
-CaseState = Literal[
-    "submitted",
-    "verifying",
-    "not_eligible",
-    "awaiting_offline_registration",
-    "awaiting_school_selection",
-    "awaiting_review",
-    "awaiting_supplement",
-    "approved",
-    "rejected",
-    "withdrawn",
-    "expired",
-]
-CASE_STATES: tuple[str, ...] = CaseState.__args__
-FINAL_STATES: frozenset[str] = frozenset({"not_eligible", "approved", "rejected", "withdrawn", "expired"})
-
-RoutingPhase = Literal["phase_one", "phase_two"]
-Outcome = Literal["matched", "mismatch", "not_found", "unavailable", "not_required"]
-Decision = Literal["approve", "reject", "request_supplement"]
-DECISIONS: tuple[str, ...] = ("approve", "reject", "request_supplement")
-
-
-def verifier_task_queue(verifier: Verifier) -> str:
-    """Each verifier has its own queue, so the server can hold each department to its own call rate."""
-    return f"{VERIFICATION_TASK_QUEUE}-{verifier.replace('_', '-')}"
-
 
 _WORKFLOW_ID_PREFIX = "case-"
 
@@ -77,11 +51,13 @@ class CaseSetup(_Message):
     routing_phase: RoutingPhase
 
 
-# Signals and updates. Fields are plain strings where a wrong value must be
+# Messages from people (Workflow Updates). Fields are plain strings where a wrong value must be
 # refused and recorded by the case rather than dropped while decoding.
 
 
-class ReviewSignal(_Message):
+class Review(_Message):
+    """A reviewer's decision with the handling opinion (办理意见)."""
+
     reviewer_id: str
     district_code: str
     decision: str
@@ -95,7 +71,9 @@ class SchoolSelection(_Message):
     school_id: str
 
 
-class OfflineRegistrationSignal(_Message):
+class OfflineRegistration(_Message):
+    """Service-point staff registered the family and received its paper materials."""
+
     staff_id: str
     district_code: str
     materials: list[str] = Field(default_factory=list)
@@ -104,18 +82,26 @@ class OfflineRegistrationSignal(_Message):
     credential: str | None = None
 
 
-class SupplementSignal(_Message):
+class Supplement(_Message):
     submitted_by: str = "applicant"
     materials: list[str] = Field(default_factory=list)
     note: str = ""
 
 
-class WithdrawSignal(_Message):
+class Withdrawal(_Message):
     requested_by: str = "applicant"
     reason: str = ""
 
 
-# The status view.
+class Receipt(_Message):
+    """The case's answer to a message: taken, or refused with the reason (recorded in its timeline either way)."""
+
+    accepted: bool
+    reason: str | None = None
+    status: CaseStatus
+
+
+# What the case knows and shows.
 
 
 class VerifierReport(_Message):
@@ -148,9 +134,11 @@ class ReviewRecord(_Message):
     at: dt.datetime
 
 
-class CaseStatusView(_Message):
+class CaseSummary(_Message):
+    """What the status view and the case store's row both say about a case."""
+
     application_id: str
-    status: CaseState
+    status: CaseStatus
     routing_phase: RoutingPhase | None
     channel: str
     stage: Stage
@@ -158,13 +146,80 @@ class CaseStatusView(_Message):
     district_code: str
     school_year: int
     policy_version: str | None
+    auto_filled_count: int
+    platform_synced: bool
+
+
+class CaseView(CaseSummary):
+    """The `status` query: the case as its reviewer and ops see it (no identity numbers)."""
+
     eligibility_problems: list[str]
     verifications: dict[Verifier, VerifierReport]
-    auto_filled_count: int
     auto_filled: dict[str, str] = Field(description="element -> source that filled it")
     school_choice: SchoolChoice | None
     materials: list[str]
     review: ReviewRecord | None
     reviews: list[ReviewRecord]
-    platform_synced: bool
     timeline: list[TimelineEntry]
+
+
+class CaseFile(BaseModel):
+    """The workflow's whole state: one object, so what a case knows is visible in one place.
+
+    It lives only inside the workflow; queries and the case store see projections of it.
+    """
+
+    application: Application
+    status: CaseStatus = "submitted"
+    entered_at: dt.datetime
+    routing_phase: RoutingPhase | None = None
+    policy: DistrictPolicy | None = None
+    eligibility_problems: list[str] = Field(default_factory=list)
+    verifications: dict[Verifier, VerifierReport] = Field(default_factory=dict)
+    filled: dict[str, FilledElement] = Field(default_factory=dict)
+    school_choice: SchoolChoice | None = None
+    materials: list[str] = Field(default_factory=list)
+    reviews: list[ReviewRecord] = Field(default_factory=list)
+    # A decision taken by the review handler and not yet acted on by the flow.
+    pending_decision: ReviewRecord | None = None
+    offline_registered: bool = False
+    supplemented: bool = False
+    withdrawal: Withdrawal | None = None
+    platform_synced: bool = False
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    # True while the flow waits for a person's message or a deadline, so a message's handler knows
+    # the flow will take it at once.
+    waiting: bool = False
+    # Timeline entries already written to the case store.
+    stored: int = 0
+    status_pushes: int = 0
+    notices: int = 0
+
+    def summary(self) -> CaseSummary:
+        app = self.application
+        return CaseSummary(
+            application_id=app.application_id,
+            status=self.status,
+            routing_phase=self.routing_phase,
+            channel=app.channel,
+            stage=app.stage,
+            registration_type=app.registration_type,
+            district_code=app.district_code,
+            school_year=app.school_year,
+            policy_version=self.policy.version if self.policy else None,
+            auto_filled_count=len(self.filled),
+            platform_synced=self.platform_synced,
+        )
+
+    def view(self) -> CaseView:
+        return CaseView(
+            **self.summary().model_dump(),
+            eligibility_problems=self.eligibility_problems,
+            verifications=self.verifications,
+            auto_filled={element: filled.source for element, filled in self.filled.items()},
+            school_choice=self.school_choice,
+            materials=self.materials,
+            review=self.reviews[-1] if self.reviews else None,
+            reviews=self.reviews,
+            timeline=self.timeline,
+        )

@@ -12,14 +12,10 @@ import datetime as dt
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from enrollment.application import Application, RegistrationType, Stage
-
-Verifier = Literal["hukou", "residence_permit", "social_insurance", "property"]
-VERIFIERS: tuple[Verifier, ...] = ("hukou", "residence_permit", "social_insurance", "property")
+from enrollment.verifiers import Verifier
 
 DEFAULT_POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
 

@@ -1,5 +1,7 @@
-"""The four verifications: what each department answers, how an answer is judged, and
-which of the 25 auto-filled elements (25个要素免填写) it fills.
+"""The four verifications: what each department answers and how an answer is judged.
+
+Which of the 25 auto-filled elements (25个要素免填写) each fills is in the registry,
+`enrollment.verifiers`.
 
 Judging is pure so the same rules serve the activities and their tests. A
 department's "not found" or "name does not match" is an answer, not a failure:
@@ -14,51 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from enrollment.application import RegistrationType
-from enrollment.policy import Verifier
-
-# element -> field of the department's record, per verifier: 9 + 5 + 5 + 6 = 25.
-ELEMENTS: dict[Verifier, dict[str, str]] = {
-    "hukou": {
-        "student_name": "name",
-        "gender": "gender",
-        "ethnicity": "ethnicity",
-        "birth_date": "birth_date",
-        "birthplace": "birthplace",
-        "hukou_address": "hukou_address",
-        "household_head_name": "household_head_name",
-        "relation_to_household_head": "relation_to_head",
-        "hukou_entered_on": "entered_on",
-    },
-    "residence_permit": {
-        "residence_permit_number": "permit_number",
-        "residence_address": "residence_address",
-        "permit_issuing_authority": "issuing_authority",
-        "permit_valid_from": "valid_from",
-        "permit_valid_until": "valid_until",
-    },
-    "social_insurance": {
-        "insured_employer": "employer",
-        "insurance_type": "insurance_type",
-        "insured_region": "insured_region_code",
-        "first_insured_month": "first_insured_month",
-        "months_paid": "months_paid",
-    },
-    "property": {
-        "title_certificate_number": "certificate_number",
-        "property_owner": "owner",
-        "property_address": "property_address",
-        "floor_area_m2": "floor_area_m2",
-        "property_registered_on": "registered_on",
-        "co_ownership": "co_ownership",
-    },
-}
-
-SOURCES: dict[Verifier, str] = {
-    "hukou": "public_security.hukou",
-    "residence_permit": "public_security.residence_permit",
-    "social_insurance": "social_insurance.contributions",
-    "property": "natural_resources.property",
-}
+from enrollment.verifiers import REGISTRY, Verifier
 
 # Answer codes shared by the departments' data-sharing interfaces.
 CODE_FOUND = "0000"
@@ -163,7 +121,7 @@ class Answer(BaseModel):
 
 def _elements(verifier: Verifier, record: BaseModel) -> dict[str, str]:
     values = record.model_dump(mode="json")
-    return {element: str(values[field]) for element, field in ELEMENTS[verifier].items()}
+    return {element: str(values[field]) for element, field in REGISTRY[verifier].elements.items()}
 
 
 def _none_found(verifier: Verifier, answers: list[Answer]) -> VerificationResult | None:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from enrollment.case import CaseStatusView, ReviewSignal
-from enrollment import secrets, tokens
+from enrollment.case import CaseView, Review
+from enrollment import deployment_secrets, tokens
 from enrollment.client import connect
 from enrollment.policy import policy_book
 from enrollment.settings import Settings
@@ -104,7 +104,7 @@ async def submit_batch(settings: Settings, path: Path, label: str) -> Counter:
     return results
 
 
-async def case_views(settings: Settings, application_ids: list[str]) -> dict[str, CaseStatusView]:
+async def case_views(settings: Settings, application_ids: list[str]) -> dict[str, CaseView]:
     client = await connect(settings)
     views = await asyncio.gather(*(case_handle(client, app_id).query(EnrollmentCase.status) for app_id in application_ids))
     return dict(zip(application_ids, views))
@@ -123,7 +123,7 @@ async def wait_until_accepted(settings: Settings, application_ids: list[str], se
     raise RuntimeError("cases were not accepted in time; see the worker log")
 
 
-async def settle(settings: Settings, application_ids: list[str], seconds: float = 120) -> dict[str, CaseStatusView]:
+async def settle(settings: Settings, application_ids: list[str], seconds: float = 120) -> dict[str, CaseView]:
     """Wait until no case is still being verified (or was just submitted)."""
     deadline = time.monotonic() + seconds
     while True:
@@ -135,12 +135,12 @@ async def settle(settings: Settings, application_ids: list[str], seconds: float 
         await asyncio.sleep(2)
 
 
-async def review_some(settings: Settings, views: dict[str, CaseStatusView]) -> Counter:
+async def review_some(settings: Settings, views: dict[str, CaseView]) -> Counter:
     """Approve about half of the cases awaiting review and reject a quarter, as reviewers of their districts."""
     client = await connect(settings)
     decisions: Counter = Counter()
     waiting = sorted(app_id for app_id, view in views.items() if view.status == "awaiting_review")
-    secret = secrets.token_secret(settings)
+    secret = deployment_secrets.token_secret(settings)
     for index, app_id in enumerate(waiting):
         slot = index % 4
         if slot == 3:
@@ -149,16 +149,16 @@ async def review_some(settings: Settings, views: dict[str, CaseStatusView]) -> C
         view = views[app_id]
         # Each district's reviewer acts under a token of their own, as people do.
         reviewer = tokens.verify(secret, tokens.issue(secret, f"reviewer-{view.district_code}", "reviewer", view.district_code, dt.timedelta(hours=1)))
-        await case_handle(client, app_id).signal(
+        await case_handle(client, app_id).execute_update(
             EnrollmentCase.review,
-            ReviewSignal(reviewer_id=reviewer.sub, district_code=reviewer.district, decision=decision, opinion=opinion, credential=reviewer.jti),
+            Review(reviewer_id=reviewer.sub, district_code=reviewer.district, decision=decision, opinion=opinion, credential=reviewer.jti),
         )
         decisions[decision] += 1
     decisions["left_for_a_person"] = len(waiting) - decisions["approve"] - decisions["reject"]
     return decisions
 
 
-def print_summary(views: dict[str, CaseStatusView]) -> None:
+def print_summary(views: dict[str, CaseView]) -> None:
     by_status = Counter(view.status for view in views.values())
     by_phase = Counter((view.routing_phase, view.status) for view in views.values())
     say("")
@@ -184,16 +184,16 @@ async def run_demo(args) -> None:
     server = None
     try:
         say("[0/6] PostgreSQL case store" + (" (DATABASE_URL)" if settings.database_url else f" (embedded, data in {EMBEDDED_DATA})"))
-        database_url = resolve_url(settings.database_url)
+        database_url = resolve_url(settings.reveal_database_url())
         applied = await migrate(database_url)
         say(f"  migrations applied: {applied or 'none needed'}")
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
             # The children get a DATABASE_URL, so they need the secrets spelled out.
-            "ENROLL_LOOKUP_KEY": secrets.lookup_key(settings).decode(),
-            "ENROLL_PAYLOAD_KEYS": secrets.payload_keys(settings),
-            "ENROLL_TOKEN_SECRET": secrets.token_secret(settings).decode(),
+            "ENROLL_LOOKUP_KEY": deployment_secrets.lookup_key(settings).decode(),
+            "ENROLL_PAYLOAD_KEYS": deployment_secrets.payload_keys(settings),
+            "ENROLL_TOKEN_SECRET": deployment_secrets.token_secret(settings).decode(),
             # One worker process at a time in the demo, so one metrics port.
             "ENROLL_METRICS_ADDRESS": os.environ.get("ENROLL_METRICS_ADDRESS") or "127.0.0.1:9464",
         }

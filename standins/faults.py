@@ -14,7 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-SERVICES = ("hukou", "residence_permit", "social_insurance", "property", "platform")
+from enrollment.verifiers import VERIFIERS
+
+SERVICES = (*VERIFIERS, "platform")
 HOSTILE_MODES = ("bad_json", "wrong_schema", "huge_body", "slow_drip")
 
 

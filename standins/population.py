@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from enrollment import identity
-from enrollment.policy import DEFAULT_POLICIES_DIR, VERIFIERS, DistrictPolicy, Verifier, policy_book
+from enrollment.policy import DEFAULT_POLICIES_DIR, DistrictPolicy, policy_book
 from enrollment.verification import (
     CODE_FOUND,
     CODE_NAME_MISMATCH,
@@ -32,6 +32,7 @@ from enrollment.verification import (
     judge_residence_permits,
     judge_social_insurance,
 )
+from enrollment.verifiers import VERIFIERS, Verifier
 from standins import vocab
 
 DEFAULT_POLICIES = DEFAULT_POLICIES_DIR

@@ -23,18 +23,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from enrollment import identity
+from enrollment.verifiers import REGISTRY
 from standins import hostile
 from standins.faults import SERVICES, FaultUpdate, ServiceFaults, ServiceStats
 from standins.population import Population, answer
 
 log = logging.getLogger("standins")
 
-VERIFIER_PATHS = {
-    "hukou": "/public-security/hukou/v1/verify",
-    "residence_permit": "/public-security/residence-permit/v1/verify",
-    "social_insurance": "/social-insurance/v1/contributions/verify",
-    "property": "/natural-resources/property/v1/verify",
-}
+VERIFIER_PATHS = {name: spec.department.standin_prefix + spec.path for name, spec in REGISTRY.items()}
 PLATFORM_KINDS = ("acceptance", "dispatch", "status", "notice", "result")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 _APPLICATION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{5,39}$")

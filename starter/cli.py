@@ -1,7 +1,7 @@
 """`enroll`: the command line for submitting applications and acting on cases.
 
-Output is JSON (one line per application for `submit`) so ops scripts can rely
-on it. Exit status is 0 when everything asked for was done, 1 when something
+Output is a readable table or `key: value` block for people, and JSON with
+`--json` (one line per application for `submit`) for ops scripts. Exit status is 0 when everything asked for was done, 1 when something
 was refused or invalid, 2 for a usage error.
 """
 
@@ -19,27 +19,19 @@ import httpx
 import psycopg
 import structlog
 from pydantic import ValidationError
-from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError, WorkflowUpdateFailedError
+from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
-from enrollment import logging as enrollment_logging
-from enrollment import secrets, tokens
+from enrollment import deployment_secrets, logs, tokens
 from enrollment.application import describe_errors
-from enrollment.case import (
-    CASE_STATES,
-    DECISIONS,
-    OfflineRegistrationSignal,
-    ReviewSignal,
-    SchoolSelection,
-    SupplementSignal,
-    WithdrawSignal,
-)
+from enrollment.case import OfflineRegistration, Review, SchoolSelection, Supplement, Withdrawal
+from enrollment.statuses import CASE_STATUSES, DECISIONS
 from enrollment.client import connect
 from enrollment.policy import policy_book
 from enrollment.search_attributes import ALL as ALL_SEARCH_ATTRIBUTES
 from enrollment.search_attributes import ensure_registered
 from enrollment.settings import Settings
-from starter.cases import CaseActionError, case_handle, case_status, cases_awaiting_review, send_signal
+from starter.cases import CaseActionError, case_status, cases_awaiting, send_message
 from starter.intake import submit_file
 from starter.output import Output, progress
 from store.cases import case_record, list_cases
@@ -85,16 +77,17 @@ async def _status(args, settings: Settings) -> int:
 
 
 async def _awaiting_review(args, settings: Settings) -> int:
-    cases = await cases_awaiting_review(await connect(settings), args.district)
+    cases = await cases_awaiting(await connect(settings), "awaiting_review", args.district)
     _out(args).table(sorted(cases, key=lambda c: c["started"] or ""), ["application_id", "stage", "registration_type", "routing_phase", "started"])
     return 0
 
 
-async def _signal(args, settings: Settings, signal, payload, actor: str) -> int:
-    client = await connect(settings)
-    entries = await send_signal(client, args.application_id, signal, payload, actor)
-    view = await case_status(client, args.application_id)
-    _out(args).document({"application_id": args.application_id, "status": view.status, "recorded": [e.model_dump(mode="json") for e in entries]})
+async def _message(args, settings: Settings, update, message) -> int:
+    """Send a person's message and print the case's receipt; a refusal exits 1 with the reason."""
+    receipt = await send_message(await connect(settings), args.application_id, update, message)
+    if not receipt.accepted:
+        raise CaseActionError(f"refused: {receipt.reason}")
+    _out(args).document({"application_id": args.application_id, "accepted": True, "status": receipt.status})
     return 0
 
 
@@ -104,7 +97,7 @@ def _identity(args, settings: Settings, role: str) -> tokens.Claims:
     if not token:
         raise CaseActionError(f"token: a signed {role} token is required (--token or ENROLL_TOKEN)")
     try:
-        return tokens.verify(secrets.token_secret(settings), token, role=role)
+        return tokens.verify(deployment_secrets.token_secret(settings), token, role=role)
     except tokens.TokenError as err:
         log.warning("action refused", command=args.command, application_id=args.application_id, reason=str(err))
         raise CaseActionError(str(err)) from None
@@ -112,10 +105,10 @@ def _identity(args, settings: Settings, role: str) -> tokens.Claims:
 
 async def _review(args, settings: Settings) -> int:
     reviewer = _identity(args, settings, "reviewer")
-    payload = ReviewSignal(
+    message = Review(
         reviewer_id=reviewer.sub, district_code=reviewer.district, decision=args.decision, opinion=args.opinion, credential=reviewer.jti
     )
-    return await _signal(args, settings, EnrollmentCase.review, payload, f"reviewer:{reviewer.sub}")
+    return await _message(args, settings, EnrollmentCase.review, message)
 
 
 async def _register_offline(args, settings: Settings) -> int:
@@ -123,34 +116,30 @@ async def _register_offline(args, settings: Settings) -> int:
         raise CaseActionError("--zone and --school go together: give both or neither")
     staff = _identity(args, settings, "staff")
     choice = SchoolSelection(zone_id=args.zone, school_id=args.school) if args.zone else None
-    payload = OfflineRegistrationSignal(
+    message = OfflineRegistration(
         staff_id=staff.sub, district_code=staff.district, materials=args.material or [], note=args.note, school_choice=choice, credential=staff.jti
     )
-    return await _signal(args, settings, EnrollmentCase.register_offline, payload, f"staff:{staff.sub}")
+    return await _message(args, settings, EnrollmentCase.register_offline, message)
 
 
 async def _issue_token(args, settings: Settings) -> int:
     if args.role in ("reviewer", "staff") and not args.district:
         raise CaseActionError(f"--district: a {args.role} acts for one district")
-    print(tokens.issue(secrets.token_secret(settings), args.subject, args.role, args.district, dt.timedelta(hours=args.hours)))
+    print(tokens.issue(deployment_secrets.token_secret(settings), args.subject, args.role, args.district, dt.timedelta(hours=args.hours)))
     return 0
 
 
 async def _supplement(args, settings: Settings) -> int:
-    payload = SupplementSignal(materials=args.material or [], note=args.note)
-    return await _signal(args, settings, EnrollmentCase.supplement, payload, payload.submitted_by)
+    return await _message(args, settings, EnrollmentCase.supplement, Supplement(materials=args.material or [], note=args.note))
 
 
 async def _withdraw(args, settings: Settings) -> int:
-    payload = WithdrawSignal(reason=args.reason)
-    return await _signal(args, settings, EnrollmentCase.withdraw, payload, payload.requested_by)
+    return await _message(args, settings, EnrollmentCase.withdraw, Withdrawal(reason=args.reason))
 
 
 async def _select_school(args, settings: Settings) -> int:
-    handle = case_handle(await connect(settings), args.application_id)
-    view = await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=args.zone, school_id=args.school))
-    _out(args).document({"application_id": args.application_id, "school_choice": view.school_choice.model_dump(), "status": view.status})
-    return 0
+    selection = SchoolSelection(zone_id=args.zone, school_id=args.school)
+    return await _message(args, settings, EnrollmentCase.select_school, selection)
 
 
 async def _setup(args, settings: Settings) -> int:
@@ -162,7 +151,7 @@ async def _setup(args, settings: Settings) -> int:
         try:
             client = await connect(settings)
             await ensure_registered(client)
-            applied = await migrate(resolve_url(settings.database_url))
+            applied = await migrate(resolve_url(settings.reveal_database_url()))
             break
         except (RuntimeError, RPCError, psycopg.OperationalError) as err:
             if attempt == SETUP_ATTEMPTS:
@@ -174,7 +163,7 @@ async def _setup(args, settings: Settings) -> int:
 
 
 async def _archive(args, settings: Settings) -> int:
-    pool = await open_pool(resolve_url(settings.database_url), max_size=1)
+    pool = await open_pool(resolve_url(settings.reveal_database_url()), max_size=1)
     try:
         record = await case_record(pool, args.application_id)
     finally:
@@ -191,7 +180,7 @@ async def _archive(args, settings: Settings) -> int:
 
 
 async def _cases(args, settings: Settings) -> int:
-    pool = await open_pool(resolve_url(settings.database_url), max_size=1)
+    pool = await open_pool(resolve_url(settings.reveal_database_url()), max_size=1)
     try:
         rows = await list_cases(pool, args.district, args.status)
         _out(args).table(rows, ["application_id", "status", "stage", "registration_type", "routing_phase", "channel", "updated_at"])
@@ -272,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = command("cases", help="cases of a district from the case store, newest first")
     listing.add_argument("--district", required=True)
-    listing.add_argument("--status", choices=CASE_STATES)
+    listing.add_argument("--status", choices=CASE_STATUSES)
     listing.set_defaults(handler=_cases)
 
     setup = command("setup", help="register search attributes and migrate the case store")
@@ -294,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    enrollment_logging.configure()
+    logs.configure()
     if args.command == "worker":
         from workers.__main__ import main as run_workers
 
@@ -302,8 +291,6 @@ def run(argv: list[str] | None = None) -> int:
         return 0
     try:
         return asyncio.run(args.handler(args, Settings.from_env()))
-    except WorkflowUpdateFailedError as err:
-        print(f"enroll {args.command}: refused: {err.cause.message if err.cause else err}", file=sys.stderr)
     except (CaseActionError, RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
         print(f"enroll {args.command}: {err}", file=sys.stderr)
     except (httpx.HTTPError, OSError) as err:

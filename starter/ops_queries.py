@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-FINAL = '("not_eligible", "approved", "rejected", "withdrawn", "expired")'
+from enrollment.case import WORKFLOW_TYPE
+from enrollment.statuses import CASE_STATUSES, FINAL_STATUSES
+
+# In the order the statuses are listed, so the query text is stable.
+FINAL = "(" + ", ".join(f'"{status}"' for status in CASE_STATUSES if status in FINAL_STATUSES) + ")"
+CASES = f'WorkflowType = "{WORKFLOW_TYPE}"'
 
 
 def awaiting(status: str, district_code: str) -> str:
     """Cases of a district waiting at one step (the district code is validated by the caller)."""
-    return f'WorkflowType = "EnrollmentCase" AND CaseStatus = "{status}" AND DistrictCode = "{district_code}"'
+    return f'{CASES} AND CaseStatus = "{status}" AND DistrictCode = "{district_code}"'
 
 
 def awaiting_review(district_code: str) -> str:
@@ -23,15 +28,15 @@ def awaiting_review(district_code: str) -> str:
 def stuck_in_verification(started_before: dt.datetime) -> str:
     """Still verifying although started before the given time (a department down past the usual minutes)."""
     return (
-        'WorkflowType = "EnrollmentCase" AND ExecutionStatus = "Running" AND CaseStatus = "verifying"'
+        f'{CASES} AND ExecutionStatus = "Running" AND CaseStatus = "verifying"'
         f' AND StartTime < "{started_before.astimezone(dt.timezone.utc).isoformat()}"'
     )
 
 
 def result_not_yet_at_platform() -> str:
     """Decided (or closed) by the bureau but still running: the platform has not accepted the result yet."""
-    return f'WorkflowType = "EnrollmentCase" AND ExecutionStatus = "Running" AND CaseStatus IN {FINAL}'
+    return f'{CASES} AND ExecutionStatus = "Running" AND CaseStatus IN {FINAL}'
 
 
 def expired() -> str:
-    return 'WorkflowType = "EnrollmentCase" AND CaseStatus = "expired"'
+    return f'{CASES} AND CaseStatus = "expired"'

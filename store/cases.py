@@ -8,35 +8,23 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
-from pydantic import BaseModel
 
 from enrollment import identity
 from enrollment.application import Application
-from enrollment.case import CaseStatusView, TimelineEntry
+from enrollment.case import CaseSummary, CaseView, TimelineEntry
 
 
-class CaseSnapshot(BaseModel):
+class CaseSnapshot(CaseSummary):
     """The case row as of `progress` timeline entries, with the entries not yet written.
 
     Identity numbers arrive in clear (they are in the case's history anyway) and
     are stored only as keyed hashes.
     """
 
-    application_id: str
     workflow_id: str
-    status: str
     progress: int
-    routing_phase: str | None
-    channel: str
-    stage: str
-    registration_type: str
-    district_code: str
-    school_year: int
-    policy_version: str | None
     student_id_number: str
     guardian_id_numbers: list[str]
-    auto_filled_count: int
-    platform_synced: bool
     submitted_at: dt.datetime
     first_seq: int
     events: list[TimelineEntry]
@@ -77,7 +65,7 @@ async def save_progress(pool: AsyncConnectionPool, snapshot: CaseSnapshot, looku
             )
 
 
-def archive_documents(application: Application, view: CaseStatusView, lookup_key: bytes) -> dict[str, dict[str, Any]]:
+def archive_documents(application: Application, view: CaseView, lookup_key: bytes) -> dict[str, dict[str, Any]]:
     """The acceptance (受理), review (审核) and result (结果) records of a finished case.
 
     Names stay (the bureau's archive is about these people); identity numbers

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import shutil
 import sys
@@ -22,7 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from activities.archive import ArchiveActivities
 from enrollment.application import Application
-from enrollment.case import CaseStatusView
+from enrollment.case import CaseView
 from enrollment.search_attributes import ensure_registered
 from enrollment.settings import Settings
 from standins.population import Population, generate
@@ -30,7 +29,6 @@ from store.database import open_pool
 from standins.runner import RunningStandins, start_in_thread
 from starter.intake import start_case
 from workers.build import build_workers, new_http_client
-from console.app import create_app
 from tests.processes import TEST_CONVERTER, TEST_TOKEN_SECRET, ServedApp, product_environment, start_dev_server, start_worker
 from workflows.enrollment_case import EnrollmentCase
 
@@ -79,15 +77,16 @@ def standins(population: Population) -> RunningStandins:
 
 def settings_for(standins: RunningStandins, **overrides) -> Settings:
     base = Settings.from_env()
-    return dataclasses.replace(
-        base,
-        public_security_url=f"{standins.base_url}/public-security",
-        social_insurance_url=f"{standins.base_url}/social-insurance",
-        natural_resources_url=f"{standins.base_url}/natural-resources",
-        platform_url=f"{standins.base_url}/platform",
-        routing_phase=overrides.pop("routing_phase", "phase_one"),
-        http_timeout_seconds=overrides.pop("http_timeout_seconds", 2.0),
-        **overrides,
+    return base.model_copy(
+        update={
+            "public_security_url": f"{standins.base_url}/public-security",
+            "social_insurance_url": f"{standins.base_url}/social-insurance",
+            "natural_resources_url": f"{standins.base_url}/natural-resources",
+            "platform_url": f"{standins.base_url}/platform",
+            "routing_phase": overrides.pop("routing_phase", "phase_one"),
+            "http_timeout_seconds": overrides.pop("http_timeout_seconds", 2.0),
+            **overrides,
+        }
     )
 
 
@@ -114,7 +113,7 @@ class Stack:
         assert result.result == "started", result
         return self.client.get_workflow_handle_for(EnrollmentCase.run, result.workflow_id)
 
-    async def result(self, handle: WorkflowHandle) -> CaseStatusView:
+    async def result(self, handle: WorkflowHandle) -> CaseView:
         """The case's final view, skipping time over its waits as a reviewer's weeks would pass.
 
         The query first lets the case finish taking the message a test just sent: the test server
@@ -125,10 +124,10 @@ class Stack:
         async with self.env.time_skipping_unlocked():
             return await handle.result()
 
-    async def status(self, handle: WorkflowHandle) -> CaseStatusView:
+    async def status(self, handle: WorkflowHandle) -> CaseView:
         return await handle.query(EnrollmentCase.status)
 
-    async def wait_for(self, handle: WorkflowHandle, *statuses: str, timeout: float = 20.0) -> CaseStatusView:
+    async def wait_for(self, handle: WorkflowHandle, *statuses: str, timeout: float = 20.0) -> CaseView:
         """Poll the case in real time (no skipping) until it reaches one of the statuses."""
         deadline = time.monotonic() + timeout
         while True:
@@ -139,7 +138,7 @@ class Stack:
                 raise AssertionError(f"case stayed {view.status}, expected {statuses}; timeline {view.timeline}")
             await asyncio.sleep(0.05)
 
-    async def wait_through_retries(self, handles: list[WorkflowHandle], *statuses: str, timeout: float = 60.0) -> list[CaseStatusView]:
+    async def wait_through_retries(self, handles: list[WorkflowHandle], *statuses: str, timeout: float = 60.0) -> list[CaseView]:
         """Wait until every case reaches one of the statuses, moving the clock 5 s at a time.
 
         Retry backoffs pass quickly while deadlines days away never come, so no case's own
@@ -154,7 +153,7 @@ class Stack:
                 raise AssertionError(f"cases stayed {sorted({v.status for v in views} - set(statuses))}, expected {statuses}")
             await self.env.sleep(5)
 
-    async def wait_for_step(self, handle: WorkflowHandle, step: str, timeout: float = 20.0) -> CaseStatusView:
+    async def wait_for_step(self, handle: WorkflowHandle, step: str, timeout: float = 20.0) -> CaseView:
         deadline = time.monotonic() + timeout
         while True:
             view = await self.status(handle)
@@ -261,6 +260,7 @@ def worker(environment, tmp_path_factory):
 @pytest.fixture(scope="module")
 def console(dev_server, standins, database_url):
     """The review console on a free port, against the module's dev server and the stand-in platform."""
+    from console.app import create_app
 
     async def temporal_client():
         return await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)

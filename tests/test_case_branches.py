@@ -3,21 +3,20 @@
 from datetime import timedelta
 
 import pytest
-from temporalio.client import WorkflowUpdateFailedError
 
 from enrollment.case import (
-    OfflineRegistrationSignal,
-    ReviewSignal,
+    OfflineRegistration,
+    Review,
     SchoolSelection,
-    SupplementSignal,
-    WithdrawSignal,
+    Supplement,
+    Withdrawal,
 )
 from enrollment.policy import policy_book
 from workflows.enrollment_case import EnrollmentCase
 
 
 def review(application, decision="approve", opinion="同意入学", district=None, reviewer="r-01"):
-    return ReviewSignal(reviewer_id=reviewer, district_code=district or application.district_code, decision=decision, opinion=opinion)
+    return Review(reviewer_id=reviewer, district_code=district or application.district_code, decision=decision, opinion=opinion)
 
 
 def steps(view) -> list[str]:
@@ -54,28 +53,31 @@ async def test_failed_verification_sends_the_applicant_to_the_service_point(stac
     assert [notice["body"]["kind"] for notice in record["notice"]] == ["go_to_service_point"]
 
     other_district = "510703" if application.district_code != "510703" else "510104"
-    await handle.signal(
+    receipt = await handle.execute_update(
         EnrollmentCase.register_offline,
-        OfflineRegistrationSignal(staff_id="s-09", district_code=other_district, materials=["户口簿"]),
+        OfflineRegistration(staff_id="s-09", district_code=other_district, materials=["户口簿"]),
     )
-    view = await stack.wait_for_step(handle, "offline_registration_refused")
+    assert not receipt.accepted and receipt.reason.startswith("district_code: a service point of")
+    view = await stack.status(handle)
+    assert steps(view)[-1] == "offline_registration_refused" and view.timeline[-1].detail == receipt.reason
     assert view.status == "awaiting_offline_registration" and view.materials == []
 
     zone = policy_book().district(application.district_code).zones[0]
     school = next(s for s in zone.schools if application.stage in s.stages)
-    await handle.signal(
+    receipt = await handle.execute_update(
         EnrollmentCase.register_offline,
-        OfflineRegistrationSignal(
+        OfflineRegistration(
             staff_id="s-01",
             district_code=application.district_code,
             materials=["居民户口簿", "居住证明"],
             school_choice={"zone_id": zone.zone_id, "school_id": school.school_id},
         ),
     )
-    view = await stack.wait_for(handle, "awaiting_review")
+    assert receipt.accepted and receipt.status == "awaiting_review"
+    view = await stack.status(handle)
     assert view.materials == ["居民户口簿", "居住证明"]
     assert view.school_choice.school_id == school.school_id
-    await handle.signal(EnrollmentCase.review, review(application))
+    await handle.execute_update(EnrollmentCase.review, review(application))
     assert (await stack.result(handle)).status == "approved"
 
 
@@ -94,26 +96,29 @@ async def test_verified_case_without_a_school_waits_for_a_valid_choice(stack, wo
     assert view.status == "awaiting_school_selection" and view.school_choice is None
     assert "choose_school" in [n["body"]["kind"] for n in stack.platform_record(application.application_id)["notice"]]
 
-    with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id="XX-Z09", school_id="XX-Z09-P01"))
-    assert "zone_id: XX-Z09 is not an enrollment zone" in refused.value.cause.message
+    receipt = await handle.execute_update(
+        EnrollmentCase.select_school, SchoolSelection(zone_id="XX-Z09", school_id="XX-Z09-P01")
+    )
+    assert not receipt.accepted and "zone_id: XX-Z09 is not an enrollment zone" in receipt.reason
     policy = policy_book().district(application.district_code)
     wrong_stage = next(s for z in policy.zones for s in z.schools if application.stage not in s.stages)
     wrong_zone = next(z for z in policy.zones if wrong_stage in z.schools)
-    with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=wrong_zone.zone_id, school_id=wrong_stage.school_id))
-    assert f"does not enrol the {application.stage} stage" in refused.value.cause.message
-    assert (await stack.status(handle)).school_choice is None
+    receipt = await handle.execute_update(
+        EnrollmentCase.select_school, SchoolSelection(zone_id=wrong_zone.zone_id, school_id=wrong_stage.school_id)
+    )
+    assert not receipt.accepted and f"does not enrol the {application.stage} stage" in receipt.reason
+    view = await stack.status(handle)
+    assert view.school_choice is None and steps(view).count("school_selection_refused") == 2
 
     good = next(s for z in policy.zones for s in z.schools if application.stage in s.stages)
     good_zone = next(z for z in policy.zones if good in z.schools)
-    updated = await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=good_zone.zone_id, school_id=good.school_id))
-    assert updated.school_choice.school_id == good.school_id
-    await stack.wait_for(handle, "awaiting_review")
+    choice = SchoolSelection(zone_id=good_zone.zone_id, school_id=good.school_id)
+    receipt = await handle.execute_update(EnrollmentCase.select_school, choice)
+    assert receipt.accepted and receipt.reason is None and receipt.status == "awaiting_review"
+    assert (await stack.status(handle)).school_choice.school_id == good.school_id
 
-    with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=good_zone.zone_id, school_id=good.school_id))
-    assert "case is awaiting_review, not awaiting_school_selection" == refused.value.cause.message
+    receipt = await handle.execute_update(EnrollmentCase.select_school, choice)
+    assert not receipt.accepted and receipt.reason == "case is awaiting_review, not awaiting_school_selection"
 
 
 async def test_reviews_that_break_a_rule_are_refused_recorded_and_change_nothing(stack, workers):
@@ -122,16 +127,19 @@ async def test_reviews_that_break_a_rule_are_refused_recorded_and_change_nothing
     await stack.wait_for(handle, "awaiting_review")
 
     other = "510105" if application.district_code != "510105" else "510104"
-    await handle.signal(EnrollmentCase.review, review(application, district=other))
-    await handle.signal(EnrollmentCase.review, review(application, decision="maybe"))
-    await handle.signal(EnrollmentCase.review, review(application, opinion="   "))
-    view = await stack.wait_for_step(handle, "review_refused")
-    for _ in range(50):
-        if sum(step == "review_refused" for step in steps(view)) == 3:
-            break
-        view = await stack.status(handle)
+    receipts = [
+        await handle.execute_update(EnrollmentCase.review, review(application, district=other)),
+        await handle.execute_update(EnrollmentCase.review, review(application, decision="maybe")),
+        await handle.execute_update(EnrollmentCase.review, review(application, opinion="   ")),
+    ]
+    assert [(r.accepted, r.reason.split(":")[0], r.status) for r in receipts] == [
+        (False, "district_code", "awaiting_review"),
+        (False, "decision", "awaiting_review"),
+        (False, "opinion", "awaiting_review"),
+    ]
+    view = await stack.status(handle)
     refusals = [entry for entry in view.timeline if entry.step == "review_refused"]
-    assert [r.detail.split(":")[0] for r in refusals] == ["district_code", "decision", "opinion"]
+    assert [r.detail for r in refusals] == [r.reason for r in receipts]
     assert refusals[0].actor == "reviewer:r-01"
     assert view.status == "awaiting_review" and view.review is None and view.reviews == []
 
@@ -140,28 +148,32 @@ async def test_a_review_before_the_case_awaits_review_is_refused(stack, workers)
     application = stack.application("without_school_choice", index=1)
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_school_selection")
-    await handle.signal(EnrollmentCase.review, review(application))
-    view = await stack.wait_for_step(handle, "review_refused")
+    receipt = await handle.execute_update(EnrollmentCase.review, review(application))
+    assert not receipt.accepted and receipt.reason == "case is awaiting_school_selection, not awaiting_review"
+    view = await stack.status(handle)
     assert view.status == "awaiting_school_selection" and view.review is None
-    assert "not awaiting_review" in [e for e in view.timeline if e.step == "review_refused"][0].detail
+    assert [e.detail for e in view.timeline if e.step == "review_refused"] == [receipt.reason]
 
 
 async def test_supplement_requested_then_supplied_then_rejected(stack, workers):
     application = stack.application("hukou_verified", index=3)
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_review")
-    await handle.signal(EnrollmentCase.supplement, SupplementSignal(materials=["早到的材料"]))
-    await stack.wait_for_step(handle, "supplement_refused")
+    early = await handle.execute_update(EnrollmentCase.supplement, Supplement(materials=["早到的材料"]))
+    assert not early.accepted and early.reason == "case is awaiting_review, not awaiting_supplement"
 
-    await handle.signal(EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充房产证明"))
+    receipt = await handle.execute_update(
+        EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充房产证明")
+    )
+    assert receipt.accepted and receipt.status == "awaiting_supplement"
     await stack.wait_for_step(handle, "applicant_notified:supplement_requested")
     notices = stack.platform_record(application.application_id)["notice"]
     assert notices[-1]["body"]["kind"] == "supplement_requested" and "请补充房产证明" in notices[-1]["body"]["message"]
 
-    await handle.signal(EnrollmentCase.supplement, SupplementSignal(materials=["不动产权证书"], note="已补充"))
-    view = await stack.wait_for(handle, "awaiting_review")
-    assert view.materials == ["不动产权证书"]
-    await handle.signal(EnrollmentCase.review, review(application, decision="reject", opinion="不符合片区政策"))
+    receipt = await handle.execute_update(EnrollmentCase.supplement, Supplement(materials=["不动产权证书"], note="已补充"))
+    assert receipt.accepted and receipt.status == "awaiting_review"
+    assert (await stack.status(handle)).materials == ["不动产权证书"]
+    await handle.execute_update(EnrollmentCase.review, review(application, decision="reject", opinion="不符合片区政策"))
     result = await stack.result(handle)
     assert result.status == "rejected"
     assert [r.decision for r in result.reviews] == ["request_supplement", "reject"]
@@ -184,7 +196,7 @@ async def test_review_reminder_then_escalation_while_the_case_keeps_waiting(stac
 
     await stack.env.sleep(timedelta(days=60))
     assert (await stack.status(handle)).status == "awaiting_review", "a review wait has no expiry"
-    await handle.signal(EnrollmentCase.review, review(application))
+    await handle.execute_update(EnrollmentCase.review, review(application))
     assert (await stack.result(handle)).status == "approved"
 
 
@@ -214,7 +226,7 @@ async def test_a_supplement_not_delivered_in_time_expires_the_case(stack, worker
     application = stack.application("hukou_verified", index=5)
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_review")
-    await handle.signal(EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充材料"))
+    await handle.execute_update(EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充材料"))
     await stack.wait_for(handle, "awaiting_supplement")
     assert (await stack.result(handle)).status == "expired"
 
@@ -223,7 +235,8 @@ async def test_withdrawal_before_the_decision_ends_the_case_and_tells_the_platfo
     application = stack.application("hukou_verified", index=6)
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_review")
-    await handle.signal(EnrollmentCase.withdraw, WithdrawSignal(reason="已选择民办学校"))
+    receipt = await handle.execute_update(EnrollmentCase.withdraw, Withdrawal(reason="已选择民办学校"))
+    assert receipt.accepted
     result = await stack.result(handle)
     assert result.status == "withdrawn"
     results = stack.platform_record(application.application_id)["result"]
@@ -235,11 +248,11 @@ async def test_withdrawal_after_a_decision_is_refused(stack, workers):
     async with stack.platform_down():
         handle = await stack.submit(application)
         await stack.wait_for(handle, "awaiting_review")
-        await handle.signal(EnrollmentCase.review, review(application))
-        await stack.wait_for(handle, "approved")
-        await handle.signal(EnrollmentCase.withdraw, WithdrawSignal(reason="改主意了"))
-        view = await stack.wait_for_step(handle, "withdrawal_refused")
-        assert view.status == "approved"
+        receipt = await handle.execute_update(EnrollmentCase.review, review(application))
+        assert receipt.accepted and receipt.status == "approved"
+        receipt = await handle.execute_update(EnrollmentCase.withdraw, Withdrawal(reason="改主意了"))
+        assert not receipt.accepted and receipt.reason == "case is already approved"
+        assert steps(await stack.status(handle))[-1] == "withdrawal_refused"
     result = await stack.result(handle)
     assert result.status == "approved" and result.platform_synced
 
@@ -249,10 +262,10 @@ async def test_a_supplement_sent_while_the_applicant_is_being_notified_is_kept(s
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_review")
     async with stack.platform_down():
-        await handle.signal(EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充社保证明"))
+        await handle.execute_update(EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充社保证明"))
         await stack.wait_for(handle, "awaiting_supplement")
-        await handle.signal(EnrollmentCase.supplement, SupplementSignal(materials=["社保缴费证明"]))
-        await stack.wait_for_step(handle, "supplemented")
+        receipt = await handle.execute_update(EnrollmentCase.supplement, Supplement(materials=["社保缴费证明"]))
+        assert receipt.accepted
     view = await stack.wait_for(handle, "awaiting_review")
     assert view.materials == ["社保缴费证明"]
 
@@ -261,9 +274,9 @@ async def test_offline_registration_without_a_school_goes_straight_to_review(sta
     application = stack.application("verification_failed_mismatch", index=2)
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_offline_registration")
-    await handle.signal(
+    await handle.execute_update(
         EnrollmentCase.register_offline,
-        OfflineRegistrationSignal(staff_id="s-02", district_code=application.district_code, materials=["居民户口簿"]),
+        OfflineRegistration(staff_id="s-02", district_code=application.district_code, materials=["居民户口簿"]),
     )
     view = await stack.wait_for(handle, "awaiting_review")
     assert "awaiting_school_selection" not in steps(view)
@@ -274,12 +287,12 @@ async def test_after_a_withdrawal_no_message_is_taken(stack, workers):
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_school_selection")
     async with stack.platform_down():
-        await handle.signal(EnrollmentCase.withdraw, WithdrawSignal(reason="不读了"))
+        await handle.execute_update(EnrollmentCase.withdraw, Withdrawal(reason="不读了"))
         await stack.wait_for(handle, "withdrawn")
-        with pytest.raises(WorkflowUpdateFailedError) as refused:
-            zone = policy_book().district(application.district_code).zones[0]
-            school = next(s for s in zone.schools if application.stage in s.stages)
-            await handle.execute_update(EnrollmentCase.select_school, SchoolSelection(zone_id=zone.zone_id, school_id=school.school_id))
-        assert "withdrawn" in refused.value.cause.message
+        zone = policy_book().district(application.district_code).zones[0]
+        school = next(s for s in zone.schools if application.stage in s.stages)
+        choice = SchoolSelection(zone_id=zone.zone_id, school_id=school.school_id)
+        receipt = await handle.execute_update(EnrollmentCase.select_school, choice)
+        assert not receipt.accepted and receipt.reason == "the applicant has withdrawn the application"
     result = await stack.result(handle)
     assert result.status == "withdrawn" and result.school_choice is None

@@ -5,7 +5,7 @@ import asyncio
 from temporalio.testing import ActivityEnvironment
 
 from activities.platform import PlatformActivities, PlatformMessage
-from enrollment.case import ReviewSignal
+from enrollment.case import Review
 from starter.intake import start_case
 from tests.conftest import settings_for
 from workers.build import new_http_client
@@ -69,9 +69,9 @@ async def test_a_platform_outage_delays_the_result_but_delivers_it_exactly_once(
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_review")
     async with stack.platform_down():
-        await handle.signal(
+        await handle.execute_update(
             EnrollmentCase.review,
-            ReviewSignal(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"),
+            Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"),
         )
         await wait_until(lambda: stack.stats()["platform"]["by_code"].get("5030", 0) >= 2)
         assert not (await stack.status(handle)).platform_synced
@@ -126,9 +126,9 @@ async def test_a_batch_under_every_department_fault_ends_right_with_one_result_e
     async with stack.platform_down():
         for application, view in zip(batch, views):
             if view.status == "awaiting_review":
-                await handles[batch.index(application)].signal(
+                await handles[batch.index(application)].execute_update(
                     EnrollmentCase.review,
-                    ReviewSignal(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"),
+                    Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"),
                 )
         await wait_until(lambda: stack.stats()["platform"]["by_code"].get("5030", 0) >= 3)
         for application, view in zip(batch, views):

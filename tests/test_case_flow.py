@@ -1,9 +1,9 @@
 """A case from submission to the platform result, in both routing phases."""
 
-from enrollment.verification import ELEMENTS
+from enrollment.verifiers import REGISTRY
 from tests.conftest import running_workers, settings_for
 from workflows.enrollment_case import EnrollmentCase
-from enrollment.case import ReviewSignal
+from enrollment.case import Review
 
 
 async def test_verified_hukou_case_is_approved_and_synced_once_in_phase_one(stack, workers):
@@ -14,11 +14,11 @@ async def test_verified_hukou_case_is_approved_and_synced_once_in_phase_one(stac
     expected = stack.expectation(application)["expected_outcomes"]
     assert {v: r.outcome for v, r in view.verifications.items()} == expected
     required = [v for v, outcome in expected.items() if outcome != "not_required"]
-    assert view.auto_filled_count == sum(len(ELEMENTS[v]) for v in required)
+    assert view.auto_filled_count == sum(len(REGISTRY[v].elements) for v in required)
     assert set(view.auto_filled.values()) >= {"public_security.hukou"}
     assert view.routing_phase == "phase_one" and view.channel == application.channel
 
-    await handle.signal(EnrollmentCase.review, ReviewSignal(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="材料齐全，同意入学"))
+    await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="材料齐全，同意入学"))
     result = await stack.result(handle)
     assert result.status == "approved" and result.platform_synced
     assert result.review.opinion == "材料齐全，同意入学" and result.review.reviewer_id == "r-01"
@@ -36,7 +36,7 @@ async def test_phase_two_acknowledges_acceptance_pushes_each_status_and_sends_th
         application = stack.application("non_hukou_verified", channel="platform")
         handle = await stack.submit(application)
         await stack.wait_for(handle, "awaiting_review")
-        await handle.signal(EnrollmentCase.review, ReviewSignal(reviewer_id="r-02", district_code=application.district_code, decision="reject", opinion="学位已满"))
+        await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-02", district_code=application.district_code, decision="reject", opinion="学位已满"))
         result = await stack.result(handle)
 
     assert result.status == "rejected" and result.routing_phase == "phase_two"
@@ -57,7 +57,7 @@ async def test_a_case_keeps_the_phase_it_started_with_across_a_cut_over(stack):
         handle = await stack.submit(application)
         await stack.wait_for(handle, "awaiting_review")
     async with running_workers(stack, settings_for(stack.standins, routing_phase="phase_two")):
-        await handle.signal(EnrollmentCase.review, ReviewSignal(reviewer_id="r-03", district_code=application.district_code, decision="approve", opinion="同意"))
+        await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-03", district_code=application.district_code, decision="approve", opinion="同意"))
         result = await stack.result(handle)
     assert result.routing_phase == "phase_one"
     record = stack.platform_record(application.application_id)

@@ -62,11 +62,12 @@ def test_submit_review_and_see_the_result_at_the_platform(environment, worker, p
 
     approved = enroll(environment, "review", target["application_id"], "--token", reviewer, "--decision", "approve", "--opinion", "材料齐全，同意入学")
     assert approved.returncode == 0, approved.stderr
-    recorded = json.loads(approved.stdout)["recorded"][0]
-    assert recorded["step"] == "reviewed:approve" and recorded["actor"] == "reviewer:r-01" and recorded["credential"]
+    assert json.loads(approved.stdout) == {"application_id": target["application_id"], "accepted": True, "status": "approved"}
 
     final = eventually(lambda: (s := case_status(environment, target["application_id"]))["platform_synced"] and s)
     assert final["status"] == "approved" and final["review"]["opinion"] == "材料齐全，同意入学"
+    decided = [entry for entry in final["timeline"] if entry["step"] == "reviewed:approve"]
+    assert len(decided) == 1 and decided[0]["actor"] == "reviewer:r-01" and decided[0]["credential"]
     refusals = [entry for entry in final["timeline"] if entry["step"] == "review_refused"]
     assert len(refusals) == 1 and refusals[0]["actor"] == "reviewer:r-77" and refusals[0]["credential"], "only the outsider reached the case"
 
@@ -109,7 +110,7 @@ def test_offline_registration_school_selection_and_withdrawal_from_the_command_l
     staff = issue_token(environment, "s-01", "staff", offline["district_code"])
     registered = enroll(environment, "register-offline", offline["application_id"], "--token", staff, "--material", "居民户口簿", "--material", "居住证明")
     assert registered.returncode == 0, registered.stderr
-    eventually(lambda: case_status(environment, offline["application_id"])["status"] == "awaiting_review")
+    assert json.loads(registered.stdout)["status"] == "awaiting_review", "the receipt carries the case's new status"
 
     eventually(lambda: case_status(environment, choose["application_id"])["status"] == "awaiting_school_selection")
     bad = enroll(environment, "select-school", choose["application_id"], "--zone", "NO-SUCH", "--school", "NO-SUCH-1")
@@ -121,7 +122,7 @@ def test_offline_registration_school_selection_and_withdrawal_from_the_command_l
     school = next(s for s in zone.schools if choose["stage"] in s.stages)
     good = enroll(environment, "select-school", choose["application_id"], "--zone", zone.zone_id, "--school", school.school_id)
     assert good.returncode == 0, good.stderr
-    eventually(lambda: case_status(environment, choose["application_id"])["status"] == "awaiting_review")
+    assert json.loads(good.stdout) == {"application_id": choose["application_id"], "accepted": True, "status": "awaiting_review"}
 
     eventually(lambda: case_status(environment, withdraw["application_id"])["status"] == "awaiting_review")
     withdrawn = enroll(environment, "withdraw", withdraw["application_id"], "--reason", "搬家")

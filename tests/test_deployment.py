@@ -562,11 +562,10 @@ def test_prometheus_scrapes_every_worker_role_on_the_metrics_port(compose: dict)
 
 
 def test_every_verifier_queue_has_one_partition_so_its_rate_limit_holds_each_second():
-    from enrollment.case import VERIFICATION_TASK_QUEUE, verifier_task_queue
-    from enrollment.policy import VERIFIERS
+    from enrollment.verifiers import REGISTRY
 
     config = yaml.safe_load((ROOT / "deploy" / "temporal" / "dynamicconfig.yaml").read_text(encoding="utf-8"))
-    queues = {verifier_task_queue(verifier) for verifier in VERIFIERS} | {VERIFICATION_TASK_QUEUE}
+    queues = {spec.task_queue for spec in REGISTRY.values()}
     for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
         single = {entry["constraints"]["taskQueueName"] for entry in config.get(key, []) if entry["value"] == 1}
         assert queues <= single, f"{key}: {sorted(queues - single)} not limited to one partition"

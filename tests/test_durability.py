@@ -9,7 +9,7 @@ from collections import Counter
 
 import httpx
 
-from enrollment.case import ReviewSignal
+from enrollment.case import Review
 from starter.cases import case_handle, case_status as query_status
 from store import cases as store
 from temporalio.client import Client
@@ -73,8 +73,8 @@ async def test_server_restart_and_worker_kill_mid_batch_lose_no_case(tmp_path, s
 
         for app_id in [a for a, status in expected.items() if status == "awaiting_review"]:
             district = population.expectations[app_id]["district_code"]
-            await case_handle(client, app_id).signal(
-                EnrollmentCase.review, ReviewSignal(reviewer_id="r-01", district_code=district, decision="approve", opinion="同意")
+            await case_handle(client, app_id).execute_update(
+                EnrollmentCase.review, Review(reviewer_id="r-01", district_code=district, decision="approve", opinion="同意")
             )
         finished = [a for a, status in expected.items() if status in ("awaiting_review", "not_eligible")]
         for _ in range(240):

@@ -3,7 +3,7 @@
 import httpx
 from temporalio.testing import WorkflowEnvironment
 
-from enrollment.case import ReviewSignal
+from enrollment.case import Review
 from enrollment.search_attributes import ensure_registered
 from stack.temporal_server import free_port
 from tests.conftest import TEST_SERVER, Stack, empty_store, running_workers, settings_for
@@ -41,7 +41,7 @@ async def test_cases_verifications_department_calls_and_backlog_are_exported(sta
             await BacklogReporter(store_pool, runtime.metric_meter).report_once()
 
             scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-            await handle.signal(EnrollmentCase.review, ReviewSignal(reviewer_id="r-01", district_code=waiting.district_code, decision="approve", opinion="同意"))
+            await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-01", district_code=waiting.district_code, decision="approve", opinion="同意"))
             await stack.result(handle)
     assert metric(scraped, "temporal_workflow_completed_total") is not None, "the SDK's own metrics"
     assert metric(scraped, "enrollment_case_transitions_total", status="awaiting_review") == 1

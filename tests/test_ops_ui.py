@@ -11,7 +11,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from enrollment.case import ReviewSignal
+from enrollment.case import Review
 from starter import ops_queries
 from tests.conftest import empty_store
 from tests.processes import (
@@ -78,8 +78,8 @@ async def ops_stack(tmp_path_factory, standins, population, database_url, store_
         # The bureau approves while the platform is down: the result cannot be delivered yet.
         httpx.put(f"{standins.base_url}/admin/faults/platform", json={"outage": True}).raise_for_status()
         unsynced = cases["unsynced"]
-        await client.get_workflow_handle(f"case-{unsynced['application_id']}").signal(
-            "review", ReviewSignal(reviewer_id="r-01", district_code=unsynced["district_code"], decision="approve", opinion="同意")
+        await client.get_workflow_handle(f"case-{unsynced['application_id']}").execute_update(
+            "review", Review(reviewer_id="r-01", district_code=unsynced["district_code"], decision="approve", opinion="同意")
         )
         for _ in range(100):
             if await status(unsynced["application_id"]) == "approved":

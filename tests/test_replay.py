@@ -1,77 +1,85 @@
 """Replay: the current workflow code must reproduce the commands of histories already recorded.
 
-Cases live for weeks, so a change to EnrollmentCase that is not wrapped in
-`workflow.patched` would break the cases already running. The committed
-histories under tests/histories were recorded from earlier versions; the
-fresh ones cover every path of today's code. Set RECORD_HISTORIES=<label>
-(for example the release, `v2`) to add the fresh run's histories to the
-committed set as `<label>-<path>.json`; never delete the older ones while cases
-recorded by them may still be running.
+Cases live for weeks, so a change to EnrollmentCase that running cases could
+see must be wrapped in `workflow.patched` (README, "Changing the workflow").
+The committed histories under tests/histories were recorded from release 1.0
+and cover every path; the fresh ones cover every path of today's code. Set
+RECORD_HISTORIES=<release> (for example `v1.1`) to add the fresh run's
+histories to the committed set as `<release>-<path>.json`; never delete older
+ones while cases recorded by them may still be running.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
-from temporalio.client import WorkflowHistory
+from temporalio import workflow
+from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
-from enrollment.case import OfflineRegistrationSignal, ReviewSignal, SupplementSignal, WithdrawSignal
+from enrollment.case import WORKFLOW_TYPE, CaseInput, CaseView, OfflineRegistration, Review, SchoolSelection, Supplement, Withdrawal
+from enrollment.policy import policy_book
+from tests.conftest import running_workers, settings_for
 from tests.processes import TEST_CONVERTER
 from workflows.enrollment_case import EnrollmentCase
 
 HISTORIES = Path(__file__).parent / "histories"
+MESSAGES = {"review", "register_offline", "supplement", "withdraw", "select_school"}
 
 
-def replayer() -> Replayer:
-    return Replayer(workflows=[EnrollmentCase], data_converter=TEST_CONVERTER)
+def replayer(workflow_class: type = EnrollmentCase) -> Replayer:
+    return Replayer(workflows=[workflow_class], data_converter=TEST_CONVERTER)
+
+
+def committed() -> list[WorkflowHistory]:
+    files = sorted(HISTORIES.glob("*.json"))
+    assert files, "no recorded histories: run with RECORD_HISTORIES=<release>"
+    return [WorkflowHistory.from_json(path.stem, json.loads(path.read_text(encoding="utf-8"))) for path in files]
 
 
 async def test_committed_histories_replay_without_nondeterminism():
-    files = sorted(HISTORIES.glob("*.json"))
-    assert files, "no recorded histories: run with RECORD_HISTORIES=<label>"
-    for path in files:
-        history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text(encoding="utf-8")))
+    for history in committed():
         result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
-        assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+        assert result.replay_failure is None, f"{history.workflow_id}: {result.replay_failure}"
 
 
-async def test_every_path_of_the_current_code_replays(stack, workers):
-    def review(app, decision, opinion="同意"):
-        return ReviewSignal(reviewer_id="r-01", district_code=app.district_code, decision=decision, opinion=opinion)
+def test_committed_histories_take_every_message_and_refuse_some():
+    accepted = {
+        event.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        for history in committed()
+        for event in history.events
+        if event.HasField("workflow_execution_update_accepted_event_attributes")
+    }
+    assert accepted == MESSAGES
 
-    handles = {}
 
-    approved = stack.application("hukou_verified", index=14)
-    handles["approved"] = handle = await stack.submit(approved)
-    await stack.wait_for(handle, "awaiting_review")
-    await handle.signal(EnrollmentCase.review, review(approved, "approve"))
+# Not sandboxed: the sandbox would re-import this test module, which is not workflow code.
+@workflow.defn(name=WORKFLOW_TYPE, sandboxed=False)
+class _UnversionedChange(EnrollmentCase):
+    """Today's workflow with one new step and no `workflow.patched`: what the replay test exists to catch."""
 
-    not_eligible = stack.application("not_eligible_age", index=2)
-    handles["not_eligible"] = await stack.submit(not_eligible)
+    @workflow.run
+    async def run(self, case: CaseInput) -> CaseView:
+        await workflow.sleep(timedelta(seconds=1))
+        return await super().run(case)
 
-    offline = stack.application("verification_failed_mismatch", index=1)
-    handles["offline_supplement_rejected"] = handle = await stack.submit(offline)
-    await stack.wait_for(handle, "awaiting_offline_registration")
-    await handle.signal(EnrollmentCase.register_offline, OfflineRegistrationSignal(staff_id="s-01", district_code=offline.district_code, materials=["户口簿"]))
-    await stack.wait_for(handle, "awaiting_review", "awaiting_school_selection")
-    if (await stack.status(handle)).status == "awaiting_review":
-        await handle.signal(EnrollmentCase.review, review(offline, "request_supplement", "补充居住证明"))
-        await stack.wait_for(handle, "awaiting_supplement")
-        await handle.signal(EnrollmentCase.supplement, SupplementSignal(materials=["居住证明"]))
-        await stack.wait_for(handle, "awaiting_review")
-        await handle.signal(EnrollmentCase.review, review(offline, "reject", "不符合条件"))
 
-    withdrawn = stack.application("without_school_choice", index=4)
-    handles["withdrawn"] = handle = await stack.submit(withdrawn)
-    await stack.wait_for(handle, "awaiting_school_selection")
-    await handle.signal(EnrollmentCase.withdraw, WithdrawSignal(reason="搬家"))
+async def test_an_unversioned_change_fails_replay_of_every_committed_history():
+    for history in committed():
+        result = await replayer(_UnversionedChange).replay_workflow(history, raise_on_replay_failure=False)
+        assert isinstance(result.replay_failure, workflow.NondeterminismError), history.workflow_id
 
-    expired = stack.application("verification_failed_not_found", index=3)
-    handles["expired"] = await stack.submit(expired)
 
+def _review(application, decision: str, opinion: str = "同意", district: str | None = None) -> Review:
+    return Review(
+        reviewer_id="r-01", district_code=district or application.district_code, decision=decision, opinion=opinion
+    )
+
+
+async def _record(stack, handles: dict[str, WorkflowHandle]) -> None:
     for name, handle in handles.items():
         await stack.result(handle)
         history = await handle.fetch_history()
@@ -79,3 +87,56 @@ async def test_every_path_of_the_current_code_replays(stack, workers):
         assert result.replay_failure is None, f"{name}: {result.replay_failure}"
         if os.environ.get("RECORD_HISTORIES"):
             (HISTORIES / f"{os.environ['RECORD_HISTORIES']}-{name}.json").write_text(history.to_json(), encoding="utf-8")
+
+
+async def test_every_path_of_the_current_code_replays(stack, workers):
+    handles: dict[str, WorkflowHandle] = {}
+
+    approved = stack.application("hukou_verified", index=14)
+    handles["approved"] = handle = await stack.submit(approved)
+    await stack.wait_for(handle, "awaiting_review")
+    other = "510105" if approved.district_code != "510105" else "510104"
+    assert not (await handle.execute_update(EnrollmentCase.review, _review(approved, "approve", district=other))).accepted
+    await handle.execute_update(EnrollmentCase.review, _review(approved, "approve"))
+
+    handles["not_eligible"] = await stack.submit(stack.application("not_eligible_age", index=2))
+
+    offline = stack.application("verification_failed_mismatch", index=1)
+    handles["offline_supplement_rejected"] = handle = await stack.submit(offline)
+    await stack.wait_for(handle, "awaiting_offline_registration")
+    registration = OfflineRegistration(staff_id="s-01", district_code=offline.district_code, materials=["户口簿"])
+    assert (await handle.execute_update(EnrollmentCase.register_offline, registration)).status == "awaiting_review"
+    await handle.execute_update(EnrollmentCase.review, _review(offline, "request_supplement", "补充居住证明"))
+    await handle.execute_update(EnrollmentCase.supplement, Supplement(materials=["居住证明"]))
+    await handle.execute_update(EnrollmentCase.review, _review(offline, "reject", "不符合条件"))
+
+    chooser = stack.application("without_school_choice", index=3)
+    handles["school_selected_escalated_approved"] = handle = await stack.submit(chooser)
+    await stack.wait_for(handle, "awaiting_school_selection")
+    zone = policy_book().district(chooser.district_code).zones[0]
+    school = next(s for s in zone.schools if chooser.stage in s.stages)
+    bad = SchoolSelection(zone_id="XX-Z09", school_id="XX-Z09-P01")
+    assert not (await handle.execute_update(EnrollmentCase.select_school, bad)).accepted
+    good = SchoolSelection(zone_id=zone.zone_id, school_id=school.school_id)
+    assert (await handle.execute_update(EnrollmentCase.select_school, good)).status == "awaiting_review"
+    deadlines = policy_book().district(chooser.district_code).deadlines
+    await stack.env.sleep(timedelta(days=deadlines.review_escalation_days, hours=1))
+    await stack.wait_for_step(handle, "review_escalated")
+    await handle.execute_update(EnrollmentCase.review, _review(chooser, "approve"))
+
+    withdrawn = stack.application("without_school_choice", index=4)
+    handles["withdrawn"] = handle = await stack.submit(withdrawn)
+    await stack.wait_for(handle, "awaiting_school_selection")
+    await handle.execute_update(EnrollmentCase.withdraw, Withdrawal(reason="搬家"))
+
+    handles["expired"] = await stack.submit(stack.application("verification_failed_not_found", index=3))
+    await _record(stack, handles)
+
+
+async def test_the_phase_two_path_replays(stack):
+    async with running_workers(stack, settings_for(stack.standins, routing_phase="phase_two")):
+        application = stack.application("hukou_verified", index=16)
+        handle = await stack.submit(application)
+        await stack.wait_for(handle, "awaiting_review")
+        await handle.execute_update(EnrollmentCase.review, _review(application, "approve"))
+        await _record(stack, {"phase_two_approved": handle})

@@ -6,7 +6,7 @@ import datetime as dt
 import psycopg
 import pytest
 
-from enrollment.case import OfflineRegistrationSignal, ReviewSignal, TimelineEntry
+from enrollment.case import OfflineRegistration, Review, TimelineEntry
 from store import cases
 from store.cases import CaseSnapshot
 from store.database import migrate, migrations
@@ -33,11 +33,11 @@ async def test_a_finished_case_has_every_step_once_and_its_three_archive_documen
     application = stack.application("verification_failed_not_found", index=4)
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_offline_registration")
-    await handle.signal(EnrollmentCase.register_offline, OfflineRegistrationSignal(staff_id="s-01", district_code=application.district_code, materials=["居民户口簿"]))
+    await handle.execute_update(EnrollmentCase.register_offline, OfflineRegistration(staff_id="s-01", district_code=application.district_code, materials=["居民户口簿"]))
     await stack.wait_for(handle, "awaiting_review")
-    await handle.signal(EnrollmentCase.review, ReviewSignal(reviewer_id="r-01", district_code="510000", decision="approve", opinion="同意"))
+    await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-01", district_code="510000", decision="approve", opinion="同意"))
     await stack.wait_for_step(handle, "review_refused")
-    await handle.signal(EnrollmentCase.review, ReviewSignal(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意入学"))
+    await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意入学"))
     final = await stack.result(handle)
 
     record = await cases.case_record(stack.pool, application.application_id)
@@ -63,7 +63,7 @@ async def test_a_refused_message_reaches_the_store_while_the_case_waits(stack, w
     application = stack.application("hukou_verified", index=16)
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_review")
-    await handle.signal(EnrollmentCase.review, ReviewSignal(reviewer_id="r-09", district_code=application.district_code, decision="maybe", opinion="?"))
+    await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-09", district_code=application.district_code, decision="maybe", opinion="?"))
     for _ in range(100):
         record = await cases.case_record(stack.pool, application.application_id)
         if any(e["step"] == "review_refused" for e in record["events"]):

@@ -1,6 +1,6 @@
 """PostgreSQL restarted in the middle of a batch: no event or archive row lost or doubled."""
 
-from enrollment.case import ReviewSignal
+from enrollment.case import Review
 from store import cases
 from store.database import EmbeddedDatabase, open_pool
 from tests.conftest import running_workers, settings_for
@@ -33,7 +33,7 @@ async def test_a_database_restart_mid_batch_loses_and_doubles_nothing(stack, tmp
                     waiting.append((application, handle))
             restart(database)
             for application, handle in waiting:
-                await handle.signal(EnrollmentCase.review, ReviewSignal(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"))
+                await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"))
             finals = [await stack.result(handle) for handle in handles]
         for view in finals:
             record = await cases.case_record(pool, view.application_id)

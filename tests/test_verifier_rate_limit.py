@@ -7,7 +7,7 @@ import json
 import httpx
 import psycopg
 
-from enrollment.policy import VERIFIERS
+from enrollment.verifiers import VERIFIERS
 from enrollment.verification import CODE_FOUND, CODE_NAME_MISMATCH, CODE_NOT_FOUND
 from tests.processes import enroll, eventually, needs_temporal_cli, start_worker
 

@@ -18,8 +18,9 @@ from activities.natural_resources import NaturalResourcesActivities
 from activities.platform import PlatformActivities
 from activities.public_security import PublicSecurityActivities
 from activities.social_insurance import SocialInsuranceActivities
-from enrollment.case import CASE_TASK_QUEUE, VERIFICATION_TASK_QUEUE, verifier_task_queue
+from enrollment.case import CASE_TASK_QUEUE
 from enrollment.settings import Settings
+from enrollment.verifiers import REGISTRY, VERIFIERS
 from workers.log_context import CaseLogContext
 from workflows.enrollment_case import EnrollmentCase
 
@@ -83,33 +84,22 @@ def build_workers(
         )
     if "verification" in roles:
         limits = settings.verifier_rate_limits
-        public_security = PublicSecurityActivities(http, settings.public_security_url, rate_limits=limits)
-        social_insurance = SocialInsuranceActivities(http, settings.social_insurance_url, rate_limits=limits)
-        natural_resources = NaturalResourcesActivities(http, settings.natural_resources_url, rate_limits=limits)
-        verifiers = {
-            "hukou": public_security.verify_hukou,
-            "residence_permit": public_security.verify_residence_permit,
-            "social_insurance": social_insurance.verify_social_insurance,
-            "property": natural_resources.verify_property,
-        }
-        for verifier, activity in verifiers.items():
+        departments = [
+            PublicSecurityActivities(http, settings.public_security_url, rate_limits=limits),
+            SocialInsuranceActivities(http, settings.social_insurance_url, rate_limits=limits),
+            NaturalResourcesActivities(http, settings.natural_resources_url, rate_limits=limits),
+        ]
+        activities = {name: act for department in departments for name, act in department.activities().items()}
+        if missing := set(VERIFIERS) - set(activities):
+            raise RuntimeError(f"no activity for verifier(s) {', '.join(sorted(missing))}")
+        for verifier, verify in activities.items():
             workers.append(
                 Worker(
                     client,
-                    task_queue=verifier_task_queue(verifier),
-                    activities=[activity],
+                    task_queue=REGISTRY[verifier].task_queue,
+                    activities=[verify],
                     max_task_queue_activities_per_second=server_rate_for(limits[verifier]) if verifier in limits else None,
                     **worker_options,
                 )
             )
-        # Cases begun before the per-verifier queues still verify here, at the strictest rate configured.
-        workers.append(
-            Worker(
-                client,
-                task_queue=VERIFICATION_TASK_QUEUE,
-                activities=list(verifiers.values()),
-                max_task_queue_activities_per_second=server_rate_for(min(limits.values())) if limits else None,
-                **worker_options,
-            )
-        )
     return workers
