@@ -24,6 +24,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from temporalio import activity
@@ -82,22 +83,37 @@ class _Exchange:
         self.status: int | None = None
         self.received = 0
 
-    def failed(self, problem: str, error_type: str, *, level: int = logging.WARNING, **options) -> ApplicationError:
+    def failed(
+        self,
+        problem: str,
+        error_type: str,
+        *,
+        level: int = logging.WARNING,
+        non_retryable: bool = False,
+        next_retry_delay: timedelta | None = None,
+    ) -> ApplicationError:
         log.log(
-            level, "department call failed: %s %s %s (http=%s, %d bytes read, %.0f ms)",
-            error_type, self.url, problem, self.status if self.status is not None else "-", self.received,
+            level,
+            "department call failed: %s %s %s (http=%s, %d bytes read, %.0f ms)",
+            error_type,
+            self.url,
+            problem,
+            self.status if self.status is not None else "-",
+            self.received,
             (time.monotonic() - self.started) * 1000,
         )
-        return ApplicationError(f"{self.url} {problem}", type=error_type, **options)
+        return ApplicationError(
+            f"{self.url} {problem}", type=error_type, non_retryable=non_retryable, next_retry_delay=next_retry_delay
+        )
 
 
 async def post_json(
     client: httpx.AsyncClient,
     url: str,
-    body: dict,
+    body: dict[str, Any],
     headers: dict[str, str] | None = None,
     deadline: float | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """POST a JSON body and return the JSON object answered, or raise a classed ApplicationError.
 
     `deadline`: seconds for the whole exchange; by default `exchange_deadline(client)`.
@@ -129,7 +145,9 @@ async def post_json(
 
     status = response.status_code
     if status == 429:
-        raise call.failed("is rate limiting", "DepartmentRateLimited", level=logging.INFO, next_retry_delay=_retry_after(response))
+        raise call.failed(
+            "is rate limiting", "DepartmentRateLimited", level=logging.INFO, next_retry_delay=_retry_after(response)
+        )
     if status >= 500:
         raise call.failed(f"answered HTTP {status}", "DepartmentUnavailable", level=logging.INFO)
     if status >= 400:
@@ -150,7 +168,9 @@ def _record_call(party: str, path: str, outcome: str, seconds: float) -> None:
     if not activity.in_activity():
         return
     # Application ids in platform paths would make a label per case: keep version and word segments only.
-    endpoint = "/".join(p for p in path.split("/") if p and (re.fullmatch(r"v[0-9]+", p) or not any(c.isdigit() for c in p)))
+    endpoint = "/".join(
+        p for p in path.split("/") if p and (re.fullmatch(r"v[0-9]+", p) or not any(c.isdigit() for c in p))
+    )
     meter = activity.metric_meter()
     attributes = {"party": party, "endpoint": endpoint, "outcome": outcome}
     meter.create_counter("enrollment_department_calls", "calls to departments and the platform").add(1, attributes)
@@ -212,7 +232,7 @@ class Department:
         """Each verifier's activity, by verifier name."""
         return {verifier: getattr(self, REGISTRY[verifier].activity) for verifier in self.VERIFIERS}
 
-    async def post(self, path: str, body: dict, headers: dict[str, str] | None = None) -> dict:
+    async def post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
         if path in self._call_rates:
             await self._call_rates[path].wait_turn()
         started = time.monotonic()

@@ -6,6 +6,8 @@ often Temporal retries an activity, the platform records each message once.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -16,7 +18,7 @@ from activities.gateway import Department, new_request_id
 class PlatformMessage(BaseModel):
     application_id: str
     idempotency_key: str
-    body: dict
+    body: dict[str, Any]
 
 
 class PlatformReceipt(BaseModel):
@@ -41,21 +43,17 @@ class PlatformActivities(Department):
             # retrying activity for ops to fix, instead of failing the case.
             raise ApplicationError(err.message, type="PlatformRejectedRequest") from None
         if answer.get("code") != "0000":
-            raise ApplicationError(f"platform did not accept the {kind}: code {str(answer.get('code'))[:16]!r}", type="PlatformRefused")
+            raise ApplicationError(
+                f"platform did not accept the {kind}: code {str(answer.get('code'))[:16]!r}", type="PlatformRefused"
+            )
         try:
-            return PlatformReceipt.model_validate({"receipt_id": answer.get("receipt_id"), "duplicate": answer.get("duplicate", False)})
+            return PlatformReceipt.model_validate(
+                {"receipt_id": answer.get("receipt_id"), "duplicate": answer.get("duplicate", False)}
+            )
         except ValidationError:
-            raise ApplicationError(f"platform accepted the {kind} with a malformed receipt", type="DepartmentBadResponse") from None
-
-    @activity.defn
-    async def acknowledge_acceptance(self, message: PlatformMessage) -> PlatformReceipt:
-        """Phase two: confirm to the platform that the enrollment system received the case it accepted (受理)."""
-        return await self._send("acceptance", message)
-
-    @activity.defn
-    async def confirm_dispatch(self, message: PlatformMessage) -> PlatformReceipt:
-        """Phase two: confirm the case data dispatched from the platform is in the enrollment system."""
-        return await self._send("dispatch", message)
+            raise ApplicationError(
+                f"platform accepted the {kind} with a malformed receipt", type="DepartmentBadResponse"
+            ) from None
 
     @activity.defn
     async def push_status(self, message: PlatformMessage) -> PlatformReceipt:

@@ -23,4 +23,4 @@ class PublicSecurityActivities(Department):
     async def verify_residence_permit(self, request: VerificationRequest) -> VerificationResult:
         answers = await self.answers_for(request)
         # A permit is judged valid on the day it is checked, in China's calendar.
-        return judge_residence_permits(request, answers, today=china_date(dt.datetime.now(dt.timezone.utc)))
+        return judge_residence_permits(request, answers, today=china_date(dt.datetime.now(dt.UTC)))

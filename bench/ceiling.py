@@ -28,7 +28,10 @@ class CeilingCase:
     @workflow.run
     async def run(self) -> str:
         await asyncio.gather(
-            *(workflow.execute_activity(no_op, f"verify-{i}", start_to_close_timeout=timedelta(seconds=30)) for i in range(4))
+            *(
+                workflow.execute_activity(no_op, f"verify-{i}", start_to_close_timeout=timedelta(seconds=30))
+                for i in range(4)
+            )
         )
         await workflow.wait_condition(lambda: self._reviewed)
         return await workflow.execute_activity(no_op, "result", start_to_close_timeout=timedelta(seconds=30))
@@ -36,4 +39,3 @@ class CeilingCase:
     @workflow.signal
     def review(self) -> None:
         self._reviewed = True
-

@@ -13,12 +13,14 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def load(folder: Path) -> list[dict]:
     runs = [json.loads(path.read_text(encoding="utf-8")) for path in folder.glob("run-*.json")]
-    return sorted(runs, key=lambda run: (run["settings"].get("label", ""), run["settings"]["cases"], run["settings"]["workers"]))
+    return sorted(
+        runs, key=lambda run: (run["settings"].get("label", ""), run["settings"]["cases"], run["settings"]["workers"])
+    )
 
 
 def name_of(run: dict) -> str:
@@ -37,8 +39,21 @@ def plot_throughput(axes, runs: list[dict]) -> None:
     for index, (label, series) in enumerate(sorted(by_label.items())):
         series.sort(key=lambda run: run["settings"]["workers"])
         workers = [run["settings"]["workers"] for run in series]
-        axes.plot(workers, [run["product"]["sustained_per_second"] for run in series], "o-", color=f"C{index}", label=f"cases ({label})")
-        axes.plot(workers, [run["ceiling"]["sustained_per_second"] for run in series], "s--", color=f"C{index}", alpha=0.5, label=f"engine ceiling ({label} run)")
+        axes.plot(
+            workers,
+            [run["product"]["sustained_per_second"] for run in series],
+            "o-",
+            color=f"C{index}",
+            label=f"cases ({label})",
+        )
+        axes.plot(
+            workers,
+            [run["ceiling"]["sustained_per_second"] for run in series],
+            "s--",
+            color=f"C{index}",
+            alpha=0.5,
+            label=f"engine ceiling ({label} run)",
+        )
     axes.set_xlabel("worker processes")
     axes.set_ylabel("completed per second (sustained)")
     axes.set_xticks(sorted({run["settings"]["workers"] for run in runs}))
@@ -50,7 +65,10 @@ def plot_throughput(axes, runs: list[dict]) -> None:
 def plot_latency(axes, runs: list[dict]) -> None:
     positions = range(len(runs))
     for offset, (key, name) in enumerate(
-        (("submission_to_awaiting_review_ms", "submission → awaiting review"), ("review_to_platform_result_ms", "review → platform result"))
+        (
+            ("submission_to_awaiting_review_ms", "submission → awaiting review"),
+            ("review_to_platform_result_ms", "review → platform result"),
+        )
     ):
         # Largest first, so each smaller percentile is drawn over it.
         for q, alpha in (("p99", 0.3), ("p95", 0.6), ("p50", 1.0)):

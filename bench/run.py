@@ -12,36 +12,39 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, LiteralString, NoReturn
 
 import httpx
 import psutil
+from psycopg import AsyncConnection
 from temporalio.client import Client
 
 from bench.ceiling import CEILING_QUEUE, CeilingCase
 from enrollment.application import Application
-from enrollment.codec import new_key_spec
 from enrollment.case import Review
 from enrollment.client import data_converter
+from enrollment.codec import new_key_spec
 from enrollment.settings import Settings
 from enrollment.verifiers import VERIFIERS
 from stack import temporal_server
-from starter.intake import start_case
 from standins.population import generate
+from starter.intake import Intake, submit_one
 from store.database import EmbeddedDatabase, open_pool
 from workflows.enrollment_case import EnrollmentCase
 
-
 FLOOR_CONCURRENCY = 8
+LOOKUP_KEY = "bench"
 
 
 def say(text: str) -> None:
@@ -72,10 +75,8 @@ class Sampler:
         total = 0
         for proc in self._procs[name]:
             for p in [proc, *proc.children(recursive=True)]:
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
-                except psutil.Error:
-                    pass
         return total
 
     async def _run(self) -> None:
@@ -87,7 +88,10 @@ class Sampler:
     def stop(self) -> dict[str, dict[str, float]]:
         self._task.cancel()
         return {
-            name: {"cpu_seconds": round(self._cpu(name) - self._cpu0[name], 1), "peak_rss_mib": round(self.peak_rss[name] / 2**20, 1)}
+            name: {
+                "cpu_seconds": round(self._cpu(name) - self._cpu0[name], 1),
+                "peak_rss_mib": round(self.peak_rss[name] / 2**20, 1),
+            }
             for name in self._procs
         }
 
@@ -107,6 +111,13 @@ def sustained_rate(finish_times: list[float]) -> float:
         return 0.0
     low, high = ordered[len(ordered) // 10], ordered[(len(ordered) * 9) // 10]
     return round((len(ordered) * 0.8) / max(high - low, 1e-9), 2)
+
+
+async def count_rows(conn: AsyncConnection, query: LiteralString) -> int:
+    """The number a `SELECT count(*) ...` answers (always one row)."""
+    row = await (await conn.execute(query)).fetchone()
+    assert row is not None, "count(*) answers one row"
+    return int(row[0])
 
 
 async def submit_all(items, start, concurrency: int, rate: float | None) -> None:
@@ -141,7 +152,11 @@ async def engine_ceiling(address: str, cases: int, concurrency: int) -> dict:
         await submit_all(ids, start, concurrency, None)
         while (await client.count_workflows(done_query)).count < cases:
             await asyncio.sleep(1)
-        finished = [execution.close_time.timestamp() async for execution in client.list_workflows(done_query)]
+        finished = [
+            execution.close_time.timestamp()
+            async for execution in client.list_workflows(done_query)
+            if execution.close_time  # set on every completed workflow
+        ]
     finally:
         worker.terminate()
         worker.wait(30)
@@ -168,10 +183,19 @@ async def direct_floor(standins_url: str, applications: list[dict], concurrency:
                 t0 = time.monotonic()
                 person = app["student"]
                 await asyncio.gather(
-                    *(http.post(path, json={"request_id": "floor", "id_number": person["id_number"], "name": person["name"]}) for path in paths.values())
+                    *(
+                        http.post(
+                            path, json={"request_id": "floor", "id_number": person["id_number"], "name": person["name"]}
+                        )
+                        for path in paths.values()
+                    )
                 )
                 latencies.append(time.monotonic() - t0)
-                await http.post(f"/platform/v1/cases/{app['application_id']}/result", json={"status": "approved"}, headers={"Idempotency-Key": f"floor-{app['application_id']}"})
+                await http.post(
+                    f"/platform/v1/cases/{app['application_id']}/result",
+                    json={"status": "approved"},
+                    headers={"Idempotency-Key": f"floor-{app['application_id']}"},
+                )
 
         await asyncio.gather(*(one(app) for app in applications))
     figures = percentiles(latencies)
@@ -179,16 +203,25 @@ async def direct_floor(standins_url: str, applications: list[dict], concurrency:
     return {"cases": len(applications), "verification_latency_ms": figures}
 
 
-async def product(args, address: str, standins_url: str, database_url: str, env: dict, applications: list[dict]) -> dict:
+async def product(
+    args, address: str, standins_url: str, database_url: str, env: dict, applications: list[dict]
+) -> dict:
     say(f"[product] {len(applications)} cases through {args.workers} worker process(es)")
     # --split-roles: the first process runs the cases, the others the verifiers, as compose deploys them.
-    roles = [["--role", "case"], *[["--role", "verification"]] * (args.workers - 1)] if args.split_roles else [[]] * args.workers
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "workers", *role], env=env, stdout=subprocess.DEVNULL, stderr=open(args.work / f"worker-{i}.log", "wb")
-        )
-        for i, role in enumerate(roles)
-    ]
+    roles = (
+        [["--role", "case"], *[["--role", "verification"]] * (args.workers - 1)]
+        if args.split_roles
+        else [[]] * args.workers
+    )
+    workers = []
+    for i, role in enumerate(roles):
+        # The worker writes to its own copy of the descriptor; this process need not keep one open.
+        with open(args.work / f"worker-{i}.log", "wb") as log:
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "workers", *role], env=env, stdout=subprocess.DEVNULL, stderr=log
+                )
+            )
     settings = Settings.from_env()
     client = await Client.connect(address, data_converter=data_converter(settings))
     pool = await open_pool(database_url, max_size=4)
@@ -207,11 +240,12 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
         next_mark = 0
         while True:
             async with pool.connection() as conn:
-                waiting = (await (await conn.execute("SELECT count(*) FROM cases WHERE status = 'awaiting_review'")).fetchone())[0]
+                waiting = await count_rows(conn, "SELECT count(*) FROM cases WHERE status = 'awaiting_review'")
             if waiting >= next_mark or waiting >= len(applications):
                 await asyncio.sleep(1)  # let the write that brought the count here settle in the worker
-                memory_while_waiting.append({"waiting": waiting, "workers_rss_mib": round(sampler.rss("workers") / 2**20, 1)})
-                say(f"  awaiting review: {waiting}, workers' resident memory {memory_while_waiting[-1]['workers_rss_mib']} MiB")
+                rss_mib = round(sampler.rss("workers") / 2**20, 1)
+                memory_while_waiting.append({"waiting": waiting, "workers_rss_mib": rss_mib})
+                say(f"  awaiting review: {waiting}, workers' resident memory {rss_mib} MiB")
                 next_mark = waiting + max(1, len(applications) // 10)
             if waiting >= len(applications):
                 return
@@ -223,15 +257,20 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
             await hold_until_all_wait()
         while not done.is_set():
             async with pool.connection() as conn:
-                rows = await (await conn.execute("SELECT application_id, district_code FROM cases WHERE status = 'awaiting_review'")).fetchall()
+                rows = await (
+                    await conn.execute(
+                        "SELECT application_id, district_code FROM cases WHERE status = 'awaiting_review'"
+                    )
+                ).fetchall()
             fresh = [(a, d) for a, d in rows if a not in reviewed]
-            for app_id, district in fresh:
+            for app_id, _ in fresh:
                 reviewed.add(app_id)
                 signalled_at[app_id] = time.time()
             await asyncio.gather(
                 *(
                     client.get_workflow_handle(f"case-{a}").execute_update(
-                        EnrollmentCase.review, Review(reviewer_id="bench-bot", district_code=d, decision="approve", opinion="同意")
+                        EnrollmentCase.review,
+                        Review(reviewer_id="bench-bot", district_code=d, decision="approve", opinion="同意"),
                     )
                     for a, d in fresh
                 )
@@ -240,9 +279,13 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
 
     submitted_at: dict[str, float] = {}
 
+    # The product's own intake path (the API and `enroll submit` share it): hand-in record, the
+    # one-open-application rule, and Update-with-Start answering the acceptance conditions.
+    intake = Intake(client, pool, LOOKUP_KEY.encode(), "bench")
+
     async def start(app: dict) -> None:
         submitted_at[app["application_id"]] = time.time()
-        result = await start_case(client, Application.model_validate(app))
+        result = await submit_one(intake, Application.model_validate(app))
         if result.result != "started":
             raise RuntimeError(f"{app['application_id']}: {result.result} {result.errors}")
 
@@ -252,7 +295,7 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
     say(f"[product] submitted in {submitted_in:.1f}s")
     while True:
         async with pool.connection() as conn:
-            synced = (await (await conn.execute("SELECT count(*) FROM archive_documents WHERE kind = 'result'")).fetchone())[0]
+            synced = await count_rows(conn, "SELECT count(*) FROM archive_documents WHERE kind = 'result'")
         say(f"  results at the platform and archived: {synced}/{len(applications)}")
         if synced >= len(applications):
             break
@@ -273,7 +316,7 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
                 """
             )
         ).fetchall()
-        lost = (await (await conn.execute("SELECT count(*) FROM cases WHERE NOT platform_synced")).fetchone())[0]
+        lost = await count_rows(conn, "SELECT count(*) FROM cases WHERE NOT platform_synced")
     await pool.close()
     for worker in workers:
         worker.terminate()
@@ -308,7 +351,11 @@ async def product(args, address: str, standins_url: str, database_url: str, env:
 def applications_reaching_review(count: int, seed: int):
     """Generated applications whose path is verification, review and result (what the bot can finish)."""
     population = generate(seed, int(count / 0.55) + 50)
-    chosen = [a for a in population.applications if population.expectations[a["application_id"]]["expected_route"] in ("online_review", "offline_review")]
+    chosen = [
+        a
+        for a in population.applications
+        if population.expectations[a["application_id"]]["expected_route"] in ("online_review", "offline_review")
+    ]
     if len(chosen) < count:
         raise SystemExit(f"only {len(chosen)} reviewable applications generated; raise the families")
     return population, chosen[:count]
@@ -320,7 +367,11 @@ async def main_async(args) -> None:
     work = args.work = Path(tempfile.mkdtemp(prefix="bench-"))
     port = temporal_server.free_port()
     server = temporal_server.start(
-        work / "temporal.db", port=port, ui_port=temporal_server.free_port(), log_file=work / "temporal.log", extra_flags=tuple(args.server_flag)
+        work / "temporal.db",
+        port=port,
+        ui_port=temporal_server.free_port(),
+        log_file=work / "temporal.log",
+        extra_flags=tuple(args.server_flag),
     )
     await temporal_server.wait_until_serving(server.address)
     database = EmbeddedDatabase(work / "postgres")
@@ -331,22 +382,37 @@ async def main_async(args) -> None:
     standins_url = f"http://127.0.0.1:{standins_port}"
     standins = subprocess.Popen(
         [sys.executable, "-m", "standins", "serve", "--port", str(standins_port), "--data", str(work / "standins")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": server.address,
         "ENROLL_STANDINS_URL": standins_url,
         "DATABASE_URL": database_url,
-        "ENROLL_LOOKUP_KEY": "bench",
+        "ENROLL_LOOKUP_KEY": LOOKUP_KEY,
         "ENROLL_PAYLOAD_KEYS": new_key_spec("bench"),
         "ENROLL_TOKEN_SECRET": "bench",
         "ENROLL_ROUTING_PHASE": "phase_one",
         "ENROLL_METRICS_ADDRESS": "",
         "ENROLL_LOG_LEVEL": "WARNING",
-        "ENROLL_VERIFIER_RATE_LIMITS": ",".join(f"{v}={args.verifier_rate_limit}" for v in VERIFIERS) if args.verifier_rate_limit else "",
+        "ENROLL_VERIFIER_RATE_LIMITS": ",".join(f"{v}={args.verifier_rate_limit}" for v in VERIFIERS)
+        if args.verifier_rate_limit
+        else "",
     }
-    os.environ.update({k: env[k] for k in ("TEMPORAL_ADDRESS", "ENROLL_STANDINS_URL", "DATABASE_URL", "ENROLL_LOOKUP_KEY", "ENROLL_PAYLOAD_KEYS", "ENROLL_TOKEN_SECRET")})
+    os.environ.update(
+        {
+            k: env[k]
+            for k in (
+                "TEMPORAL_ADDRESS",
+                "ENROLL_STANDINS_URL",
+                "DATABASE_URL",
+                "ENROLL_LOOKUP_KEY",
+                "ENROLL_PAYLOAD_KEYS",
+                "ENROLL_TOKEN_SECRET",
+            )
+        }
+    )
     args.server_pids = [server.process.pid]
     try:
         for _ in range(100):
@@ -356,9 +422,12 @@ async def main_async(args) -> None:
             except httpx.HTTPError:
                 time.sleep(0.2)
         for verifier in VERIFIERS:
-            httpx.put(f"{standins_url}/admin/faults/{verifier}", json={"latency": {"median_ms": args.median_ms, "p99_ms": args.p99_ms}}).raise_for_status()
-        report = {
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            httpx.put(
+                f"{standins_url}/admin/faults/{verifier}",
+                json={"latency": {"median_ms": args.median_ms, "p99_ms": args.p99_ms}},
+            ).raise_for_status()
+        report: dict[str, Any] = {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": f"{os.cpu_count()} cores, {round(psutil.virtual_memory().total / 2**30)} GiB",
             "settings": {
                 "cases": args.cases,
@@ -377,9 +446,13 @@ async def main_async(args) -> None:
             "floor": await direct_floor(standins_url, applications[: min(len(applications), 500)], FLOOR_CONCURRENCY),
         }
         report["product"] = await product(args, server.address, standins_url, database_url, env, applications)
-        report["product_vs_ceiling"] = round(report["product"]["sustained_per_second"] / max(report["ceiling"]["sustained_per_second"], 1e-9), 2)
+        report["product_vs_ceiling"] = round(
+            report["product"]["sustained_per_second"] / max(report["ceiling"]["sustained_per_second"], 1e-9), 2
+        )
         floor_p50 = report["floor"]["verification_latency_ms"]["p50"]
-        report["review_wait_p50_minus_floor_ms"] = round(report["product"]["submission_to_awaiting_review_ms"]["p50"] - floor_p50, 1)
+        report["review_wait_p50_minus_floor_ms"] = round(
+            report["product"]["submission_to_awaiting_review_ms"]["p50"] - floor_p50, 1
+        )
         say(json.dumps(report, ensure_ascii=False, indent=2))
         path = out / f"run-{args.cases}-w{args.workers}{'-' + args.label if args.label else ''}.json"
         path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -394,22 +467,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--ceiling-cases", type=int, default=None, help="default: --cases")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (each runs both roles, unless --split-roles)")
-    parser.add_argument("--rate", type=float, default=None, help="submissions per second (default: as fast as accepted)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes (each runs both roles, unless --split-roles)"
+    )
+    parser.add_argument(
+        "--rate", type=float, default=None, help="submissions per second (default: as fast as accepted)"
+    )
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--median-ms", type=float, default=80)
     parser.add_argument("--p99-ms", type=float, default=400)
-    parser.add_argument("--split-roles", action="store_true", help="one case worker process, the others verification only")
-    parser.add_argument("--verifier-rate-limit", type=float, default=None, help="calls per second allowed to each verifier")
-    parser.add_argument("--hold-reviews", action="store_true", help="review nothing until every case waits; note memory on the way")
-    parser.add_argument("--server-flag", action="append", default=[], help="passed to `temporal server start-dev` (repeatable)")
+    parser.add_argument(
+        "--split-roles", action="store_true", help="one case worker process, the others verification only"
+    )
+    parser.add_argument(
+        "--verifier-rate-limit", type=float, default=None, help="calls per second allowed to each verifier"
+    )
+    parser.add_argument(
+        "--hold-reviews", action="store_true", help="review nothing until every case waits; note memory on the way"
+    )
+    parser.add_argument(
+        "--server-flag", action="append", default=[], help="passed to `temporal server start-dev` (repeatable)"
+    )
     parser.add_argument("--label", default="", help="appended to the result file's name")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default="bench/results")
-    args = parser.parse_args()
+    run_to_exit(main_async(parser.parse_args()))
+
+
+def run_to_exit(work: Coroutine[Any, Any, object]) -> NoReturn:
+    """Run a benchmark to its end and exit 0, or print what failed and exit 1."""
     code = 0
     try:
-        asyncio.run(main_async(args))
+        asyncio.run(work)
     except BaseException:
         traceback.print_exc()
         code = 1

@@ -47,7 +47,9 @@ def create_app(codec: PayloadCodec, token_secret: bytes, cors_origins: list[str]
             return JSONResponse({"error": str(err)}, status_code=403)
         response = JSONResponse({"signed_in": claims.sub, "until": claims.exp})
         # SameSite=None lets the UI's origin send it; browsers accept Secure cookies from localhost over http.
-        response.set_cookie(COOKIE, token, max_age=max(0, claims.exp - int(time.time())), httponly=True, secure=True, samesite="none")
+        response.set_cookie(
+            COOKIE, token, max_age=max(0, claims.exp - int(time.time())), httponly=True, secure=True, samesite="none"
+        )
         log.info("codec sign-in", subject=claims.sub, token=claims.jti)
         return response
 

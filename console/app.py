@@ -41,7 +41,10 @@ def create_app(
     session = TokenSession(token_secret)
     app = Starlette(
         routes=[
-            *auth.routes, *queue.routes, *cases.routes, *results.routes,
+            *auth.routes,
+            *queue.routes,
+            *cases.routes,
+            *results.routes,
             Route("/healthz", pages.healthz, methods=["GET"]),
         ],
         middleware=[

@@ -16,8 +16,15 @@ def audit(claims: tokens.Claims, application_id: str | None, action: str, outcom
     Never names or identity numbers. A fresh logger each time, so the current configuration applies.
     """
     structlog.get_logger().info(
-        "console action", subject=claims.sub, role=claims.role, district=claims.district,
-        application_id=application_id, action=action, outcome=outcome, token=claims.jti, **extra,
+        "console action",
+        subject=claims.sub,
+        role=claims.role,
+        district=claims.district,
+        application_id=application_id,
+        action=action,
+        outcome=outcome,
+        token=claims.jti,
+        **extra,
     )
 
 

@@ -136,7 +136,8 @@ async def checked_form(request: Request) -> dict[str, str]:
     if not hmac.compare_digest(fields.get("csrf", ""), person.csrf):
         audit(person.claims, request.path_params.get("application_id"), action_of(request), "csrf_refused")
         raise Refusal(
-            403, "表单已失效 Form check failed",
+            403,
+            "表单已失效 Form check failed",
             "表单校验失败（CSRF），请刷新页面后重试。"
             "The form did not come from this session of the console; reload the page and try again.",
         )
@@ -175,7 +176,12 @@ def signin_page(request: Request, reason: str | None, status_code: int = 200, ne
     context = {"title": "登录 Sign in", "reason": reason, "nonce": nonce, "next": next_path}
     response = render(request, "signin.html", context, status_code)
     response.set_cookie(
-        SIGNIN_COOKIE, nonce, max_age=SIGNIN_FORM_SECONDS, path="/signin", httponly=True, samesite="strict",
+        SIGNIN_COOKIE,
+        nonce,
+        max_age=SIGNIN_FORM_SECONDS,
+        path="/signin",
+        httponly=True,
+        samesite="strict",
         secure=request.url.scheme == "https",
     )
     return response
@@ -202,8 +208,13 @@ async def sign_in(request: Request) -> Response:
     audit(claims, None, "sign_in", "ok")
     response = RedirectResponse(next_path or LANDING_PAGES[claims.role], status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, fields["token"].strip(), max_age=max(0, claims.exp - int(time.time())), path="/",
-        httponly=True, samesite="strict", secure=request.url.scheme == "https",
+        SESSION_COOKIE,
+        fields["token"].strip(),
+        max_age=max(0, claims.exp - int(time.time())),
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
     )
     response.delete_cookie(SIGNIN_COOKIE, path="/signin")
     return response

@@ -46,11 +46,13 @@ def lifespan(client: ClientSource, pool: PoolSource, platform_url: str, http_tim
     async def running(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         async with contextlib.AsyncExitStack() as owned:
             temporal = client if isinstance(client, Client) else await client()
-            store = pool
+            store: AsyncConnectionPool | None
             if callable(pool):
                 made = pool()
                 store = await made if inspect.isawaitable(made) else made
                 owned.push_async_callback(store.close)
+            else:
+                store = pool
             http = await owned.enter_async_context(httpx.AsyncClient(timeout=http_timeout_seconds))
             yield {"backends": Backends(temporal, store, http, platform_url.rstrip("/"))}
 

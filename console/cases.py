@@ -8,7 +8,7 @@ another district is "not found", exactly like a case that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from starlette.authentication import requires
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from temporalio.workflow import UpdateMethodMultiParam
 
 from console.audit import audit
 from console.auth import checked_form, signed_in
@@ -37,7 +38,8 @@ log = structlog.get_logger()
 APPLICATION_ID = TypeAdapter(ApplicationId)
 MAX_MATERIALS = 30
 MAX_MATERIAL_LENGTH = 100
-Update = Callable[[EnrollmentCase, Any], Awaitable[Receipt]]
+# What `@workflow.update(name=...)` makes of an `async def` handler taking one message.
+Update = UpdateMethodMultiParam[[EnrollmentCase, Any], Awaitable[Receipt]]
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,7 @@ async def show_case(
     request: Request, application_id: str, view: CaseView, outcome: Outcome | None = None, status_code: int = 200
 ) -> Response:
     held = backends(request)
-    elements: list[FilledElement] = await case_handle(held.client, application_id).query(
-        EnrollmentCase.filled_elements
-    )
+    elements: list[FilledElement] = await case_handle(held.client, application_id).query(EnrollmentCase.filled_elements)
     archive, archive_note = await _archive(held.pool, application_id)
     role = signed_in(request).claims.role
     registering = role == "staff" and view.status == "awaiting_offline_registration"
@@ -168,8 +168,11 @@ async def review(request: Request) -> Response:
     await case_of_district(request, application_id, action)
     claims = signed_in(request).claims
     message = Review(
-        reviewer_id=claims.sub, district_code=signed_in(request).district, decision=decision,
-        opinion=fields.get("opinion", ""), credential=claims.jti,
+        reviewer_id=claims.sub,
+        district_code=signed_in(request).district,
+        decision=decision,
+        opinion=fields.get("opinion", ""),
+        credential=claims.jti,
     )
     return await _act(request, application_id, action, EnrollmentCase.review, message)
 
@@ -197,8 +200,11 @@ async def register(request: Request) -> Response:
         audit(claims, application_id, "register_offline", "invalid", reason=problem)
         return await show_case(request, application_id, view, Outcome(False, f"未执行 Not done — {problem}"), 422)
     message = OfflineRegistration(
-        staff_id=claims.sub, district_code=signed_in(request).district, materials=materials,
-        note=fields.get("note", "").strip(), credential=claims.jti,
+        staff_id=claims.sub,
+        district_code=signed_in(request).district,
+        materials=materials,
+        note=fields.get("note", "").strip(),
+        credential=claims.jti,
         school_choice=SchoolSelection(zone_id=zone, school_id=school) if zone else None,
     )
     return await _act(request, application_id, "register_offline", EnrollmentCase.register_offline, message)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 import structlog
@@ -32,6 +32,8 @@ from enrollment.statuses import DECISION_LABELS, OUTCOME_LABELS, STATUS_LABELS
 from enrollment.verifiers import REGISTRY, VERIFIERS
 
 log = structlog.get_logger()
+# A code set of the registry: statuses, decisions, outcomes, verifiers.
+_Code = TypeVar("_Code", bound=str)
 
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
 SECURITY_HEADERS = {
@@ -67,12 +69,13 @@ def when(moment: dt.datetime | str | None) -> str | None:
     if moment is None or moment == "":
         return None
     if isinstance(moment, str):
+        text = moment
         try:
-            moment = dt.datetime.fromisoformat(moment)
+            moment = dt.datetime.fromisoformat(text)
         except ValueError:
-            return moment
+            return text
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -87,18 +90,19 @@ def district(code: str | None) -> str | None:
     return f"{code} {policy.city_name}{policy.district_name}" if policy else code
 
 
-def _labelled(labels: Mapping[str, Label]) -> Callable[[object], object]:
+def _labelled(labels: Mapping[_Code, Label]) -> Callable[[object], object]:
     """A filter: the code's label, or the code itself when it has none (the platform's record may say anything)."""
+    by_code: dict[str, Label] = dict(labels.items())
 
     def label(code: object) -> object:
-        return labels.get(code, code) if isinstance(code, str) else code
+        return by_code.get(code, code) if isinstance(code, str) else code
 
     return label
 
 
 def in_verifier_order(verifications: Mapping[str, VerifierReport]) -> list[tuple[str, VerifierReport]]:
     """Verifiers in the registry's display order (the case keeps them in the order they answered)."""
-    order = {name: position for position, name in enumerate(VERIFIERS)}
+    order: dict[str, int] = {name: position for position, name in enumerate(VERIFIERS)}
     return sorted(verifications.items(), key=lambda item: order.get(item[0], len(order)))
 
 

@@ -62,9 +62,15 @@ async def waiting(request: Request, status: CaseStatus) -> list[Listed]:
     rows.sort(key=lambda row: (row.get("started") or "", row["application_id"]))
     views = await _views(client, [row["application_id"] for row in rows])
     return [
-        Listed(row["application_id"], row.get("stage"), row.get("registration_type"), row.get("routing_phase"),
-               row.get("started"), view)
-        for row, view in zip(rows, views)
+        Listed(
+            row["application_id"],
+            row.get("stage"),
+            row.get("registration_type"),
+            row.get("routing_phase"),
+            row.get("started"),
+            view,
+        )
+        for row, view in zip(rows, views, strict=True)
     ]
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -40,6 +41,18 @@ ApplicationId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-
 DistrictCode = Annotated[str, StringConstraints(pattern=r"^51[0-9]{4}$")]
 Phone = Annotated[str, StringConstraints(pattern=r"^1[3-9][0-9]{9}$")]
 PlaceId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{1,31}$")]
+# The pattern is for the JSON Schema only (GET /v1/schemas/application.json): the validators below check the
+# number itself and accept surrounding spaces, which a StringConstraints pattern would refuse with its own message.
+IdentityNumber = Annotated[
+    str,
+    Field(
+        json_schema_extra={
+            "pattern": "^[1-9][0-9]{16}[0-9Xx]$",
+            "description": "resident identity number (居民身份证号码), GB 11643-1999: region code, birth date"
+            " YYYYMMDD, sequence (odd male, even female), ISO 7064 MOD 11-2 check character (0-9 or X)",
+        }
+    ),
+]
 
 
 def _check_name(value: str) -> str:
@@ -67,7 +80,7 @@ class Student(_Strict):
     name: Name
     gender: Gender
     birth_date: dt.date
-    id_number: str
+    id_number: IdentityNumber
 
     _name = field_validator("name")(_check_name)
 
@@ -79,9 +92,7 @@ class Student(_Strict):
         declared_birth = info.data.get("birth_date")
         declared_gender = info.data.get("gender")
         if declared_birth is not None and birth != declared_birth:
-            raise PydanticCustomError(
-                "id_birth_date", "birth date in the identity number does not match birth_date"
-            )
+            raise PydanticCustomError("id_birth_date", "birth date in the identity number does not match birth_date")
         if declared_gender is not None and gender != declared_gender:
             raise PydanticCustomError(
                 "id_gender", "sequence digit of the identity number does not match gender (odd male, even female)"
@@ -91,7 +102,7 @@ class Student(_Strict):
 
 class Guardian(_Strict):
     name: Name
-    id_number: str
+    id_number: IdentityNumber
     relation: Relation
     phone: Phone
 
@@ -119,11 +130,50 @@ class Application(_Strict):
 
     @field_validator("guardians")
     @classmethod
-    def _distinct_guardians(cls, guardians: list[Guardian]) -> list[Guardian]:
+    def _guardians_fit_the_family(cls, guardians: list[Guardian], info: ValidationInfo) -> list[Guardian]:
+        """The people must make sense together: distinct, none of them the child, ages that fit the relation."""
         numbers = [guardian.id_number for guardian in guardians]
         if len(set(numbers)) != len(numbers):
             raise PydanticCustomError("distinct_guardians", "each guardian must have a different id_number")
+        student: Student | None = info.data.get("student")
+        school_year: int | None = info.data.get("school_year")
+        if student is None or school_year is None:
+            return guardians  # already refused for its own fields
+        if student.id_number in numbers:
+            raise PydanticCustomError("guardian_is_student", "a guardian's id_number cannot be the student's")
+        on = dt.date(school_year, 8, 31)
+        for number, guardian in enumerate(guardians, start=1):
+            birth, gender = identity.parse(guardian.id_number)
+            expected = {"father": "male", "mother": "female"}.get(guardian.relation)
+            if expected is not None and gender != expected:
+                raise PydanticCustomError(
+                    "relation_gender",
+                    "guardian {n}: a {relation}'s id_number must be a {gender}'s",
+                    {"n": number, "relation": guardian.relation, "gender": "man" if expected == "male" else "woman"},
+                )
+            if guardian.relation in ("father", "mother") and age_on(birth, student.birth_date) < MIN_PARENT_AGE_GAP:
+                raise PydanticCustomError(
+                    "parent_age",
+                    "guardian {n}: a parent must be at least {gap} years older than the student",
+                    {"n": number, "gap": MIN_PARENT_AGE_GAP},
+                )
+            if age_on(birth, on) < ADULT_AGE:
+                raise PydanticCustomError(
+                    "guardian_age",
+                    "guardian {n}: must be {adult} or older on 31 August of the school year",
+                    {"n": number, "adult": ADULT_AGE},
+                )
         return guardians
+
+
+# A parent at least this many years older than the child; any guardian an adult.
+MIN_PARENT_AGE_GAP = 14
+ADULT_AGE = 18
+
+
+def age_on(birth_date: dt.date, on: dt.date) -> int:
+    """Age in full years on a day."""
+    return on.year - birth_date.year - ((on.month, on.day) < (birth_date.month, birth_date.day))
 
 
 _PLAIN_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
@@ -135,10 +185,13 @@ def _path_part(part: str | int) -> str:
     return str(part) if isinstance(part, int) or _PLAIN_FIELD_NAME.match(part) else "<unexpected field>"
 
 
+def error_lines(errors: Iterable[Mapping[str, Any]], whole: str = "application") -> list[str]:
+    """One line per broken rule: 'field.path: rule' (`whole` when the rule is about the whole document).
+
+    Only the location and the rule's message are read: input values are never echoed (they may be personal data).
+    """
+    return [f"{'.'.join(_path_part(part) for part in item['loc']) or whole}: {item['msg']}" for item in errors]
+
+
 def describe_errors(error: ValidationError) -> list[str]:
-    """One line per broken rule: 'field.path: rule'. Input values are never echoed (they may be personal data)."""
-    lines = []
-    for item in error.errors(include_input=False, include_url=False):
-        path = ".".join(_path_part(part) for part in item["loc"]) or "application"
-        lines.append(f"{path}: {item['msg']}")
-    return lines
+    return error_lines(error.errors(include_input=False, include_url=False))

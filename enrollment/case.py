@@ -37,6 +37,9 @@ class _Message(BaseModel):
 
 class CaseInput(_Message):
     application: Application
+    # Digest of the application as handed in (starter.hand_in.fingerprint), so a later hand-in of the
+    # same application id can be told apart from a different application.
+    fingerprint: str = ""
 
 
 class CaseSetupRequest(_Message):
@@ -49,6 +52,27 @@ class CaseSetup(_Message):
 
     policy: DistrictPolicy | None
     routing_phase: RoutingPhase
+
+
+# Handing in (Update-with-Start): the case answers the system that handed the application in.
+
+
+class HandIn(_Message):
+    fingerprint: str
+
+
+class IntakeAnswer(_Message):
+    """The case's answer to a hand-in: its acceptance-conditions (受理条件) result, from the case itself."""
+
+    application_id: str
+    # False: the case holds a different application under this id.
+    same_application: bool
+    # True for the hand-in that started the case, False when the same application came again.
+    first: bool
+    status: CaseStatus
+    routing_phase: RoutingPhase | None
+    eligible: bool
+    problems: list[str]
 
 
 # Messages from people (Workflow Updates). Fields are plain strings where a wrong value must be
@@ -170,8 +194,12 @@ class CaseFile(BaseModel):
     """
 
     application: Application
+    fingerprint: str = ""
     status: CaseStatus = "submitted"
     entered_at: dt.datetime
+    # Set once the acceptance conditions are checked, when a hand-in can be answered.
+    acceptance_checked: bool = False
+    hand_ins: int = 0
     routing_phase: RoutingPhase | None = None
     policy: DistrictPolicy | None = None
     eligibility_problems: list[str] = Field(default_factory=list)

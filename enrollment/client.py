@@ -20,11 +20,15 @@ from enrollment.codec import EncryptionCodec, parse_keys
 from enrollment.settings import Settings
 
 
+def payload_codec(settings: Settings) -> EncryptionCodec:
+    """Payload encryption with the configured keys (the data converter's, and the codec server's)."""
+    keys = parse_keys(deployment_secrets.payload_keys(settings))
+    return EncryptionCodec(keys, settings.payload_key_id or next(iter(keys)))
+
+
 def data_converter(settings: Settings) -> DataConverter:
     """Pydantic payloads, encrypted with the configured keys before they leave the process."""
-    keys = parse_keys(deployment_secrets.payload_keys(settings))
-    codec = EncryptionCodec(keys, settings.payload_key_id or next(iter(keys)))
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    return dataclasses.replace(pydantic_data_converter, payload_codec=payload_codec(settings))
 
 
 def connect_options(settings: Settings) -> ClientConnectConfig:

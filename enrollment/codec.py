@@ -89,9 +89,7 @@ class EncryptionCodec(PayloadCodec):
                 continue
             nonce = os.urandom(_NONCE_BYTES)
             sealed = cipher.encrypt(nonce, payload.SerializeToString(), self._active.encode())
-            encoded.append(
-                Payload(metadata={"encoding": ENCODING, KEY_ID: self._active.encode()}, data=nonce + sealed)
-            )
+            encoded.append(Payload(metadata={"encoding": ENCODING, KEY_ID: self._active.encode()}, data=nonce + sealed))
         return encoded
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:

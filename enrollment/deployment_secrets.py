@@ -25,14 +25,19 @@ def _configured_or_development(
 ) -> str:
     if value:
         return value.get_secret_value()
+    return _development_file(variable, variable.lower(), settings, make).read_text().strip()
+
+
+def _development_file(variable: str, name: str, settings: Settings, make: Callable[[], str]) -> Path:
+    """The file under .data/secrets, written once by `make`; refused in a deployment with DATABASE_URL."""
     if settings.database_url:
         raise ValueError(f"{variable}: must be set in a deployment with DATABASE_URL")
-    path = DEV_SECRETS / variable.lower()
+    path = DEV_SECRETS / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(make())
         path.chmod(0o600)
-    return path.read_text().strip()
+    return path
 
 
 def _random_secret() -> str:
@@ -56,3 +61,10 @@ def payload_keys(settings: Settings) -> str:
 def token_secret(settings: Settings) -> bytes:
     """Secret that signs the identity tokens of reviewers, service-point staff and ops."""
     return _configured_or_development(settings.token_secret, "ENROLL_TOKEN_SECRET", settings, _random_secret).encode()
+
+
+def api_clients_file(settings: Settings, make: Callable[[], str]) -> Path:
+    """The API's registered clients with their secrets; `make` writes a development list when none is configured."""
+    if settings.api_clients_file is not None:
+        return settings.api_clients_file
+    return _development_file("ENROLL_API_CLIENTS_FILE", "api_clients.json", settings, make)

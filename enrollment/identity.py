@@ -20,13 +20,40 @@ _SHAPE = re.compile(r"^[0-9]{17}[0-9X]$")
 # municipalities, and the codes GB/T 2260 gives to Taiwan, Hong Kong and Macao.
 PROVINCE_CODES = frozenset(
     {
-        "11", "12", "13", "14", "15",
-        "21", "22", "23",
-        "31", "32", "33", "34", "35", "36", "37",
-        "41", "42", "43", "44", "45", "46",
-        "50", "51", "52", "53", "54",
-        "61", "62", "63", "64", "65",
-        "71", "81", "82",
+        "11",
+        "12",
+        "13",
+        "14",
+        "15",
+        "21",
+        "22",
+        "23",
+        "31",
+        "32",
+        "33",
+        "34",
+        "35",
+        "36",
+        "37",
+        "41",
+        "42",
+        "43",
+        "44",
+        "45",
+        "46",
+        "50",
+        "51",
+        "52",
+        "53",
+        "54",
+        "61",
+        "62",
+        "63",
+        "64",
+        "65",
+        "71",
+        "81",
+        "82",
     }
 )
 
@@ -36,7 +63,7 @@ class IdentityNumberError(ValueError):
 
 
 def check_character(first_17: str) -> str:
-    total = sum(int(digit) * weight for digit, weight in zip(first_17, _WEIGHTS))
+    total = sum(int(digit) * weight for digit, weight in zip(first_17, _WEIGHTS, strict=True))
     return _CHECK_CHARS[total % 11]
 
 

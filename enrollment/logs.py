@@ -12,6 +12,7 @@ import re
 import sys
 
 import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])(\d{6})\d{8}\d{3}[\dXx](?![0-9A-Za-z])")
 _PHONE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
@@ -29,7 +30,7 @@ def _is_personal_key(key: str) -> bool:
     return bool(_PERSONAL_KEY.search(key))
 
 
-def _mask_value(key: str, value):
+def _mask_value(key: str, value: object) -> object:
     if _is_personal_key(key) and value not in (None, ""):
         return "***"
     if isinstance(value, str):
@@ -41,7 +42,7 @@ def _mask_value(key: str, value):
     return value
 
 
-def mask_personal_data(_logger, _method, event_dict):
+def mask_personal_data(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     return {key: _mask_value(key, value) for key, value in event_dict.items()}
 
 
@@ -54,8 +55,12 @@ def configure(json_output: bool | None = None, level: str | None = None) -> None
     if json_output is None:
         json_output = os.environ.get("ENROLL_LOG_FORMAT", "console") == "json"
     level_number = logging.getLevelName((level or os.environ.get("ENROLL_LOG_LEVEL", "INFO")).upper())
-    renderer = structlog.processors.JSONRenderer(ensure_ascii=False) if json_output else structlog.dev.ConsoleRenderer(colors=False)
-    shared = [
+    renderer = (
+        structlog.processors.JSONRenderer(ensure_ascii=False)
+        if json_output
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

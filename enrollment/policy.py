@@ -12,9 +12,11 @@ import datetime as dt
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from enrollment.application import Application, RegistrationType, Stage
+from enrollment.application import Application, RegistrationType, Stage, age_on
 from enrollment.verifiers import Verifier
 
 DEFAULT_POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
@@ -94,7 +96,7 @@ class DistrictPolicy(_Frozen):
         return None
 
 
-def _deep_merge(base: dict, override: dict) -> dict:
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
@@ -139,19 +141,16 @@ class PolicyBook:
 
 
 @lru_cache(maxsize=8)
-def _policy_book_as_of(folder: Path, _fingerprint: tuple) -> PolicyBook:
+def _policy_book_as_of(folder: Path, _fingerprint: tuple[tuple[str, int, int], ...]) -> PolicyBook:
     return PolicyBook.load(folder)
 
 
 def policy_book(folder: Path = DEFAULT_POLICIES_DIR) -> PolicyBook:
     """The policies in force: re-read when a file in the folder is added, removed or changed."""
-    fingerprint = tuple((path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in sorted(folder.glob("*.json")))
+    fingerprint = tuple(
+        (path.name, path.stat().st_mtime_ns, path.stat().st_size) for path in sorted(folder.glob("*.json"))
+    )
     return _policy_book_as_of(folder, fingerprint)
-
-
-def age_on(birth_date: dt.date, on: dt.date) -> int:
-    before_birthday = (on.month, on.day) < (birth_date.month, birth_date.day)
-    return on.year - birth_date.year - int(before_birthday)
 
 
 def eligibility_problems(application: Application, policy: DistrictPolicy) -> list[str]:
@@ -169,10 +168,25 @@ def eligibility_problems(application: Application, policy: DistrictPolicy) -> li
     age = age_on(application.student.birth_date, reference)
     if age < rule.min_age:
         problems.append(
-            f"student.birth_date: {application.stage} stage requires age {rule.min_age} by {reference:%Y-%m-%d}, child is {age}"
+            f"student.birth_date: {application.stage} stage requires age {rule.min_age} by {reference:%Y-%m-%d},"
+            f" child is {age}"
         )
     elif age > rule.max_age:
         problems.append(
-            f"student.birth_date: {application.stage} stage accepts age up to {rule.max_age} on {reference:%Y-%m-%d}, child is {age}"
+            f"student.birth_date: {application.stage} stage accepts age up to {rule.max_age} on {reference:%Y-%m-%d},"
+            f" child is {age}"
         )
     return problems
+
+
+def intake_problems(application: Application, book: PolicyBook) -> list[str]:
+    """What the district's policy refuses before a case is started: an unknown district, a school it does not offer.
+
+    With the application model's own rules, the one set of intake rules every channel applies.
+    """
+    policy = book.district(application.district_code)
+    if policy is None:
+        return [f"district_code: no enrollment policy is configured for district {application.district_code}"]
+    choice = application.school_choice
+    problem = choice and policy.school_choice_problem(application.stage, choice.zone_id, choice.school_id)
+    return [f"school_choice.{problem}"] if problem else []

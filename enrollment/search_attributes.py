@@ -1,6 +1,13 @@
 """Search attributes every case keeps current, so ops can filter cases in the UI and scripts."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from temporalio.common import SearchAttributeKey
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 CASE_STATUS = SearchAttributeKey.for_keyword("CaseStatus")
 ENROLL_STAGE = SearchAttributeKey.for_keyword("EnrollStage")
@@ -13,8 +20,9 @@ SCHOOL_YEAR = SearchAttributeKey.for_int("SchoolYear")
 ALL = (CASE_STATUS, ENROLL_STAGE, REGISTRATION_TYPE, DISTRICT_CODE, ROUTING_PHASE, INTAKE_CHANNEL, SCHOOL_YEAR)
 
 
-async def ensure_registered(client) -> None:
+async def ensure_registered(client: Client) -> None:
     """Register the case search attributes on a server that lacks them (test servers, a new namespace)."""
+    from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
     from temporalio.service import RPCError, RPCStatusCode
 
@@ -28,7 +36,7 @@ async def ensure_registered(client) -> None:
         if err.status != RPCStatusCode.UNIMPLEMENTED:
             raise
         known = set()
-    missing = {key.name: key.indexed_value_type for key in ALL if key.name not in known}
+    missing = {key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL if key.name not in known}
     if missing:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)

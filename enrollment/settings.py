@@ -12,12 +12,22 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from enrollment.china_time import china_date
 from enrollment.policy import DEFAULT_POLICIES_DIR
+from enrollment.statuses import RoutingPhase
 from enrollment.verifiers import VERIFIERS
 
 
@@ -77,6 +87,16 @@ class Settings(BaseSettings):
     # its history at its next step. Bounds the workers' memory however many cases wait.
     max_cached_workflows: NonNegativeInt = _env("ENROLL_MAX_CACHED_WORKFLOWS", 1000, "must be a whole number")
 
+    # The calling systems registered with the HTTP API, with their secrets (api/callers.py). Unset: generated
+    # once under .data/secrets, which only a deployment without DATABASE_URL (a laptop, the demo) may do.
+    api_clients_file: Path | None = _env("ENROLL_API_CLIENTS_FILE", None)
+    # Requests per second each calling system may make to this API process (a burst of api_burst).
+    api_requests_per_second: PositiveFloat = _env(
+        "ENROLL_API_REQUESTS_PER_SECOND", 50.0, "must be a positive number of requests per second"
+    )
+    api_burst: PositiveInt = _env("ENROLL_API_BURST", 100, "must be a positive whole number")
+    api_max_body_bytes: PositiveInt = _env("ENROLL_API_MAX_BODY_BYTES", 1 << 20, "must be a positive number of bytes")
+
     @classmethod
     def from_env(cls) -> Settings:
         """The process's settings; a SettingsError (a ValueError) names every wrong variable with its rule."""
@@ -105,7 +125,7 @@ class Settings(BaseSettings):
     def _rate_limits_from_text(cls, spec: object) -> object:
         return parse_rate_limits(spec) if isinstance(spec, str) else spec
 
-    def routing_phase_at(self, received_at: dt.datetime) -> str:
+    def routing_phase_at(self, received_at: dt.datetime) -> RoutingPhase:
         """The phase a case received at this time runs in, for its whole life."""
         if self.routing_phase != "auto":
             return self.routing_phase

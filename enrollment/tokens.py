@@ -53,9 +53,18 @@ def _signature(secret: bytes, body: str) -> str:
     return _b64(hmac.new(secret, body.encode(), hashlib.sha256).digest())
 
 
-def issue(secret: bytes, subject: str, role: Role, district: str | None, valid_for: dt.timedelta, now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
-    claims = Claims(sub=subject, role=role, district=district, exp=int((now + valid_for).timestamp()), jti=uuid.uuid4().hex[:16])
+def issue(
+    secret: bytes,
+    subject: str,
+    role: Role,
+    district: str | None,
+    valid_for: dt.timedelta,
+    now: dt.datetime | None = None,
+) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    claims = Claims(
+        sub=subject, role=role, district=district, exp=int((now + valid_for).timestamp()), jti=uuid.uuid4().hex[:16]
+    )
     body = _b64(claims.model_dump_json(exclude_none=True).encode())
     return f"{body}.{_signature(secret, body)}"
 
@@ -69,9 +78,9 @@ def verify(secret: bytes, token: str, role: Role | None = None, now: dt.datetime
         claims = Claims.model_validate(json.loads(_unb64(body)))
     except (ValueError, ValidationError):
         raise TokenError("token: claims are malformed") from None
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     if claims.exp <= now.timestamp():
-        raise TokenError(f"token: expired at {dt.datetime.fromtimestamp(claims.exp, dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
+        raise TokenError(f"token: expired at {dt.datetime.fromtimestamp(claims.exp, dt.UTC):%Y-%m-%d %H:%M} UTC")
     if role is not None and claims.role != role:
         raise TokenError(f"token: a {claims.role} token cannot do what needs a {role}")
     return claims

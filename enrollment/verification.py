@@ -11,7 +11,7 @@ it becomes an outcome here and is never retried.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -32,11 +32,13 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     @classmethod
-    def parse(cls, data: dict | None):
+    def parse(cls, data: dict[str, Any] | None) -> Self:
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            fields = sorted({".".join(str(part) for part in error["loc"]) or "record" for error in exc.errors(include_input=False)})
+            fields = sorted(
+                {".".join(str(part) for part in error["loc"]) or "record" for error in exc.errors(include_input=False)}
+            )
             raise MalformedAnswer(f"{cls.__name__} malformed at {', '.join(fields)}") from None
 
 
@@ -116,7 +118,7 @@ class Answer(BaseModel):
     """One person's answer from a department: its code and, when found, the record."""
 
     code: str
-    data: dict | None = None
+    data: dict[str, Any] | None = None
 
 
 def _elements(verifier: Verifier, record: BaseModel) -> dict[str, str]:
@@ -129,7 +131,9 @@ def _none_found(verifier: Verifier, answers: list[Answer]) -> VerificationResult
     if any(answer.code == CODE_FOUND for answer in answers):
         return None
     if any(answer.code == CODE_NAME_MISMATCH for answer in answers):
-        return VerificationResult(verifier=verifier, outcome="mismatch", reason="name does not match the identity number")
+        return VerificationResult(
+            verifier=verifier, outcome="mismatch", reason="name does not match the identity number"
+        )
     return VerificationResult(verifier=verifier, outcome="not_found", reason="no record")
 
 
@@ -139,7 +143,9 @@ def judge_hukou(request: VerificationRequest, answer: Answer) -> VerificationRes
     record = HukouRecord.parse(answer.data)
     in_district = record.hukou_region_code == request.district_code
     if request.registration_type == "hukou" and not in_district:
-        return VerificationResult(verifier="hukou", outcome="mismatch", reason="hukou is registered outside the applied district")
+        return VerificationResult(
+            verifier="hukou", outcome="mismatch", reason="hukou is registered outside the applied district"
+        )
     if request.registration_type == "non_hukou" and in_district:
         return VerificationResult(
             verifier="hukou", outcome="mismatch", reason="hukou is in the applied district: apply as hukou-local"
@@ -153,12 +159,18 @@ def judge_residence_permits(request: VerificationRequest, answers: list[Answer],
     permits = [ResidencePermitRecord.parse(a.data) for a in answers if a.code == CODE_FOUND]
     local = [p for p in permits if p.residence_region_code == request.district_code]
     if not local:
-        return VerificationResult(verifier="residence_permit", outcome="mismatch", reason="no residence permit in the applied district")
+        return VerificationResult(
+            verifier="residence_permit", outcome="mismatch", reason="no residence permit in the applied district"
+        )
     valid = [p for p in local if p.valid_from <= today <= p.valid_until]
     if not valid:
-        return VerificationResult(verifier="residence_permit", outcome="mismatch", reason="residence permit is not valid today")
+        return VerificationResult(
+            verifier="residence_permit", outcome="mismatch", reason="residence permit is not valid today"
+        )
     best = max(valid, key=lambda permit: permit.valid_until)
-    return VerificationResult(verifier="residence_permit", outcome="matched", elements=_elements("residence_permit", best))
+    return VerificationResult(
+        verifier="residence_permit", outcome="matched", elements=_elements("residence_permit", best)
+    )
 
 
 def judge_social_insurance(request: VerificationRequest, answers: list[Answer]) -> VerificationResult:
@@ -167,7 +179,9 @@ def judge_social_insurance(request: VerificationRequest, answers: list[Answer]) 
     records = [InsuranceRecord.parse(a.data) for a in answers if a.code == CODE_FOUND]
     in_city = [r for r in records if r.insured_region_code[:4] == request.city_code[:4] and r.status == "active"]
     if not in_city:
-        return VerificationResult(verifier="social_insurance", outcome="mismatch", reason="no active insurance in the applied city")
+        return VerificationResult(
+            verifier="social_insurance", outcome="mismatch", reason="no active insurance in the applied city"
+        )
     best = max(in_city, key=lambda record: record.months_paid)
     if best.months_paid < request.min_social_insurance_months:
         return VerificationResult(
@@ -175,7 +189,9 @@ def judge_social_insurance(request: VerificationRequest, answers: list[Answer]) 
             outcome="mismatch",
             reason=f"{best.months_paid} months paid, policy requires {request.min_social_insurance_months}",
         )
-    return VerificationResult(verifier="social_insurance", outcome="matched", elements=_elements("social_insurance", best))
+    return VerificationResult(
+        verifier="social_insurance", outcome="matched", elements=_elements("social_insurance", best)
+    )
 
 
 def judge_property(request: VerificationRequest, answers: list[Answer]) -> VerificationResult:

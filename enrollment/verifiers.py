@@ -42,6 +42,8 @@ class VerifierSpec:
     source: str
     # element -> field of the department's record (25 elements across the four).
     elements: dict[str, str]
+    # The paper material this verification spares the family (4项材料免提交).
+    exempts: Label
 
     @property
     def activity(self) -> str:
@@ -82,11 +84,12 @@ REGISTRY: dict[Verifier, VerifierSpec] = {
                 "relation_to_household_head": "relation_to_head",
                 "hukou_entered_on": "entered_on",
             },
+            exempts=Label("居民户口簿", "household register (hukou booklet)"),
         ),
         VerifierSpec(
             name="residence_permit",
             department=PUBLIC_SECURITY,
-            label=Label("居住证", "residence permit"),
+            label=Label("父母的居住证明", "parents' proof of residence"),
             path="/residence-permit/v1/verify",
             asks_about="guardians",
             source="public_security.residence_permit",
@@ -97,6 +100,7 @@ REGISTRY: dict[Verifier, VerifierSpec] = {
                 "permit_valid_from": "valid_from",
                 "permit_valid_until": "valid_until",
             },
+            exempts=Label("父母的居住证明", "parents' proof of residence"),
         ),
         VerifierSpec(
             name="social_insurance",
@@ -112,6 +116,7 @@ REGISTRY: dict[Verifier, VerifierSpec] = {
                 "first_insured_month": "first_insured_month",
                 "months_paid": "months_paid",
             },
+            exempts=Label("社会保险参保证明", "proof of social insurance enrolment"),
         ),
         VerifierSpec(
             name="property",
@@ -128,6 +133,7 @@ REGISTRY: dict[Verifier, VerifierSpec] = {
                 "property_registered_on": "registered_on",
                 "co_ownership": "co_ownership",
             },
+            exempts=Label("不动产权证明", "proof of real-estate title"),
         ),
     )
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -23,22 +24,21 @@ from pathlib import Path
 
 import httpx
 
-from enrollment.case import CaseView, Review
+from api.callers import development_clients
 from enrollment import deployment_secrets, tokens
+from enrollment.case import CaseView, Review
 from enrollment.client import connect
 from enrollment.policy import policy_book
 from enrollment.settings import Settings
+from enrollment.statuses import CASE_STATUSES
 from stack import temporal_server
-from store.database import EMBEDDED_DATA, embedded, migrate, open_pool, resolve_url
 from starter.cases import case_handle
-from starter.intake import submit_file
+from store.database import EMBEDDED_DATA, embedded, migrate, open_pool, resolve_url
 from workflows.enrollment_case import EnrollmentCase
 
 ROOT = temporal_server.ROOT
-STATUSES = (
-    "verifying", "not_eligible", "awaiting_offline_registration", "awaiting_school_selection",
-    "awaiting_review", "awaiting_supplement", "approved", "rejected", "withdrawn", "expired",
-)
+# The statuses a case can show once the workers have taken it, for the summary table.
+STATUSES = tuple(status for status in CASE_STATUSES if status != "submitted")
 
 
 def say(message: str) -> None:
@@ -53,8 +53,11 @@ class Processes:
         self.children: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "ab")
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        # The child writes to its own copy of the descriptor; this process need not keep one open.
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+            )
         self.children.append((name, process))
         return process
 
@@ -92,22 +95,24 @@ def wait_for_http(url: str, seconds: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer within {seconds:.0f}s")
 
 
-async def submit_batch(settings: Settings, path: Path, label: str) -> Counter:
-    client = await connect(settings)
-    total = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+async def hand_in_batch(standins_url: str, route: str, applications: list[dict], label: str) -> Counter:
+    """Have the stand-in platform or front end hand applications in through the API, 50 at a time."""
     results: Counter = Counter()
-    async for result in submit_file(client, path, policy_book(settings.policies_dir)):
-        results[result.result] += 1
-        done = sum(results.values())
-        if done % 25 == 0 or done == total:
-            say(f"  {label}: submitted {done}/{total} ({dict(results)})")
+    async with httpx.AsyncClient(base_url=standins_url, timeout=120) as standins:
+        for start in range(0, len(applications), 50):
+            response = await standins.post(route, json={"applications": applications[start : start + 50]})
+            response.raise_for_status()
+            results.update(str(result.get("status_code", result.get("error"))) for result in response.json()["results"])
+            say(f"  {label}: handed in {min(start + 50, len(applications))}/{len(applications)} (HTTP {dict(results)})")
     return results
 
 
 async def case_views(settings: Settings, application_ids: list[str]) -> dict[str, CaseView]:
     client = await connect(settings)
-    views = await asyncio.gather(*(case_handle(client, app_id).query(EnrollmentCase.status) for app_id in application_ids))
-    return dict(zip(application_ids, views))
+    views = await asyncio.gather(
+        *(case_handle(client, app_id).query(EnrollmentCase.status) for app_id in application_ids)
+    )
+    return dict(zip(application_ids, views, strict=True))
 
 
 async def wait_until_accepted(settings: Settings, application_ids: list[str], seconds: float = 120) -> None:
@@ -145,13 +150,29 @@ async def review_some(settings: Settings, views: dict[str, CaseView]) -> Counter
         slot = index % 4
         if slot == 3:
             continue
-        decision, opinion = ("approve", "材料齐全，符合本地招生政策，同意入学") if slot < 2 else ("reject", "所报学校学位已满，请服从片区统筹")
+        decision, opinion = (
+            ("approve", "材料齐全，符合本地招生政策，同意入学")
+            if slot < 2
+            else ("reject", "所报学校学位已满，请服从片区统筹")
+        )
         view = views[app_id]
         # Each district's reviewer acts under a token of their own, as people do.
-        reviewer = tokens.verify(secret, tokens.issue(secret, f"reviewer-{view.district_code}", "reviewer", view.district_code, dt.timedelta(hours=1)))
-        await case_handle(client, app_id).execute_update(
+        reviewer = tokens.verify(
+            secret,
+            tokens.issue(
+                secret, f"reviewer-{view.district_code}", "reviewer", view.district_code, dt.timedelta(hours=1)
+            ),
+        )
+        # temporalio types `@workflow.update(name=...)` on an async handler as returning the coroutine, not its result.
+        await case_handle(client, app_id).execute_update(  # type: ignore[unused-coroutine]
             EnrollmentCase.review,
-            Review(reviewer_id=reviewer.sub, district_code=reviewer.district, decision=decision, opinion=opinion, credential=reviewer.jti),
+            Review(
+                reviewer_id=reviewer.sub,
+                district_code=reviewer.district or "",  # never empty: a reviewer token names a district
+                decision=decision,
+                opinion=opinion,
+                credential=reviewer.jti,
+            ),
         )
         decisions[decision] += 1
     decisions["left_for_a_person"] = len(waiting) - decisions["approve"] - decisions["reject"]
@@ -165,9 +186,12 @@ def print_summary(views: dict[str, CaseView]) -> None:
     say(f"{'status':<32}{'phase one':>10}{'phase two':>10}{'total':>8}")
     for status in STATUSES:
         if by_status[status]:
-            say(f"{status:<32}{by_phase[('phase_one', status)]:>10}{by_phase[('phase_two', status)]:>10}{by_status[status]:>8}")
-    say(f"{'all cases':<32}{sum(v.routing_phase == 'phase_one' for v in views.values()):>10}"
-        f"{sum(v.routing_phase == 'phase_two' for v in views.values()):>10}{len(views):>8}")
+            phase_one, phase_two = by_phase[("phase_one", status)], by_phase[("phase_two", status)]
+            say(f"{status:<32}{phase_one:>10}{phase_two:>10}{by_status[status]:>8}")
+    say(
+        f"{'all cases':<32}{sum(v.routing_phase == 'phase_one' for v in views.values()):>10}"
+        f"{sum(v.routing_phase == 'phase_two' for v in views.values()):>10}{len(views):>8}"
+    )
 
 
 async def run_demo(args) -> None:
@@ -176,6 +200,7 @@ async def run_demo(args) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     processes = Processes(logs)
     main_task = asyncio.current_task()
+    assert main_task is not None, "run_demo runs as asyncio.run's task"
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, main_task.cancel)
     standins_url = f"http://127.0.0.1:{args.standins_port}"
@@ -183,7 +208,10 @@ async def run_demo(args) -> None:
     settings = Settings.from_env()
     server = None
     try:
-        say("[0/6] PostgreSQL case store" + (" (DATABASE_URL)" if settings.database_url else f" (embedded, data in {EMBEDDED_DATA})"))
+        say(
+            "[0/6] PostgreSQL case store"
+            + (" (DATABASE_URL)" if settings.database_url else f" (embedded, data in {EMBEDDED_DATA})")
+        )
         database_url = resolve_url(settings.reveal_database_url())
         applied = await migrate(database_url)
         say(f"  migrations applied: {applied or 'none needed'}")
@@ -202,7 +230,14 @@ async def run_demo(args) -> None:
         ui_origins = [f"http://127.0.0.1:{args.ui_port}", f"http://localhost:{args.ui_port}"]
         processes.start(
             "codec-server",
-            [sys.executable, "-m", "codec_server", "--port", str(args.codec_port), *[part for o in ui_origins for part in ("--cors-origin", o)]],
+            [
+                sys.executable,
+                "-m",
+                "codec_server",
+                "--port",
+                str(args.codec_port),
+                *[part for o in ui_origins for part in ("--cors-origin", o)],
+            ],
             env,
         )
         server = temporal_server.start(
@@ -213,30 +248,56 @@ async def run_demo(args) -> None:
             ui_codec_endpoint=codec_url,
         )
         await temporal_server.wait_until_serving(server.address)
-        say(f"[2/6] stand-in departments and platform on {standins_url}")
+        api_url = f"http://127.0.0.1:{args.api_port}"
+        say(f"[2/6] the API (front door) on {api_url}; stand-in departments, platform and front end on {standins_url}")
+        codes = policy_book(settings.policies_dir).codes()
+        clients_file = deployment_secrets.api_clients_file(settings, lambda: development_clients(codes))
+        env["ENROLL_API_CLIENTS_FILE"] = str(clients_file)
+        processes.start("api", [sys.executable, "-m", "api", "--port", str(args.api_port)], env)
+        wait_for_http(f"{api_url}/healthz")
         processes.start(
             "standins",
-            [sys.executable, "-m", "standins", "serve", "--port", str(args.standins_port), "--data", str(data / "standins"), "--families", str(args.families)],
+            [
+                sys.executable,
+                "-m",
+                "standins",
+                "serve",
+                "--port",
+                str(args.standins_port),
+                "--data",
+                str(data / "standins"),
+                "--families",
+                str(args.families),
+                "--api-url",
+                api_url,
+                "--api-clients",
+                str(clients_file),
+            ],
             env,
         )
         wait_for_http(f"{standins_url}/healthz")
-        applications = [json.loads(l) for l in (data / "standins" / "applications.jsonl").read_text(encoding="utf-8").splitlines() if l.strip()]
+        applications = [
+            json.loads(line)
+            for line in (data / "standins" / "applications.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
         half = len(applications) // 2
-        batches = [data / "batch-phase-one.jsonl", data / "batch-phase-two.jsonl"]
-        for path, part in zip(batches, (applications[:half], applications[half:])):
-            path.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in part), encoding="utf-8")
 
         console_url = f"http://127.0.0.1:{args.console_port}"
         processes.start("console", [sys.executable, "-m", "console", "--port", str(args.console_port)], env)
-        say("[3/6] workers in phase one; submitting the first half")
-        processes.start("workers-phase-one", [sys.executable, "-m", "workers"], {**env, "ENROLL_ROUTING_PHASE": "phase_one"})
-        await submit_batch(settings, batches[0], "phase one")
+        say("[3/6] workers in phase one; parents apply in the enrollment system's front end (first half)")
+        processes.start(
+            "workers-phase-one", [sys.executable, "-m", "workers"], {**env, "ENROLL_ROUTING_PHASE": "phase_one"}
+        )
+        await hand_in_batch(standins_url, "/enrollment-system/admin/apply", applications[:half], "phase one")
         await wait_until_accepted(settings, [a["application_id"] for a in applications[:half]])
 
-        say("[4/6] cut-over: workers redeployed in phase two; cases under way keep phase one")
+        say("[4/6] cut-over: workers redeployed in phase two; the platform accepts (受理) and dispatches the rest")
         processes.stop("workers-phase-one")
-        processes.start("workers-phase-two", [sys.executable, "-m", "workers"], {**env, "ENROLL_ROUTING_PHASE": "phase_two"})
-        await submit_batch(settings, batches[1], "phase two")
+        processes.start(
+            "workers-phase-two", [sys.executable, "-m", "workers"], {**env, "ENROLL_ROUTING_PHASE": "phase_two"}
+        )
+        await hand_in_batch(standins_url, "/platform/admin/accept", applications[half:], "phase two")
 
         ids = [a["application_id"] for a in applications]
         views = await settle(settings, ids)
@@ -249,15 +310,20 @@ async def run_demo(args) -> None:
         print_summary(views)
         pool = await open_pool(database_url, max_size=1)
         async with pool.connection() as conn:
-            stored, archived = await (
-                await conn.execute("SELECT (SELECT count(*) FROM cases), (SELECT count(DISTINCT application_id) FROM archive_documents)")
+            counts = await (
+                await conn.execute(
+                    "SELECT (SELECT count(*) FROM cases),"
+                    " (SELECT count(DISTINCT application_id) FROM archive_documents)"
+                )
             ).fetchone()
+        assert counts is not None, "a SELECT without FROM answers one row"
+        stored, archived = counts
         await pool.close()
         say(f"case store: {stored} cases, {archived} finished cases archived")
         waiting = next((v for v in views.values() if v.status == "awaiting_review"), None)
         say("")
         say(f"Temporal UI: {server.ui_url}/namespaces/default/workflows")
-        say(f'  filter: CaseStatus="awaiting_review"')
+        say('  filter: CaseStatus="awaiting_review"')
         say("  payloads are encrypted; to read them in the UI, sign in to the codec server once:")
         say(f"  {codec_url}/login?token=$(.venv/bin/enroll token issue --subject ops-01 --role ops)")
         say("  (then, in the UI's data encoder settings, tick 'include cross-origin credentials')")
@@ -265,11 +331,13 @@ async def run_demo(args) -> None:
             say("Try, in another terminal (from this folder):")
             say(f"  export TEMPORAL_ADDRESS=127.0.0.1:{args.temporal_port} ENROLL_STANDINS_URL={standins_url}")
             say(f"  .venv/bin/enroll awaiting-review --district {waiting.district_code}")
-            say(f"  export ENROLL_TOKEN=$(.venv/bin/enroll token issue --subject r-01 --role reviewer --district {waiting.district_code})")
+            issue = f"enroll token issue --subject r-01 --role reviewer --district {waiting.district_code}"
+            say(f"  export ENROLL_TOKEN=$(.venv/bin/{issue})")
             say(f"  .venv/bin/enroll review {waiting.application_id} --decision approve --opinion 同意入学")
             say(f"  .venv/bin/enroll status {waiting.application_id}")
             say(f"  .venv/bin/enroll platform-record {waiting.application_id}")
             say(f"  .venv/bin/enroll archive {waiting.application_id}")
+        say(f"API (front door): {api_url}/openapi.json; signed clients in {clients_file}")
         say(f"Review console: {console_url} (sign in with a token from `enroll token issue --role reviewer ...`)")
         say("Worker metrics (Prometheus): http://127.0.0.1:9464/metrics")
         say(f"Logs: {logs}. Press Ctrl-C to stop everything.")
@@ -294,12 +362,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--standins-port", type=int, default=8700)
     parser.add_argument("--codec-port", type=int, default=8081)
     parser.add_argument("--console-port", type=int, default=8090)
+    parser.add_argument("--api-port", type=int, default=8000)
     parser.add_argument("--exit-after-summary", action="store_true", help="stop instead of waiting for Ctrl-C")
     args = parser.parse_args(argv)
-    try:
+    with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):
         asyncio.run(run_demo(args))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        pass
     sys.stdout.flush()
     os._exit(0)
 

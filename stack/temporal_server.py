@@ -16,12 +16,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from temporalio.api.enums.v1 import IndexedValueType
-
 from enrollment.search_attributes import ALL
 
 ROOT = Path(__file__).resolve().parent.parent
-_TYPE_NAMES = {"KEYWORD": "Keyword", "INT": "Int", "TEXT": "Text", "BOOL": "Bool", "DOUBLE": "Double", "DATETIME": "Datetime"}
+_TYPE_NAMES = {
+    "KEYWORD": "Keyword",
+    "INT": "Int",
+    "TEXT": "Text",
+    "BOOL": "Bool",
+    "DOUBLE": "Double",
+    "DATETIME": "Datetime",
+}
 
 
 def find_cli() -> Path | None:
@@ -36,8 +41,7 @@ def search_attribute_flags() -> list[str]:
     """`--search-attribute Name=Type` for every case search attribute."""
     flags = []
     for key in ALL:
-        kind = IndexedValueType.Name(key.indexed_value_type).removeprefix("INDEXED_VALUE_TYPE_")
-        flags += ["--search-attribute", f"{key.name}={_TYPE_NAMES[kind]}"]
+        flags += ["--search-attribute", f"{key.name}={_TYPE_NAMES[key.indexed_value_type.name]}"]
     return flags
 
 
@@ -83,28 +87,42 @@ def start(
     db_file.parent.mkdir(parents=True, exist_ok=True)
     ui_port = ui_port or port + 1000
     command = [
-        str(cli), "server", "start-dev",
-        "--db-filename", str(db_file),
-        "--ip", "127.0.0.1",
-        "--port", str(port),
-        "--ui-port", str(ui_port),
-        "--http-port", str(free_port()),
-        "--metrics-port", str(free_port()),
-        "--log-level", "warn",
+        str(cli),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(db_file),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--http-port",
+        str(free_port()),
+        "--metrics-port",
+        str(free_port()),
+        "--log-level",
+        "warn",
         *search_attribute_flags(),
         # Write-ahead log, synced at checkpoints: survives the server process dying (what a restart
         # or a crash does) and lifts the dev server's throughput about threefold on this machine.
-        "--sqlite-pragma", "journal_mode=wal",
-        "--sqlite-pragma", "synchronous=normal",
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
         # One partition per task queue, so a verifier's rate limit holds in every second
         # (the compose deployment sets this for the verifier queues in its dynamic config).
-        "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
-        "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+        "--dynamic-config-value",
+        "matching.numTaskqueueReadPartitions=1",
+        "--dynamic-config-value",
+        "matching.numTaskqueueWritePartitions=1",
         *(["--ui-codec-endpoint", ui_codec_endpoint] if ui_codec_endpoint else []),
         *extra_flags,
     ]
-    output = open(log_file, "ab") if log_file else subprocess.DEVNULL
-    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    # The server writes to its own copy of the descriptor; this process need not keep one open.
+    with open(log_file or os.devnull, "ab") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     server = DevServer(process, f"127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}", db_file)
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
@@ -131,7 +149,10 @@ async def wait_until_serving(address: str, namespace: str = "default", wait_seco
     from temporalio.service import RPCError, RPCStatusCode
 
     deadline = time.monotonic() + wait_seconds
-    probe = DescribeWorkflowExecutionRequest(namespace=namespace, execution=WorkflowExecution(workflow_id="readiness-probe"))
+    last: RPCError | RuntimeError
+    probe = DescribeWorkflowExecutionRequest(
+        namespace=namespace, execution=WorkflowExecution(workflow_id="readiness-probe")
+    )
     while True:
         try:
             client = await Client.connect(address, namespace=namespace)

@@ -10,9 +10,9 @@ from standins.server import PLATFORM_KINDS, VERIFIER_PATHS, create_app
 
 __all__ = [
     "PLATFORM_KINDS",
+    "VERIFIER_PATHS",
     "Population",
     "RunningStandins",
-    "VERIFIER_PATHS",
     "create_app",
     "generate",
     "judge",

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from standins.applicants import FrontDoor
 from standins.population import DEFAULT_POLICIES, generate
 from standins.runner import load_or_generate, serve
 
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--seed", type=int, default=42, help="used only when the data must be generated")
     srv.add_argument("--families", type=int, default=200, help="used only when the data must be generated")
     srv.add_argument("--policies", type=Path, default=DEFAULT_POLICIES)
+    srv.add_argument("--api-url", help="the product's API, for the platform and front end to hand applications in")
+    srv.add_argument("--api-clients", type=Path, help="the API's client list, for their credentials (with --api-url)")
 
     args = parser.parse_args(argv)
     if args.families < 1:
@@ -43,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     population = load_or_generate(args.data, args.seed, args.families, args.policies)
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"stand-ins serving {len(population.applications)} families at http://{host}:{args.port}", flush=True)
-    serve(population, args.host, args.port)
+    front_door = (
+        FrontDoor.from_clients_file(args.api_url, args.api_clients) if args.api_url and args.api_clients else None
+    )
+    serve(population, args.host, args.port, front_door)
     return 0
 
 

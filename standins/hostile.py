@@ -23,9 +23,9 @@ DRIP_INTERVAL = 0.25  # a few bytes every quarter second: far below any client's
 DRIP_BYTES = 4
 
 HTML_ERROR_PAGE = (
-    "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
-    "<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n"
-).encode()
+    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\n"
+    b"<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n"
+)
 
 Sent = Callable[[int], None]
 
@@ -44,7 +44,9 @@ def bad_json(body: dict[str, Any], rng: random.Random, sent: Sent) -> Response:
     return Response(content, media_type=media_type)
 
 
-def wrong_schema(service: str, body: dict[str, Any], rng: random.Random, person: tuple[str, str] | None) -> dict[str, Any]:
+def wrong_schema(
+    service: str, body: dict[str, Any], rng: random.Random, person: tuple[str, str] | None
+) -> dict[str, Any]:
     """Valid JSON with code 0000 (and the request id echoed) whose data has the wrong shape.
 
     The broken records carry the person's real name and identity number in the wrong places, so a

@@ -13,12 +13,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from enrollment import identity
+from enrollment.application import RegistrationType, Stage
 from enrollment.policy import DEFAULT_POLICIES_DIR, DistrictPolicy, policy_book
 from enrollment.verification import (
     CODE_FOUND,
@@ -204,14 +205,15 @@ def load_districts(policies_dir: Path) -> list[DistrictPolicy]:
     book = policy_book(Path(policies_dir))
     if not book.codes():
         raise ValueError(f"no policy districts found under {policies_dir}")
-    return [book.district(code) for code in book.codes()]
+    # Every code the book lists has its policy.
+    return [policy for code in book.codes() if (policy := book.district(code)) is not None]
 
 
-def _min_insurance_months(policy: DistrictPolicy, registration_type: str) -> int:
+def _min_insurance_months(policy: DistrictPolicy, registration_type: RegistrationType) -> int:
     return policy.registration_types[registration_type].min_social_insurance_months
 
 
-def _age_range(policy: DistrictPolicy, stage: str) -> tuple[int, int]:
+def _age_range(policy: DistrictPolicy, stage: Stage) -> tuple[int, int]:
     rule = policy.stages[stage]
     return rule.min_age, rule.max_age
 
@@ -224,16 +226,20 @@ def _schools(policy: DistrictPolicy, stage: str) -> list[tuple[str, str]]:
 
 
 # Failure variants: (name, registration types it fits, district/type test).
-_NOT_FOUND = (
+_Variant = tuple[str, tuple[RegistrationType, ...], Callable[[DistrictPolicy, RegistrationType], bool]]
+_NOT_FOUND: tuple[_Variant, ...] = (
     ("no_residence_permit", ("non_hukou",), lambda d, t: "residence_permit" in d.required_verifications(t)),
     ("no_social_insurance", ("non_hukou",), lambda d, t: "social_insurance" in d.required_verifications(t)),
     ("no_property", ("hukou", "non_hukou"), lambda d, t: "property" in d.required_verifications(t)),
 )
-_MISMATCH = (
+_MISMATCH: tuple[_Variant, ...] = (
     ("student_name", ("hukou", "non_hukou"), lambda d, t: "hukou" in d.required_verifications(t)),
     ("guardian_name", ("hukou", "non_hukou"), lambda d, t: bool(set(d.required_verifications(t)) - {"hukou"})),
-    ("insurance_months_low", ("non_hukou",), lambda d, t: "social_insurance" in d.required_verifications(t)
-     and _min_insurance_months(d, t) > 0),
+    (
+        "insurance_months_low",
+        ("non_hukou",),
+        lambda d, t: "social_insurance" in d.required_verifications(t) and _min_insurance_months(d, t) > 0,
+    ),
     ("permit_expired", ("non_hukou",), lambda d, t: "residence_permit" in d.required_verifications(t)),
     ("permit_other_district", ("non_hukou",), lambda d, t: "residence_permit" in d.required_verifications(t)),
 )
@@ -256,20 +262,20 @@ class _Builder:
     def family(self, index: int, scenario: str) -> None:
         rng = self.rng
         variant = None
+        reg_type: RegistrationType
         if scenario in ("verification_failed_not_found", "verification_failed_mismatch"):
             table = _NOT_FOUND if scenario == "verification_failed_not_found" else _MISMATCH
             options = [(name, t, d) for name, types, fits in table for t in types for d in self.districts if fits(d, t)]
             variant = rng.choice(sorted({o[0] for o in options}, key=[v[0] for v in table].index))
             _, reg_type, district = rng.choice([o for o in options if o[0] == variant])
         else:
-            reg_type = {"hukou_verified": "hukou", "non_hukou_verified": "non_hukou"}.get(
-                scenario, "hukou" if rng.random() < 0.55 else "non_hukou"
-            )
+            by_scenario: dict[str, RegistrationType] = {"hukou_verified": "hukou", "non_hukou_verified": "non_hukou"}
+            reg_type = by_scenario.get(scenario, "hukou" if rng.random() < 0.55 else "non_hukou")
             district = rng.choice(self.districts)
 
         years = sorted(district.open_school_years)
         school_year = years[-1] if rng.random() < 0.85 or len(years) == 1 else rng.choice(years[:-1])
-        stage = "primary" if scenario == "not_eligible_age" or rng.random() < 0.7 else "junior"
+        stage: Stage = "primary" if scenario == "not_eligible_age" or rng.random() < 0.7 else "junior"
         low, high = _age_range(district, stage)
         if scenario == "not_eligible_age":
             variant = "too_young" if rng.random() < 0.7 else "too_old"
@@ -284,7 +290,7 @@ class _Builder:
         guardians = self._guardians(ethnicity, home, student_birth, single=variant == "guardian_name")
         student_gender = rng.choice(("male", "female"))
         father = next((g for g in guardians if g["relation"] == "father"), guardians[0])
-        student = {
+        student: dict[str, Any] = {
             "name": self._name(ethnicity, student_gender, family_name=father["family_name"]),
             "gender": student_gender,
             "birth_date": student_birth,
@@ -294,12 +300,13 @@ class _Builder:
         self._guardian_records(guardians, reg_type, district, home, school_year)
         self._break(variant, guardians, district, reg_type, school_year)
 
-        application = {
+        application: dict[str, Any] = {
             "application_id": f"SC{school_year}-{index:06d}",
             "school_year": school_year,
             "stage": stage,
             "registration_type": reg_type,
-            "channel": "service_point" if scenario == "service_point"
+            "channel": "service_point"
+            if scenario == "service_point"
             else ("enrollment_system" if rng.random() < 0.55 else "platform"),
             "district_code": district.district_code,
             "student": {
@@ -481,7 +488,9 @@ class _Builder:
         if reg_type == "non_hukou" or "residence_permit" in required:
             residence = self._address(district.district_code)
             for g in guardians:
-                self.records["residence_permit"][g["id_number"]] = self._permit(g, district.district_code, residence, school_year)
+                self.records["residence_permit"][g["id_number"]] = self._permit(
+                    g, district.district_code, residence, school_year
+                )
         for g in guardians:
             if "social_insurance" in required:
                 low = _min_insurance_months(district, reg_type)
@@ -541,22 +550,24 @@ class _Builder:
         province, city, county = self.regions[region]
         registered = self._random_date(dt.date(2016, 1, 1), dt.date(2025, 12, 31))
         self.certificate_serial += rng.randint(1, 900)
-        if len(owners) == 1:
-            share = "单独所有"
-        else:
-            share = "共同共有" if rng.random() < 0.9 else "按份共有"
+        share = "单独所有" if len(owners) == 1 else ("共同共有" if rng.random() < 0.9 else "按份共有")
+        place = city if province != city else county
         title = {
-            "certificate_number": f"{_PROVINCE_ABBR.get(province, '川')}({registered.year}){city if province != city else county}"
+            "certificate_number": f"{_PROVINCE_ABBR.get(province, '川')}({registered.year}){place}"
             f"不动产权第{self.certificate_serial:07d}号",
             "owner": "、".join(o["name"] for o in owners),
-            "property_address": self._address(region, with_street=False).removeprefix(province if province != city else ""),
+            "property_address": self._address(region, with_street=False).removeprefix(
+                province if province != city else ""
+            ),
             "property_region_code": region,
             "floor_area_m2": round(rng.uniform(45, 160), 2),
             "registered_on": registered.isoformat(),
             "co_ownership": share,
         }
         for owner in owners:
-            entry = self.records["property"].setdefault(owner["id_number"], {"name": owner["name"], "data": {"titles": []}})
+            entry = self.records["property"].setdefault(
+                owner["id_number"], {"name": owner["name"], "data": {"titles": []}}
+            )
             entry["data"]["titles"].append(title)
 
     def _break(self, variant, guardians, district: DistrictPolicy, reg_type, school_year) -> None:
@@ -575,14 +586,16 @@ class _Builder:
                 end = start.replace(year=start.year + rng.randint(1, 3))
                 data["valid_from"], data["valid_until"] = start.isoformat(), end.isoformat()
             elif variant == "permit_other_district":
-                others = sorted(c for c in self.regions if c[:4] == district.district_code[:4] and c != district.district_code)
+                others = sorted(
+                    c for c in self.regions if c[:4] == district.district_code[:4] and c != district.district_code
+                )
                 elsewhere = rng.choice(others or sorted(c for c in self.regions if c != district.district_code))
                 record = self._permit(g, elsewhere, self._address(elsewhere), school_year)
                 self.records["residence_permit"][number] = record
 
     # -- small draws --------------------------------------------------------------------------
     def _weighted(self, pairs) -> str:
-        values, weights = zip(*pairs)
+        values, weights = zip(*pairs, strict=True)
         return self.rng.choices(values, weights=weights)[0]
 
     def _random_date(self, start: dt.date, end: dt.date) -> dt.date:

@@ -11,6 +11,7 @@ from typing import Any
 
 import uvicorn
 
+from standins.applicants import FrontDoor
 from standins.population import DEFAULT_POLICIES, Population, generate
 from standins.server import create_app
 
@@ -18,8 +19,10 @@ from standins.server import create_app
 class RunningStandins:
     """A stand-in server on its own thread and event loop; `stop()` (or leaving the `with`) ends it."""
 
-    def __init__(self, population: Population | Mapping[str, Any], host: str, port: int):
-        self.app = create_app(population)
+    def __init__(
+        self, population: Population | Mapping[str, Any], host: str, port: int, front_door: FrontDoor | None = None
+    ):
+        self.app = create_app(population, front_door)
         # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the listening
         # socket names its protocol, and without it every answer waits ~40 ms for a delayed ACK.
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -31,7 +34,11 @@ class RunningStandins:
         url_host = f"[{host}]" if ":" in host else host
         self.base_url = f"http://{url_host}:{self.port}"
         config = uvicorn.Config(
-            self.app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=1,
+            self.app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
             backlog=4096,
         )
         self._server = uvicorn.Server(config)
@@ -62,12 +69,19 @@ class RunningStandins:
         self.stop()
 
 
-def start_in_thread(population: Population | Mapping[str, Any], host: str = "127.0.0.1", port: int = 0) -> RunningStandins:
+def start_in_thread(
+    population: Population | Mapping[str, Any],
+    host: str = "127.0.0.1",
+    port: int = 0,
+    front_door: FrontDoor | None = None,
+) -> RunningStandins:
     """Start the stand-ins in a background thread; port 0 picks a free port (see `.base_url`)."""
-    return RunningStandins(population, host, port).start()
+    return RunningStandins(population, host, port, front_door).start()
 
 
-def load_or_generate(data_dir: Path, seed: int = 42, families: int = 200, policies_dir: Path = DEFAULT_POLICIES) -> Population:
+def load_or_generate(
+    data_dir: Path, seed: int = 42, families: int = 200, policies_dir: Path = DEFAULT_POLICIES
+) -> Population:
     """The population in data_dir, generated and written there first if population.json is missing."""
     data_dir = Path(data_dir)
     if not (data_dir / "population.json").exists():
@@ -75,6 +89,9 @@ def load_or_generate(data_dir: Path, seed: int = 42, families: int = 200, polici
     return Population.load(data_dir)
 
 
-def serve(population: Population, host: str = "127.0.0.1", port: int = 8700) -> None:
+def serve(
+    population: Population, host: str = "127.0.0.1", port: int = 8700, front_door: FrontDoor | None = None
+) -> None:
     """Serve in the foreground until interrupted."""
-    uvicorn.run(create_app(population), host=host, port=port, access_log=False, log_level="info", backlog=4096)
+    app = create_app(population, front_door)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", backlog=4096)

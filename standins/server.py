@@ -23,8 +23,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from enrollment import identity
-from enrollment.verifiers import REGISTRY
+from enrollment.verifiers import REGISTRY, Verifier
 from standins import hostile
+from standins.applicants import FrontDoor
 from standins.faults import SERVICES, FaultUpdate, ServiceFaults, ServiceStats
 from standins.population import Population, answer
 
@@ -86,8 +87,13 @@ class _Call:
             stats.spoiled(mode)
         log.info(
             "%s %s request_id=%s http=%d code=%s%s %.0fms",
-            self.service, self.request.url.path, self.request_id or "-", status, code,
-            f" hostile={mode}" if mode else "", (time.perf_counter() - self.started) * 1000,
+            self.service,
+            self.request.url.path,
+            self.request_id or "-",
+            status,
+            code,
+            f" hostile={mode}" if mode else "",
+            (time.perf_counter() - self.started) * 1000,
         )
         body = {"code": code, "message": message or MESSAGES[code], "request_id": self.request_id, **fields}
         rng, config = self.state.faults[self.service].rng, self.state.faults[self.service].config
@@ -103,7 +109,7 @@ class _Call:
         stats.sent(len(response.body))
         return response
 
-    def bad(self, field: str, problem: str) -> JSONResponse:
+    def bad(self, field: str, problem: str) -> Response:
         return self.reply(400, "4000", f"{MESSAGES['4000']}: {field} {problem}", field=field)
 
     async def faults(self) -> Response | None:
@@ -156,12 +162,17 @@ def _valid_request_id(value: Any) -> str | None:
     return value if isinstance(value, str) and _REQUEST_ID.match(value) else None
 
 
-def create_app(population: Population | Mapping[str, Any]) -> Starlette:
-    """The stand-in app serving `population` (a Population, or the parsed population.json)."""
+def create_app(population: Population | Mapping[str, Any], front_door: FrontDoor | None = None) -> Starlette:
+    """The stand-in app serving `population` (a Population, or the parsed population.json).
+
+    With `front_door` (the product's API and the platform's and front end's credentials) the platform and
+    the enrollment-system front end also hand applications in: `/platform/admin/accept` and
+    `/enrollment-system/admin/apply`.
+    """
     records = population.records if isinstance(population, Population) else population["records"]
     state = _State(records)
 
-    def verifier(service: str):
+    def verifier(service: Verifier):
         async def verify(request: Request) -> Response:
             call = _Call(state, service, request)
             body = await _read_json(request)
@@ -196,9 +207,11 @@ def create_app(population: Population | Mapping[str, Any]) -> Starlette:
     async def platform_push(request: Request) -> Response:
         call = _Call(state, "platform", request)
         body = await _read_json(request)
-        call.request_id = _valid_request_id(request.headers.get("x-request-id")) or (
-            _valid_request_id(body.get("request_id")) if isinstance(body, dict) else None
-        ) or uuid.uuid4().hex
+        call.request_id = (
+            _valid_request_id(request.headers.get("x-request-id"))
+            or (_valid_request_id(body.get("request_id")) if isinstance(body, dict) else None)
+            or uuid.uuid4().hex
+        )
         application_id, kind = request.path_params["application_id"], request.path_params["kind"]
         if kind not in PLATFORM_KINDS:
             return call.reply(404, "4040", f"{MESSAGES['4040']}: kind 须为 {'/'.join(PLATFORM_KINDS)}", field="kind")
@@ -228,7 +241,7 @@ def create_app(population: Population | Mapping[str, Any]) -> Starlette:
             {
                 "idempotency_key": key,
                 "receipt_id": receipt_id,
-                "received_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+                "received_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
                 "body": body,
             }
         )
@@ -271,6 +284,26 @@ def create_app(population: Population | Mapping[str, Any]) -> Starlette:
         state.reset()
         return _admin(200, "0000")
 
+    def applicant_side(channel: str):
+        async def hand_in(request: Request) -> JSONResponse:
+            if front_door is None or channel not in front_door.senders:
+                return _admin(503, "5030", "no API configured for handing in (serve --api-url --api-clients)")
+            body = await _read_json(request)
+            applications = body.get("applications") if isinstance(body, dict) else None
+            if not isinstance(applications, list) or not all(isinstance(a, dict) for a in applications):
+                return _admin(400, "4000", 'body 须为 {"applications": [...]}', field="applications")
+            accepted_at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+            results = await front_door.hand_in(channel, applications)
+            if channel == "platform":
+                # The platform keeps its acceptance (受理) and the enrollment system's answer to the dispatch.
+                for result in results:
+                    case = state.cases.setdefault(str(result["application_id"]), _empty_case())
+                    case["acceptance"].append({"received_at": accepted_at, "body": {"accepted_at": accepted_at}})
+                    case["dispatch"].append({"received_at": accepted_at, "body": result})
+            return _admin(200, "0000", results=results)
+
+        return hand_in
+
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "records": {s: len(r) for s, r in state.records.items()}})
 
@@ -283,6 +316,8 @@ def create_app(population: Population | Mapping[str, Any]) -> Starlette:
         Route("/admin/faults", delete_faults, methods=["DELETE"]),
         Route("/admin/stats", get_stats, methods=["GET"]),
         Route("/admin/reset", reset, methods=["POST"]),
+        Route("/platform/admin/accept", applicant_side("platform"), methods=["POST"]),
+        Route("/enrollment-system/admin/apply", applicant_side("enrollment_system"), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
     app = Starlette(routes=routes)

@@ -1,8 +1,8 @@
 """`enroll`: the command line for submitting applications and acting on cases.
 
 Output is a readable table or `key: value` block for people, and JSON with
-`--json` (one line per application for `submit`) for ops scripts. Exit status is 0 when everything asked for was done, 1 when something
-was refused or invalid, 2 for a usage error.
+`--json` (one line per application for `submit`) for ops scripts. Exit status is 0 when everything
+asked for was done, 1 when something was refused or invalid, 2 for a usage error.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import functools
 import json
 import os
 import sys
@@ -22,17 +23,19 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
+from api.callers import ClientRegistry, development_clients
+from api.signing import SignedRequests
 from enrollment import deployment_secrets, logs, tokens
 from enrollment.application import describe_errors
 from enrollment.case import OfflineRegistration, Review, SchoolSelection, Supplement, Withdrawal
-from enrollment.statuses import CASE_STATUSES, DECISIONS
 from enrollment.client import connect
 from enrollment.policy import policy_book
 from enrollment.search_attributes import ALL as ALL_SEARCH_ATTRIBUTES
 from enrollment.search_attributes import ensure_registered
 from enrollment.settings import Settings
+from enrollment.statuses import CASE_STATUSES, DECISIONS
 from starter.cases import CaseActionError, case_status, cases_awaiting, send_message
-from starter.intake import submit_file
+from starter.intake import Intake, submit_file, submit_one
 from starter.output import Output, progress
 from store.cases import case_record, list_cases
 from store.database import embedded, migrate, open_pool, resolve_url
@@ -49,8 +52,21 @@ def _out(args) -> Output:
 SUBMIT_COLUMNS = ("source", "result", "application_id", "errors")
 
 
+# Who `enroll submit` hands applications in as: an operator's import, recorded like an API client's.
+SUBMIT_CLIENT_ID = "enroll-submit"
+
+
 async def _submit(args, settings: Settings) -> int:
     client = await connect(settings)
+    pool = await open_pool(resolve_url(settings.reveal_database_url()), max_size=4)
+    intake = Intake(client, pool, deployment_secrets.lookup_key(settings), SUBMIT_CLIENT_ID)
+    try:
+        return await _submit_with(args, settings, intake)
+    finally:
+        await pool.close()
+
+
+async def _submit_with(args, settings: Settings, intake: Intake) -> int:
     policies = policy_book(settings.policies_dir)
     out = _out(args)
     raw = Path(args.file).read_bytes()
@@ -59,13 +75,18 @@ async def _submit(args, settings: Settings) -> int:
     widths = {"source": 24, "result": 9, "application_id": 16}
     out.header(SUBMIT_COLUMNS, widths)
     counts: dict[str, int] = {}
-    async for result in submit_file(client, Path(args.file), policies):
+    async for result in submit_file(functools.partial(submit_one, intake), Path(args.file), policies):
         counts[result.result] = counts.get(result.result, 0) + 1
         out.row(result.as_dict(), SUBMIT_COLUMNS, widths)
         done = sum(counts.values())
         if not args.json and (done % 100 == 0):
             progress(done, total, "submitted")
-    print(json.dumps({"summary": counts}) if args.json else "summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()), file=sys.stderr)
+    print(
+        json.dumps({"summary": counts})
+        if args.json
+        else "summary: " + ", ".join(f"{k} {v}" for k, v in counts.items()),
+        file=sys.stderr,
+    )
     return 0 if set(counts) <= {"started"} else 1
 
 
@@ -78,7 +99,10 @@ async def _status(args, settings: Settings) -> int:
 
 async def _awaiting_review(args, settings: Settings) -> int:
     cases = await cases_awaiting(await connect(settings), "awaiting_review", args.district)
-    _out(args).table(sorted(cases, key=lambda c: c["started"] or ""), ["application_id", "stage", "registration_type", "routing_phase", "started"])
+    _out(args).table(
+        sorted(cases, key=lambda c: c["started"] or ""),
+        ["application_id", "stage", "registration_type", "routing_phase", "started"],
+    )
     return 0
 
 
@@ -91,7 +115,7 @@ async def _message(args, settings: Settings, update, message) -> int:
     return 0
 
 
-def _identity(args, settings: Settings, role: str) -> tokens.Claims:
+def _identity(args, settings: Settings, role: tokens.Role) -> tokens.Claims:
     """Who is acting, from their signed token (--token or ENROLL_TOKEN), never from what they type."""
     token = args.token or os.environ.get("ENROLL_TOKEN")
     if not token:
@@ -106,7 +130,11 @@ def _identity(args, settings: Settings, role: str) -> tokens.Claims:
 async def _review(args, settings: Settings) -> int:
     reviewer = _identity(args, settings, "reviewer")
     message = Review(
-        reviewer_id=reviewer.sub, district_code=reviewer.district, decision=args.decision, opinion=args.opinion, credential=reviewer.jti
+        reviewer_id=reviewer.sub,
+        district_code=reviewer.district or "",  # never empty: a reviewer token names a district
+        decision=args.decision,
+        opinion=args.opinion,
+        credential=reviewer.jti,
     )
     return await _message(args, settings, EnrollmentCase.review, message)
 
@@ -117,7 +145,12 @@ async def _register_offline(args, settings: Settings) -> int:
     staff = _identity(args, settings, "staff")
     choice = SchoolSelection(zone_id=args.zone, school_id=args.school) if args.zone else None
     message = OfflineRegistration(
-        staff_id=staff.sub, district_code=staff.district, materials=args.material or [], note=args.note, school_choice=choice, credential=staff.jti
+        staff_id=staff.sub,
+        district_code=staff.district or "",  # never empty: a staff token names a district
+        materials=args.material or [],
+        note=args.note,
+        school_choice=choice,
+        credential=staff.jti,
     )
     return await _message(args, settings, EnrollmentCase.register_offline, message)
 
@@ -125,12 +158,22 @@ async def _register_offline(args, settings: Settings) -> int:
 async def _issue_token(args, settings: Settings) -> int:
     if args.role in ("reviewer", "staff") and not args.district:
         raise CaseActionError(f"--district: a {args.role} acts for one district")
-    print(tokens.issue(deployment_secrets.token_secret(settings), args.subject, args.role, args.district, dt.timedelta(hours=args.hours)))
+    print(
+        tokens.issue(
+            deployment_secrets.token_secret(settings),
+            args.subject,
+            args.role,
+            args.district,
+            dt.timedelta(hours=args.hours),
+        )
+    )
     return 0
 
 
 async def _supplement(args, settings: Settings) -> int:
-    return await _message(args, settings, EnrollmentCase.supplement, Supplement(materials=args.material or [], note=args.note))
+    return await _message(
+        args, settings, EnrollmentCase.supplement, Supplement(materials=args.material or [], note=args.note)
+    )
 
 
 async def _withdraw(args, settings: Settings) -> int:
@@ -158,7 +201,9 @@ async def _setup(args, settings: Settings) -> int:
                 raise
             print(f"enroll setup: attempt {attempt} failed ({err}); retrying", file=sys.stderr)
             await asyncio.sleep(2)
-    _out(args).document({"search_attributes": [key.name for key in ALL_SEARCH_ATTRIBUTES], "migrations_applied": applied})
+    _out(args).document(
+        {"search_attributes": [key.name for key in ALL_SEARCH_ATTRIBUTES], "migrations_applied": applied}
+    )
     return 0
 
 
@@ -175,7 +220,9 @@ async def _archive(args, settings: Settings) -> int:
         out.document(record)
     else:
         out.document(record["case"], timeline=record["events"])
-        out.table([{"kind": d["kind"], "archived_at": d["archived_at"]} for d in record["archive"]], ["kind", "archived_at"])
+        out.table(
+            [{"kind": d["kind"], "archived_at": d["archived_at"]} for d in record["archive"]], ["kind", "archived_at"]
+        )
     return 0
 
 
@@ -183,7 +230,9 @@ async def _cases(args, settings: Settings) -> int:
     pool = await open_pool(resolve_url(settings.reveal_database_url()), max_size=1)
     try:
         rows = await list_cases(pool, args.district, args.status)
-        _out(args).table(rows, ["application_id", "status", "stage", "registration_type", "routing_phase", "channel", "updated_at"])
+        _out(args).table(
+            rows, ["application_id", "status", "stage", "registration_type", "routing_phase", "channel", "updated_at"]
+        )
     finally:
         await pool.close()
     return 0
@@ -195,6 +244,23 @@ async def _platform_record(args, settings: Settings) -> int:
         response.raise_for_status()
         _out(args).document(response.json())
     return 0
+
+
+async def _call(args, settings: Settings) -> int:
+    """One request to the HTTP API, signed as a registered client (its secret from ENROLL_API_CLIENTS_FILE)."""
+    codes = policy_book(settings.policies_dir).codes()
+    clients = ClientRegistry.load(deployment_secrets.api_clients_file(settings, lambda: development_clients(codes)))
+    client = clients.get(args.client)
+    if client is None:
+        raise CaseActionError(f"--client: {args.client} is not in ENROLL_API_CLIENTS_FILE")
+    body = Path(args.body).read_bytes() if args.body else None
+    auth = SignedRequests(client.client_id, client.secret.get_secret_value().encode())
+    async with httpx.AsyncClient(base_url=args.api_url, auth=auth, timeout=30) as api:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        response = await api.request(args.method, args.path, content=body, headers=headers)
+    print(f"HTTP {response.status_code} {response.headers.get('content-type', '')}", file=sys.stderr)
+    print(json.dumps(response.json(), ensure_ascii=False, indent=2))
+    return 0 if response.status_code < 400 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     withdraw.add_argument("--reason", default="")
     withdraw.set_defaults(handler=_withdraw)
 
+    call = command("call", help="a signed request to the HTTP API as a registered client (ENROLL_API_CLIENTS_FILE)")
+    call.add_argument("method", choices=("GET", "POST"))
+    call.add_argument("path", help="e.g. /v1/applications or /v1/applications/SC2027-000001")
+    call.add_argument("--client", required=True, help="the registered client id, e.g. platform")
+    call.add_argument("--body", help="a JSON file to send (POST)")
+    call.add_argument("--api-url", default="http://127.0.0.1:8000")
+    call.set_defaults(handler=_call, application_id=None)
+
     platform = command("platform-record", help="what the platform holds for a case")
     platform.add_argument("application_id")
     platform.set_defaults(handler=_platform_record)
@@ -278,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker = command("worker", help="run the workers (same as python -m workers)")
     worker.add_argument("--role", choices=("case", "verification"), action="append")
     worker.set_defaults(handler=None)
+
+    api = command("api", help="serve the HTTP API (same as python -m api)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.set_defaults(handler=None)
     return parser
 
 
@@ -288,6 +367,11 @@ def run(argv: list[str] | None = None) -> int:
         from workers.__main__ import main as run_workers
 
         run_workers([part for role in args.role or [] for part in ("--role", role)])
+        return 0
+    if args.command == "api":
+        from api.__main__ import main as run_api
+
+        run_api(["--host", args.host, "--port", str(args.port)])
         return 0
     try:
         return asyncio.run(args.handler(args, Settings.from_env()))

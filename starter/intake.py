@@ -1,28 +1,28 @@
-"""Reading application files and starting one case per valid application.
+"""Reading application files and handing in each valid application (`enroll submit`).
 
-Nothing is started for an application that breaks a rule, and an application
-id that already has a case is refused as a duplicate by Temporal itself (the
-workflow id is derived from it), so two submissions racing still make one case.
+Every application goes through the same rules and the same intake path as the
+HTTP API (`starter.hand_in`): nothing is started for an application that breaks
+a rule, the same application twice is one case, and a child holds one open
+application per school year.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from enrollment.application import Application, describe_errors
-from enrollment.case import CASE_TASK_QUEUE, CaseInput, workflow_id_for
-from enrollment.policy import PolicyBook
-from workflows.enrollment_case import EnrollmentCase
+from enrollment.case import workflow_id_for
+from enrollment.policy import PolicyBook, intake_problems
+from starter.hand_in import IntakeUnavailable, hand_in
 
 MAX_LINE_BYTES = 64 * 1024
 
@@ -32,7 +32,7 @@ class SubmissionResult:
     """One line of `enroll submit` output."""
 
     source: str
-    result: str  # started | duplicate | invalid | error
+    result: str  # started | duplicate | refused | invalid | error
     application_id: str | None = None
     workflow_id: str | None = None
     errors: list[str] = field(default_factory=list)
@@ -79,74 +79,70 @@ def read_applications(path: Path) -> Iterator[tuple[str, object | None, list[str
 
 
 def validate(item: object, policies: PolicyBook) -> tuple[Application | None, list[str]]:
-    """The application, or the rules it breaks: its own fields first, then the district's existence."""
+    """The application, or the rules it breaks: its own fields first, then the district's policy."""
     if not isinstance(item, dict):
         return None, ["application: must be a JSON object"]
     try:
         application = Application.model_validate(item)
     except ValidationError as exc:
         return None, describe_errors(exc)
-    policy = policies.district(application.district_code)
-    if policy is None:
-        return None, [f"district_code: no enrollment policy is configured for district {application.district_code}"]
-    if application.school_choice is not None:
-        choice = application.school_choice
-        if problem := policy.school_choice_problem(application.stage, choice.zone_id, choice.school_id):
-            return None, [f"school_choice.{problem}"]
-    return application, []
+    problems = intake_problems(application, policies)
+    return (None, problems) if problems else (application, [])
 
 
-def static_details(application: Application) -> str:
-    """The UI's details panel for a case: what it is, never who."""
-    return (
-        f"**Application** {application.application_id}  \n"
-        f"**Stage** {application.stage} · **Type** {application.registration_type}  \n"
-        f"**District** {application.district_code} · **School year** {application.school_year}  \n"
-        f"**Intake** {application.channel} · **Guardians** {len(application.guardians)}"
-    )
-
-
-def static_summary(application: Application) -> str:
-    """What ops see for a case in the UI list: no personal data."""
-    return (
-        f"{application.school_year} {application.stage} · {application.registration_type} · "
-        f"district {application.district_code} · via {application.channel}"
-    )
-
-
-async def start_case(client: Client, application: Application) -> SubmissionResult:
-    workflow_id = workflow_id_for(application.application_id)
+async def submit_one(intake: Intake, application: Application) -> SubmissionResult:
+    """Hand one valid application in through the one intake path (starter.hand_in)."""
+    app_id = application.application_id
     try:
-        await client.start_workflow(
-            EnrollmentCase.run,
-            CaseInput(application=application),
-            id=workflow_id,
-            task_queue=CASE_TASK_QUEUE,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=static_summary(application),
-            static_details=static_details(application),
-        )
-    except WorkflowAlreadyStartedError:
+        handed = await hand_in(intake.client, intake.pool, intake.lookup_key, application, intake.submitted_by)
+    except (IntakeUnavailable, RPCError) as err:
+        # One refused start (an overloaded server at the season's peak) must not end the batch.
+        return SubmissionResult(source="", result="error", application_id=app_id, errors=[f"temporal: {err}"])
+    workflow_id = workflow_id_for(app_id)
+    if handed.outcome == "accepted":
+        return SubmissionResult(source="", result="started", application_id=app_id, workflow_id=workflow_id)
+    if handed.outcome == "again":
+        errors = [f"application_id: {app_id} already has a case"]
         return SubmissionResult(
-            source="",
-            result="duplicate",
-            application_id=application.application_id,
-            workflow_id=workflow_id,
-            errors=[f"application_id: {application.application_id} already has a case"],
+            source="", result="duplicate", application_id=app_id, workflow_id=workflow_id, errors=errors
         )
-    return SubmissionResult(source="", result="started", application_id=application.application_id, workflow_id=workflow_id)
+    errors = handed.errors + (
+        [f"application_id: the open application is {handed.existing_application_id}"]
+        if handed.existing_application_id
+        else []
+    )
+    return SubmissionResult(source="", result="refused", application_id=app_id, errors=errors)
 
 
-async def submit_file(client: Client, path: Path, policies: PolicyBook, concurrency: int = 32) -> AsyncIterator[SubmissionResult]:
-    """Submit every application in the file, a bounded number at a time, yielding results in file order."""
+@dataclass(frozen=True)
+class Intake:
+    """What handing in needs: Temporal, the case store, the lookup key, and who is handing in."""
+
+    client: Client
+    pool: AsyncConnectionPool
+    lookup_key: bytes
+    submitted_by: str
+
+
+async def submit_file(
+    submit: Callable[[Application], Awaitable[SubmissionResult]],
+    path: Path,
+    policies: PolicyBook,
+    concurrency: int = 32,
+) -> AsyncIterator[SubmissionResult]:
+    """Hand in every valid application in the file with `submit` (`functools.partial(submit_one, intake)`),
+    a bounded number at a time, yielding results in file order."""
     limit = asyncio.Semaphore(concurrency)
     first_seen: dict[str, str] = {}
 
     async def one(where: str, item: object | None, errors: list[str]) -> SubmissionResult:
         application, problems = (None, errors) if errors else validate(item, policies)
         if application is None:
-            app_id = item.get("application_id") if isinstance(item, dict) and isinstance(item.get("application_id"), str) else None
+            app_id = (
+                item.get("application_id")
+                if isinstance(item, dict) and isinstance(item.get("application_id"), str)
+                else None
+            )
             return SubmissionResult(source=where, result="invalid", application_id=app_id, errors=problems)
         # Within one file the first occurrence wins, whatever order the starts complete in.
         earlier = first_seen.setdefault(application.application_id, where)
@@ -159,11 +155,7 @@ async def submit_file(client: Client, path: Path, policies: PolicyBook, concurre
                 errors=[f"application_id: {application.application_id} already appears at {earlier}"],
             )
         async with limit:
-            try:
-                result = await start_case(client, application)
-            except RPCError as err:
-                # One refused start (an overloaded server at the season's peak) must not end the batch.
-                result = SubmissionResult(source="", result="error", application_id=application.application_id, errors=[f"temporal: {err.message}"])
+            result = await submit(application)
         result.source = where
         return result
 

@@ -29,7 +29,7 @@ def stuck_in_verification(started_before: dt.datetime) -> str:
     """Still verifying although started before the given time (a department down past the usual minutes)."""
     return (
         f'{CASES} AND ExecutionStatus = "Running" AND CaseStatus = "verifying"'
-        f' AND StartTime < "{started_before.astimezone(dt.timezone.utc).isoformat()}"'
+        f' AND StartTime < "{started_before.astimezone(dt.UTC).isoformat()}"'
     )
 
 

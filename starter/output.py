@@ -33,7 +33,13 @@ class Output:
             return
         cells = [_cell(document.get(column)) for column in columns]
         sizes = widths or {}
-        print("  ".join(c + " " * max(0, sizes.get(col, 0) - _width(c)) for col, c in zip(columns, cells)).rstrip(), file=self.stream, flush=True)
+        print(
+            "  ".join(
+                c + " " * max(0, sizes.get(col, 0) - _width(c)) for col, c in zip(columns, cells, strict=True)
+            ).rstrip(),
+            file=self.stream,
+            flush=True,
+        )
 
     def header(self, columns: Sequence[str], widths: dict[str, int]) -> None:
         if not self.as_json:

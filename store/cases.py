@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from enrollment import identity
 from enrollment.application import Application
 from enrollment.case import CaseSummary, CaseView, TimelineEntry
+from enrollment.statuses import FINAL_STATUSES, CaseStatus
 
 
 class CaseSnapshot(CaseSummary):
@@ -28,6 +29,10 @@ class CaseSnapshot(CaseSummary):
     submitted_at: dt.datetime
     first_seq: int
     events: list[TimelineEntry]
+
+
+# A case that ends without a place lets the child's one open application go; an approved one keeps it.
+PLACE_FREED_BY: frozenset[CaseStatus] = FINAL_STATUSES - {"approved"}
 
 
 async def save_progress(pool: AsyncConnectionPool, snapshot: CaseSnapshot, lookup_key: bytes) -> None:
@@ -59,10 +64,21 @@ async def save_progress(pool: AsyncConnectionPool, snapshot: CaseSnapshot, looku
                 VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (application_id, seq) DO NOTHING
                 """,
                 [
-                    (snapshot.application_id, snapshot.first_seq + offset, e.at, e.step, e.actor, e.detail, e.credential)
+                    (
+                        snapshot.application_id,
+                        snapshot.first_seq + offset,
+                        e.at,
+                        e.step,
+                        e.actor,
+                        e.detail,
+                        e.credential,
+                    )
                     for offset, e in enumerate(snapshot.events)
                 ],
             )
+        if snapshot.status in PLACE_FREED_BY:
+            # The family may apply again for this school year (store/intake.py holds the rule).
+            await conn.execute("DELETE FROM open_applications WHERE application_id = %s", (snapshot.application_id,))
 
 
 def archive_documents(application: Application, view: CaseView, lookup_key: bytes) -> dict[str, dict[str, Any]]:
@@ -86,9 +102,19 @@ def archive_documents(application: Application, view: CaseView, lookup_key: byte
         "routing_phase": view.routing_phase,
         "policy_version": view.policy_version,
         "accepted_at": view.timeline[0].at.isoformat() if view.timeline else None,
-        "student": {"name": student.name, "gender": student.gender, "birth_date": student.birth_date.isoformat(), **person_id(student.id_number)},
+        "student": {
+            "name": student.name,
+            "gender": student.gender,
+            "birth_date": student.birth_date.isoformat(),
+            **person_id(student.id_number),
+        },
         "guardians": [
-            {"name": g.name, "relation": g.relation, "phone_masked": g.phone[:3] + "****" + g.phone[-4:], **person_id(g.id_number)}
+            {
+                "name": g.name,
+                "relation": g.relation,
+                "phone_masked": g.phone[:3] + "****" + g.phone[-4:],
+                **person_id(g.id_number),
+            }
             for g in application.guardians
         ],
         "eligibility_problems": view.eligibility_problems,
@@ -123,12 +149,15 @@ async def archive(pool: AsyncConnectionPool, application_id: str, documents: dic
 async def case_record(pool: AsyncConnectionPool, application_id: str) -> dict[str, Any] | None:
     """The case row, its events in order and its archive documents."""
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
-        case = await (await cursor.execute("SELECT * FROM cases WHERE application_id = %s", (application_id,))).fetchone()
+        case = await (
+            await cursor.execute("SELECT * FROM cases WHERE application_id = %s", (application_id,))
+        ).fetchone()
         if case is None:
             return None
         events = await (
             await cursor.execute(
-                "SELECT seq, at, step, actor, detail, credential FROM case_events WHERE application_id = %s ORDER BY seq",
+                "SELECT seq, at, step, actor, detail, credential FROM case_events"
+                " WHERE application_id = %s ORDER BY seq",
                 (application_id,),
             )
         ).fetchall()
@@ -141,7 +170,9 @@ async def case_record(pool: AsyncConnectionPool, application_id: str) -> dict[st
     return {"case": case, "events": events, "archive": documents}
 
 
-async def list_cases(pool: AsyncConnectionPool, district_code: str, status: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+async def list_cases(
+    pool: AsyncConnectionPool, district_code: str, status: str | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
     query = (
         "SELECT application_id, status, stage, registration_type, routing_phase, channel, school_year, updated_at"
         " FROM cases WHERE district_code = %s"

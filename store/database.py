@@ -25,6 +25,7 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any constant works: it only keeps two processes from migrating at once.
 _MIGRATION_LOCK = 7_311_2024
 
+
 class EmbeddedDatabase:
     """The project's embedded PostgreSQL, shared by every process that uses the same data folder.
 
@@ -118,6 +119,14 @@ async def migrate(url: str) -> list[str]:
 async def open_pool(url: str, max_size: int = 10) -> AsyncConnectionPool:
     """A pool on a migrated database. Connections are checked before use, so a restarted server is survived."""
     await migrate(url)
-    pool = AsyncConnectionPool(url, min_size=1, max_size=max_size, open=False, check=AsyncConnectionPool.check_connection)
+    pool = AsyncConnectionPool(
+        url, min_size=1, max_size=max_size, open=False, check=AsyncConnectionPool.check_connection
+    )
     await pool.open(wait=True, timeout=30)
     return pool
+
+
+async def ping(pool: AsyncConnectionPool) -> None:
+    """Raise unless the case store answers (readiness probes)."""
+    async with pool.connection() as conn:
+        await conn.execute("SELECT 1")

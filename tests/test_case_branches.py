@@ -11,12 +11,14 @@ from enrollment.case import (
     Supplement,
     Withdrawal,
 )
-from enrollment.policy import policy_book
+from tests.support.policies import district_policy
 from workflows.enrollment_case import EnrollmentCase
 
 
 def review(application, decision="approve", opinion="同意入学", district=None, reviewer="r-01"):
-    return Review(reviewer_id=reviewer, district_code=district or application.district_code, decision=decision, opinion=opinion)
+    return Review(
+        reviewer_id=reviewer, district_code=district or application.district_code, decision=decision, opinion=opinion
+    )
 
 
 def steps(view) -> list[str]:
@@ -30,7 +32,9 @@ async def test_not_eligible_case_ends_with_reasons_and_the_applicant_is_told_onl
 
     assert result.status == "not_eligible"
     assert result.eligibility_problems and result.eligibility_problems[0].startswith("student.birth_date:")
-    assert all(report.outcome == "not_required" for report in result.verifications.values()) or result.verifications == {}
+    assert (
+        all(report.outcome == "not_required" for report in result.verifications.values()) or result.verifications == {}
+    )
     record = stack.platform_record(application.application_id)
     assert [notice["body"]["kind"] for notice in record["notice"]] == ["not_eligible"]
     assert result.eligibility_problems[0] in record["notice"][0]["body"]["message"]
@@ -62,7 +66,7 @@ async def test_failed_verification_sends_the_applicant_to_the_service_point(stac
     assert steps(view)[-1] == "offline_registration_refused" and view.timeline[-1].detail == receipt.reason
     assert view.status == "awaiting_offline_registration" and view.materials == []
 
-    zone = policy_book().district(application.district_code).zones[0]
+    zone = district_policy(application.district_code).zones[0]
     school = next(s for s in zone.schools if application.stage in s.stages)
     receipt = await handle.execute_update(
         EnrollmentCase.register_offline,
@@ -70,7 +74,7 @@ async def test_failed_verification_sends_the_applicant_to_the_service_point(stac
             staff_id="s-01",
             district_code=application.district_code,
             materials=["居民户口簿", "居住证明"],
-            school_choice={"zone_id": zone.zone_id, "school_id": school.school_id},
+            school_choice=SchoolSelection(zone_id=zone.zone_id, school_id=school.school_id),
         ),
     )
     assert receipt.accepted and receipt.status == "awaiting_review"
@@ -100,7 +104,7 @@ async def test_verified_case_without_a_school_waits_for_a_valid_choice(stack, wo
         EnrollmentCase.select_school, SchoolSelection(zone_id="XX-Z09", school_id="XX-Z09-P01")
     )
     assert not receipt.accepted and "zone_id: XX-Z09 is not an enrollment zone" in receipt.reason
-    policy = policy_book().district(application.district_code)
+    policy = district_policy(application.district_code)
     wrong_stage = next(s for z in policy.zones for s in z.schools if application.stage not in s.stages)
     wrong_zone = next(z for z in policy.zones if wrong_stage in z.schools)
     receipt = await handle.execute_update(
@@ -170,7 +174,9 @@ async def test_supplement_requested_then_supplied_then_rejected(stack, workers):
     notices = stack.platform_record(application.application_id)["notice"]
     assert notices[-1]["body"]["kind"] == "supplement_requested" and "请补充房产证明" in notices[-1]["body"]["message"]
 
-    receipt = await handle.execute_update(EnrollmentCase.supplement, Supplement(materials=["不动产权证书"], note="已补充"))
+    receipt = await handle.execute_update(
+        EnrollmentCase.supplement, Supplement(materials=["不动产权证书"], note="已补充")
+    )
     assert receipt.accepted and receipt.status == "awaiting_review"
     assert (await stack.status(handle)).materials == ["不动产权证书"]
     await handle.execute_update(EnrollmentCase.review, review(application, decision="reject", opinion="不符合片区政策"))
@@ -182,7 +188,7 @@ async def test_supplement_requested_then_supplied_then_rejected(stack, workers):
 
 async def test_review_reminder_then_escalation_while_the_case_keeps_waiting(stack, workers):
     application = stack.application("hukou_verified", index=4)
-    deadlines = policy_book().district(application.district_code).deadlines
+    deadlines = district_policy(application.district_code).deadlines
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_review")
 
@@ -211,14 +217,14 @@ async def test_a_wait_past_its_policy_deadline_expires_the_case(stack, workers, 
     application = stack.application(scenario, index=1 if scenario == "verification_failed_not_found" else 2)
     handle = await stack.submit(application)
     await stack.wait_for(handle, waiting)
-    days = getattr(policy_book().district(application.district_code).deadlines, deadline_field)
+    days = getattr(district_policy(application.district_code).deadlines, deadline_field)
 
     await stack.env.sleep(timedelta(days=days) - timedelta(hours=1))
     assert (await stack.status(handle)).status == waiting
 
     result = await stack.result(handle)
     assert result.status == "expired"
-    assert f"{waiting} for {days:g} days" in [e.detail for e in result.timeline if e.step == "deadline_passed"][0]
+    assert f"{waiting} for {days:g} days" in next(e.detail for e in result.timeline if e.step == "deadline_passed")
     assert [r["body"]["status"] for r in stack.platform_record(application.application_id)["result"]] == ["expired"]
 
 
@@ -226,7 +232,9 @@ async def test_a_supplement_not_delivered_in_time_expires_the_case(stack, worker
     application = stack.application("hukou_verified", index=5)
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_review")
-    await handle.execute_update(EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充材料"))
+    await handle.execute_update(
+        EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充材料")
+    )
     await stack.wait_for(handle, "awaiting_supplement")
     assert (await stack.result(handle)).status == "expired"
 
@@ -262,7 +270,9 @@ async def test_a_supplement_sent_while_the_applicant_is_being_notified_is_kept(s
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_review")
     async with stack.platform_down():
-        await handle.execute_update(EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充社保证明"))
+        await handle.execute_update(
+            EnrollmentCase.review, review(application, decision="request_supplement", opinion="请补充社保证明")
+        )
         await stack.wait_for(handle, "awaiting_supplement")
         receipt = await handle.execute_update(EnrollmentCase.supplement, Supplement(materials=["社保缴费证明"]))
         assert receipt.accepted
@@ -289,7 +299,7 @@ async def test_after_a_withdrawal_no_message_is_taken(stack, workers):
     async with stack.platform_down():
         await handle.execute_update(EnrollmentCase.withdraw, Withdrawal(reason="不读了"))
         await stack.wait_for(handle, "withdrawn")
-        zone = policy_book().district(application.district_code).zones[0]
+        zone = district_policy(application.district_code).zones[0]
         school = next(s for s in zone.schools if application.stage in s.stages)
         choice = SchoolSelection(zone_id=zone.zone_id, school_id=school.school_id)
         receipt = await handle.execute_update(EnrollmentCase.select_school, choice)

@@ -6,18 +6,11 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.platform import PlatformActivities, PlatformMessage
 from enrollment.case import Review
-from starter.intake import start_case
-from tests.conftest import settings_for
+from starter.intake import Intake, submit_one
+from tests.support.keys import LOOKUP_KEY
+from tests.support.stack import settings_for
 from workers.build import new_http_client
 from workflows.enrollment_case import VERIFICATION_BUDGET, EnrollmentCase
-
-
-async def wait_until(predicate, timeout: float = 20.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 async def test_transient_errors_and_timeouts_are_retried_until_the_answer_comes(stack, workers):
@@ -37,7 +30,7 @@ async def test_a_department_down_for_a_while_is_waited_for(stack, workers):
     stack.set_faults("hukou", outage=True)
     application = stack.application("hukou_verified", index=9)
     handle = await stack.submit(application)
-    await wait_until(lambda: stack.stats()["hukou"]["by_code"].get("5030", 0) >= 2)
+    await stack.wait_for_answers("hukou", "5030", 2)
     assert (await stack.status(handle)).status == "verifying"
     stack.set_faults("hukou", outage=False)
 
@@ -52,7 +45,10 @@ async def test_a_department_down_past_its_retry_budget_sends_the_case_offline_no
     # Nobody registers the case offline, so after the budget runs out it waits, then expires.
     view = await stack.result(handle)
     assert [e.step for e in view.timeline][3:7] == [
-        "hukou_verified", "awaiting_offline_registration", "applicant_notified:go_to_service_point", "deadline_passed"
+        "hukou_verified",
+        "awaiting_offline_registration",
+        "applicant_notified:go_to_service_point",
+        "deadline_passed",
     ]
     hukou = view.verifications["hukou"]
     assert hukou.outcome == "unavailable" and "retry budget" in hukou.reason
@@ -73,7 +69,7 @@ async def test_a_platform_outage_delays_the_result_but_delivers_it_exactly_once(
             EnrollmentCase.review,
             Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"),
         )
-        await wait_until(lambda: stack.stats()["platform"]["by_code"].get("5030", 0) >= 2)
+        await stack.wait_for_answers("platform", "5030", 2)
         assert not (await stack.status(handle)).platform_synced
     result = await stack.result(handle)
     assert result.platform_synced
@@ -83,7 +79,9 @@ async def test_a_platform_outage_delays_the_result_but_delivers_it_exactly_once(
 
 async def test_a_result_sent_twice_is_recorded_once_at_the_platform(stack):
     settings = settings_for(stack.standins)
-    message = PlatformMessage(application_id="SC2027-IDEMPOTENT", idempotency_key="SC2027-IDEMPOTENT/result", body={"status": "approved"})
+    message = PlatformMessage(
+        application_id="SC2027-IDEMPOTENT", idempotency_key="SC2027-IDEMPOTENT/result", body={"status": "approved"}
+    )
     async with new_http_client(settings) as http:
         platform = PlatformActivities(http, settings.platform_url)
         first = await ActivityEnvironment().run(platform.sync_result, message)
@@ -95,14 +93,15 @@ async def test_a_result_sent_twice_is_recorded_once_at_the_platform(stack):
 
 async def test_the_same_application_submitted_twice_makes_one_case(stack, workers):
     application = stack.application("not_eligible_age", index=1)
-    concurrent = await asyncio.gather(*(start_case(stack.client, application) for _ in range(5)))
-    assert sorted(r.result for r in concurrent) == ["duplicate"] * 4 + ["started"]
+    intake = Intake(stack.client, stack.pool, LOOKUP_KEY, "tests")
+    concurrent = await asyncio.gather(*(submit_one(intake, application) for _ in range(10)))
+    assert sorted(r.result for r in concurrent) == ["duplicate"] * 9 + ["started"]
     duplicate = next(r for r in concurrent if r.result == "duplicate")
     assert duplicate.errors == [f"application_id: {application.application_id} already has a case"]
 
     handle = stack.client.get_workflow_handle(concurrent[0].workflow_id)
     await stack.result(handle)
-    later = await start_case(stack.client, application)
+    later = await submit_one(intake, application)
     assert later.result == "duplicate", "a finished case still owns its application id"
 
 
@@ -117,21 +116,23 @@ async def test_a_batch_under_every_department_fault_ends_right_with_one_result_e
     batch += [stack.application("verification_failed_mismatch", index=i) for i in range(4, 7)]
     handles = [await stack.submit(application) for application in batch]
 
-    await wait_until(lambda: stack.stats()["property"]["by_code"].get("5030", 0) >= 3, timeout=60)
+    await stack.wait_for_answers("property", "5030", 3, timeout=60)
     stack.set_faults("property", outage=False)
     views = await stack.wait_through_retries(handles, "awaiting_review", "awaiting_offline_registration", timeout=120)
-    for application, view in zip(batch, views):
+    for application, view in zip(batch, views, strict=False):
         expected = stack.expectation(application)["expected_outcomes"]
         assert {v: r.outcome for v, r in view.verifications.items()} == expected, application.application_id
     async with stack.platform_down():
-        for application, view in zip(batch, views):
+        for application, view in zip(batch, views, strict=False):
             if view.status == "awaiting_review":
                 await handles[batch.index(application)].execute_update(
                     EnrollmentCase.review,
-                    Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"),
+                    Review(
+                        reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"
+                    ),
                 )
-        await wait_until(lambda: stack.stats()["platform"]["by_code"].get("5030", 0) >= 3)
-        for application, view in zip(batch, views):
+        await stack.wait_for_answers("platform", "5030", 3)
+        for application, view in zip(batch, views, strict=False):
             if view.status == "awaiting_review":
                 await stack.wait_for(handles[batch.index(application)], "approved")
     finals = [await stack.result(handle) for handle in handles]
@@ -139,7 +140,7 @@ async def test_a_batch_under_every_department_fault_ends_right_with_one_result_e
     stats = stack.stats()
     injected = sum(stats[s]["by_code"].get(code, 0) for s in stats for code in ("5000", "5030", "5040"))
     assert injected >= 20, stats
-    for application, final in zip(batch, finals):
+    for application, final in zip(batch, finals, strict=False):
         record = stack.platform_record(application.application_id)
         assert len(record["result"]) == 1, (application.application_id, record["result"])
         assert final.platform_synced

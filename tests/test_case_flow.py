@@ -1,9 +1,9 @@
 """A case from submission to the platform result, in both routing phases."""
 
-from enrollment.verifiers import REGISTRY
-from tests.conftest import running_workers, settings_for
-from workflows.enrollment_case import EnrollmentCase
 from enrollment.case import Review
+from enrollment.verifiers import REGISTRY
+from tests.support.stack import running_workers, settings_for
+from workflows.enrollment_case import EnrollmentCase
 
 
 async def test_verified_hukou_case_is_approved_and_synced_once_in_phase_one(stack, workers):
@@ -18,7 +18,15 @@ async def test_verified_hukou_case_is_approved_and_synced_once_in_phase_one(stac
     assert set(view.auto_filled.values()) >= {"public_security.hukou"}
     assert view.routing_phase == "phase_one" and view.channel == application.channel
 
-    await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="材料齐全，同意入学"))
+    await handle.execute_update(
+        EnrollmentCase.review,
+        Review(
+            reviewer_id="r-01",
+            district_code=application.district_code,
+            decision="approve",
+            opinion="材料齐全，同意入学",
+        ),
+    )
     result = await stack.result(handle)
     assert result.status == "approved" and result.platform_synced
     assert result.review.opinion == "材料齐全，同意入学" and result.review.reviewer_id == "r-01"
@@ -31,17 +39,21 @@ async def test_verified_hukou_case_is_approved_and_synced_once_in_phase_one(stac
     assert steps[-3:] == ["reviewed:approve", "approved", "result_synced_to_platform"]
 
 
-async def test_phase_two_acknowledges_acceptance_pushes_each_status_and_sends_the_result_once(stack):
+async def test_phase_two_pushes_each_status_and_sends_the_result_once(stack):
+    """The platform handed the case in; its answer was the acknowledgement, so no acceptance call goes back."""
     async with running_workers(stack, settings_for(stack.standins, routing_phase="phase_two")):
         application = stack.application("non_hukou_verified", channel="platform")
         handle = await stack.submit(application)
         await stack.wait_for(handle, "awaiting_review")
-        await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-02", district_code=application.district_code, decision="reject", opinion="学位已满"))
+        await handle.execute_update(
+            EnrollmentCase.review,
+            Review(reviewer_id="r-02", district_code=application.district_code, decision="reject", opinion="学位已满"),
+        )
         result = await stack.result(handle)
 
     assert result.status == "rejected" and result.routing_phase == "phase_two"
     record = stack.platform_record(application.application_id)
-    assert len(record["acceptance"]) == 1 and len(record["dispatch"]) == 1
+    assert record["acceptance"] == [] and record["dispatch"] == []
     assert [entry["body"]["status"] for entry in record["status"]] == ["verifying", "awaiting_review", "rejected"]
     assert [entry["body"]["sequence"] for entry in record["status"]] == [1, 2, 3]
     assert len(record["result"]) == 1 and record["result"][0]["body"]["opinion"] == "学位已满"
@@ -57,7 +69,10 @@ async def test_a_case_keeps_the_phase_it_started_with_across_a_cut_over(stack):
         handle = await stack.submit(application)
         await stack.wait_for(handle, "awaiting_review")
     async with running_workers(stack, settings_for(stack.standins, routing_phase="phase_two")):
-        await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-03", district_code=application.district_code, decision="approve", opinion="同意"))
+        await handle.execute_update(
+            EnrollmentCase.review,
+            Review(reviewer_id="r-03", district_code=application.district_code, decision="approve", opinion="同意"),
+        )
         result = await stack.result(handle)
     assert result.routing_phase == "phase_one"
     record = stack.platform_record(application.application_id)

@@ -12,11 +12,14 @@ from temporalio.api.common.v1 import Payload
 from codec_server.app import create_app
 from enrollment import tokens
 from enrollment.codec import ENCODING, EncryptionCodec, UnknownKeyError, parse_keys
-from tests.processes import TEST_PAYLOAD_KEYS, ServedApp
+from tests.support.keys import TEST_PAYLOAD_KEYS
+from tests.support.served import ServedApp
 
 KEYS = parse_keys(TEST_PAYLOAD_KEYS)
 SECRET = b"codec-test-token-secret"
-PLAIN = Payload(metadata={"encoding": b"json/plain"}, data='{"name": "王小明", "id_number": "11010519491231002X"}'.encode())
+PLAIN = Payload(
+    metadata={"encoding": b"json/plain"}, data='{"name": "王小明", "id_number": "11010519491231002X"}'.encode()
+)
 
 
 async def test_payloads_are_sealed_with_the_active_key_and_read_back():
@@ -45,7 +48,9 @@ async def test_tampered_ciphertext_and_unencrypted_payloads():
 
 async def test_ui_summaries_stay_readable_unless_they_look_personal():
     codec = EncryptionCodec(KEYS, "test-2")
-    summary = Payload(metadata={"encoding": b"json/plain"}, data='"2027 primary · hukou · district 510104 · via platform"'.encode())
+    summary = Payload(
+        metadata={"encoding": b"json/plain"}, data='"2027 primary · hukou · district 510104 · via platform"'.encode()
+    )
     leaky = Payload(metadata={"encoding": b"json/plain"}, data=b'"student 11010519491231002X"')
     phone = Payload(metadata={"encoding": b"json/plain"}, data=b'"call 13812345678"')
     structured = Payload(metadata={"encoding": b"json/plain"}, data=b'{"status": "approved"}')
@@ -62,7 +67,15 @@ def test_key_configuration_errors_name_the_setting():
 
 
 def wire(payloads: list[Payload]) -> dict:
-    return {"payloads": [{"metadata": {k: base64.b64encode(v).decode() for k, v in p.metadata.items()}, "data": base64.b64encode(p.data).decode()} for p in payloads]}
+    return {
+        "payloads": [
+            {
+                "metadata": {k: base64.b64encode(v).decode() for k, v in p.metadata.items()},
+                "data": base64.b64encode(p.data).decode(),
+            }
+            for p in payloads
+        ]
+    }
 
 
 async def test_the_codec_server_decodes_only_for_ops_tokens():
@@ -70,13 +83,17 @@ async def test_the_codec_server_decodes_only_for_ops_tokens():
     [sealed] = await codec.encode([PLAIN])
     ops = tokens.issue(SECRET, "ops-01", "ops", None, dt.timedelta(minutes=5))
     reviewer = tokens.issue(SECRET, "r-01", "reviewer", "510104", dt.timedelta(minutes=5))
-    with ServedApp(create_app(codec, SECRET, ["http://127.0.0.1:8233"])) as server:
+    async with ServedApp(create_app(codec, SECRET, ["http://127.0.0.1:8233"])) as server:
         async with httpx.AsyncClient(base_url=server.base_url) as http:
             anonymous = await http.post("/decode", json=wire([sealed]))
             assert anonymous.status_code == 401
-            wrong_role = await http.post("/decode", json=wire([sealed]), headers={"Authorization": f"Bearer {reviewer}"})
+            wrong_role = await http.post(
+                "/decode", json=wire([sealed]), headers={"Authorization": f"Bearer {reviewer}"}
+            )
             assert wrong_role.status_code == 403 and "reviewer token" in wrong_role.json()["error"]
-            decoded = await http.post("/decode", json=wire([sealed]), headers={"Authorization": f"Bearer {ops}", "X-Namespace": "default"})
+            decoded = await http.post(
+                "/decode", json=wire([sealed]), headers={"Authorization": f"Bearer {ops}", "X-Namespace": "default"}
+            )
             assert decoded.status_code == 200
             [payload] = decoded.json()["payloads"]
             assert json.loads(base64.b64decode(payload["data"]))["name"] == "王小明"
@@ -84,9 +101,16 @@ async def test_the_codec_server_decodes_only_for_ops_tokens():
             assert garbage.status_code == 400
             preflight = await http.options(
                 "/decode",
-                headers={"Origin": "http://127.0.0.1:8233", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type,x-namespace"},
+                headers={
+                    "Origin": "http://127.0.0.1:8233",
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
+                },
             )
-            assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == "http://127.0.0.1:8233"
+            assert (
+                preflight.status_code == 200
+                and preflight.headers["access-control-allow-origin"] == "http://127.0.0.1:8233"
+            )
 
         # A browser signs in once; the UI then sends the cookie with "include cross-origin credentials".
         async with httpx.AsyncClient(base_url=server.base_url) as browser:

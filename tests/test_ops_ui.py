@@ -13,16 +13,11 @@ from temporalio.client import Client
 
 from enrollment.case import Review
 from starter import ops_queries
-from tests.conftest import empty_store
-from tests.processes import (
-    TEST_CONVERTER,
-    enroll,
-    eventually,
-    needs_temporal_cli,
-    product_environment,
-    start_dev_server,
-    start_worker,
-)
+from starter.cases import case_status
+from tests.support.keys import TEST_CONVERTER
+from tests.support.processes import enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
+from tests.support.stack import start_afresh
+from tests.support.waiting import wait_until
 
 pytestmark = needs_temporal_cli
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -32,9 +27,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 @pytest.fixture(scope="module")
 async def ops_stack(tmp_path_factory, standins, population, database_url, store_pool):
     """Dev server, worker and stand-ins, with one case resting in each state ops look for."""
-    await empty_store(store_pool)
-    httpx.post(f"{standins.base_url}/admin/reset").raise_for_status()
-    httpx.delete(f"{standins.base_url}/admin/faults").raise_for_status()
+    await start_afresh(store_pool, standins)
     folder = tmp_path_factory.mktemp("ops")
     # The same policies, with an offline-registration deadline of seconds, so a case expires during the test.
     policies = folder / "policies"
@@ -44,7 +37,9 @@ async def ops_stack(tmp_path_factory, standins, population, database_url, store_
         city["defaults"]["deadlines"]["offline_registration_days"] = 0.00005
         path.write_text(json.dumps(city, ensure_ascii=False), encoding="utf-8")
     server = await start_dev_server(folder)
-    environment = product_environment(server.address, standins.base_url, database_url, ENROLL_POLICIES_DIR=str(policies))
+    environment = product_environment(
+        server.address, standins.base_url, database_url, ENROLL_POLICIES_DIR=str(policies)
+    )
     worker = start_worker(environment, folder / "worker.log")
     cases = {
         "awaiting_review": population.by_scenario("hukou_verified")[0],
@@ -61,30 +56,39 @@ async def ops_stack(tmp_path_factory, standins, population, database_url, store_
     client = await Client.connect(server.address, data_converter=TEST_CONVERTER)
 
     async def status(app_id: str) -> str:
-        from starter.cases import case_status
-
         return (await case_status(client, app_id)).status
 
+    resting = {"awaiting_review": "awaiting_review", "expired": "expired", "unsynced": "awaiting_review"}
+
+    async def resting_statuses() -> dict[str, str]:
+        return {name: await status(cases[name]["application_id"]) for name in resting}
+
     try:
-        for name in ("awaiting_review", "expired", "unsynced"):
+        for name in resting:
             submit(cases[name])
-        resting = {"awaiting_review": "awaiting_review", "expired": "expired", "unsynced": "awaiting_review"}
-        for _ in range(200):
-            if all([await status(cases[name]["application_id"]) == state for name, state in resting.items()]):
-                break
-            await asyncio_sleep(0.2)
+        await wait_until(
+            resting_statuses,
+            until=lambda seen: seen == resting,
+            timeout=60,
+            interval=0.2,
+            message=f"cases at rest: {resting}",
+        )
         httpx.put(f"{standins.base_url}/admin/faults/hukou", json={"outage": True}).raise_for_status()
         submit(cases["stuck"])
         # The bureau approves while the platform is down: the result cannot be delivered yet.
         httpx.put(f"{standins.base_url}/admin/faults/platform", json={"outage": True}).raise_for_status()
         unsynced = cases["unsynced"]
         await client.get_workflow_handle(f"case-{unsynced['application_id']}").execute_update(
-            "review", Review(reviewer_id="r-01", district_code=unsynced["district_code"], decision="approve", opinion="同意")
+            "review",
+            Review(reviewer_id="r-01", district_code=unsynced["district_code"], decision="approve", opinion="同意"),
         )
-        for _ in range(100):
-            if await status(unsynced["application_id"]) == "approved":
-                break
-            await asyncio_sleep(0.2)
+        await wait_until(
+            lambda: status(unsynced["application_id"]),
+            until=lambda seen: seen == "approved",
+            timeout=30,
+            interval=0.2,
+            message=f"{unsynced['application_id']} approved while the platform is down",
+        )
         yield server, client, cases
     finally:
         httpx.delete(f"{standins.base_url}/admin/faults")
@@ -93,23 +97,19 @@ async def ops_stack(tmp_path_factory, standins, population, database_url, store_
         server.stop()
 
 
-async def asyncio_sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
-
-
 async def listed(client: Client, query: str) -> set[str]:
     return {execution.id async for execution in client.list_workflows(query)}
 
 
 async def eventually_listed(client: Client, query: str, workflow_id: str) -> set[str]:
-    for _ in range(50):
-        found = await listed(client, query)
-        if workflow_id in found:
-            return found
-        await asyncio_sleep(0.2)
-    return found
+    """What the query lists once the visibility store has caught up with `workflow_id`."""
+    return await wait_until(
+        lambda: listed(client, query),
+        until=lambda found: workflow_id in found,
+        timeout=30,
+        interval=0.2,
+        message=f"{workflow_id} listed by {query}",
+    )
 
 
 async def test_each_saved_query_finds_its_cases_and_only_them(ops_stack):
@@ -122,9 +122,11 @@ async def test_each_saved_query_finds_its_cases_and_only_them(ops_stack):
     other = "510703" if district != "510703" else "510104"
     assert ids["awaiting_review"] not in await listed(client, ops_queries.awaiting_review(other))
 
-    found = await eventually_listed(client, ops_queries.stuck_in_verification(dt.datetime.now(dt.timezone.utc)), ids["stuck"])
+    found = await eventually_listed(client, ops_queries.stuck_in_verification(dt.datetime.now(dt.UTC)), ids["stuck"])
     assert found == {ids["stuck"]}
-    assert ids["stuck"] not in await listed(client, ops_queries.stuck_in_verification(dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)))
+    assert ids["stuck"] not in await listed(
+        client, ops_queries.stuck_in_verification(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    )
 
     found = await eventually_listed(client, ops_queries.result_not_yet_at_platform(), ids["unsynced"])
     assert found == {ids["unsynced"]}, "only the case whose result the platform has not accepted"
@@ -133,7 +135,9 @@ async def test_each_saved_query_finds_its_cases_and_only_them(ops_stack):
     assert found == {ids["expired"]}
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/install installs it as root)")
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/install installs it as root)"
+)
 async def test_the_temporal_ui_lists_cases_by_status_and_shows_one_legibly(ops_stack):
     from playwright.async_api import async_playwright
 
@@ -144,8 +148,16 @@ async def test_the_temporal_ui_lists_cases_by_status_and_shows_one_legibly(ops_s
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         page = await browser.new_page(viewport={"width": 1440, "height": 900})
         query = httpx.QueryParams({"query": 'CaseStatus="awaiting_review"'})
@@ -168,15 +180,19 @@ async def test_the_temporal_ui_lists_cases_by_status_and_shows_one_legibly(ops_s
             # Summary, details and current details are rendered markdown, in frames of their own.
             return "\n".join([await frame.inner_text("body") for frame in page.frames])
 
-        for _ in range(60):
-            shown = await everything_shown()
-            if "phase_one" in shown and "School year" in shown:
-                break
-            await page.wait_for_timeout(500)
+        shown = await wait_until(
+            everything_shown,
+            until=lambda shown: "phase_one" in shown and "School year" in shown,
+            timeout=30,
+            interval=0.5,
+            message="the case's current details and details panel rendered",
+        )
         assert f"district {district}" in shown, "the summary names the district"
         assert "awaiting_review" in shown and "phase_one" in shown, "the current details name the step and the phase"
         assert "School year" in shown and "Intake" in shown, "the details panel describes the case"
         for person in [cases["awaiting_review"]["student"], *cases["awaiting_review"]["guardians"]]:
-            assert person["name"] not in shown and person["id_number"] not in shown, "the UI shows no personal data in clear"
+            assert person["name"] not in shown and person["id_number"] not in shown, (
+                "the UI shows no personal data in clear"
+            )
         await page.screenshot(path=str(SCREENSHOTS / "ui-case.png"), full_page=True)
         await browser.close()

@@ -6,28 +6,28 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from enrollment.application import Application
-from enrollment.policy import DEFAULT_POLICIES_DIR, PolicyBook, age_on, eligibility_problems, policy_book
-from tests.test_application import VALID
+from enrollment.application import Application, Stage, age_on
+from enrollment.policy import DEFAULT_POLICIES_DIR, PolicyBook, eligibility_problems, policy_book
+from tests.support.applications import VALID
+from tests.support.policies import district_policy
 
 
 def test_every_district_has_zones_and_a_versioned_policy():
     book = policy_book()
     assert book.codes() == ["510104", "510105", "510106", "510107", "510108", "510703", "510704"]
     for code in book.codes():
-        policy = book.district(code)
+        policy = district_policy(code, book)
         assert policy.version.startswith(policy.city_code + "@")
         assert policy.zones and all(zone.schools for zone in policy.zones)
 
 
 def test_district_overrides_apply_on_top_of_city_defaults():
-    book = policy_book()
-    assert book.district("510104").required_verifications("hukou") == ["hukou", "property"]
-    assert book.district("510105").required_verifications("hukou") == ["hukou"]
-    assert book.district("510106").registration_types["non_hukou"].min_social_insurance_months == 6
-    assert book.district("510104").registration_types["non_hukou"].min_social_insurance_months == 12
-    assert book.district("510107").deadlines.review_reminder_days == 2
-    assert book.district("510107").deadlines.supplement_days == 10
+    assert district_policy("510104").required_verifications("hukou") == ["hukou", "property"]
+    assert district_policy("510105").required_verifications("hukou") == ["hukou"]
+    assert district_policy("510106").registration_types["non_hukou"].min_social_insurance_months == 6
+    assert district_policy("510104").registration_types["non_hukou"].min_social_insurance_months == 12
+    assert district_policy("510107").deadlines.review_reminder_days == 2
+    assert district_policy("510107").deadlines.supplement_days == 10
 
 
 def test_age_counts_full_years():
@@ -48,7 +48,7 @@ def test_age_counts_full_years():
 def test_age_rule_of_the_stage(birth, stage, problem):
     base = Application.model_validate(VALID)
     case = base.model_copy(update={"stage": stage, "student": base.student.model_copy(update={"birth_date": birth})})
-    problems = eligibility_problems(case, policy_book().district("510104"))
+    problems = eligibility_problems(case, district_policy("510104"))
     if problem is None:
         assert problems == []
     else:
@@ -57,16 +57,22 @@ def test_age_rule_of_the_stage(birth, stage, problem):
 
 def test_a_closed_school_year_is_not_eligible():
     case = Application.model_validate(VALID).model_copy(update={"school_year": 2030})
-    problems = eligibility_problems(case, policy_book().district("510104"))
+    problems = eligibility_problems(case, district_policy("510104"))
     assert problems and problems[0].startswith("school_year: 2030 is not open")
 
 
 def test_school_choice_must_be_a_zone_and_school_of_the_district_for_the_stage():
-    policy = policy_book().district("510104")
+    policy = district_policy("510104")
+
+    def problem(stage: Stage, zone_id: str, school_id: str) -> str:
+        found = policy.school_choice_problem(stage, zone_id, school_id)
+        assert found is not None, f"{zone_id}/{school_id} for {stage} was accepted"
+        return found
+
     assert policy.school_choice_problem("primary", "JJ-Z01", "JJ-Z01-P01") is None
-    assert "not an enrollment zone" in policy.school_choice_problem("primary", "QY-Z01", "QY-Z01-P01")
-    assert "not a school of zone" in policy.school_choice_problem("primary", "JJ-Z01", "JJ-Z02-P01")
-    assert "does not enrol the junior stage" in policy.school_choice_problem("junior", "JJ-Z01", "JJ-Z01-P01")
+    assert "not an enrollment zone" in problem("primary", "QY-Z01", "QY-Z01-P01")
+    assert "not a school of zone" in problem("primary", "JJ-Z01", "JJ-Z02-P01")
+    assert "does not enrol the junior stage" in problem("junior", "JJ-Z01", "JJ-Z01-P01")
 
 
 def test_a_policy_file_with_escalation_before_reminder_is_refused(tmp_path):

@@ -20,14 +20,23 @@ from temporalio import workflow
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
-from enrollment.case import WORKFLOW_TYPE, CaseInput, CaseView, OfflineRegistration, Review, SchoolSelection, Supplement, Withdrawal
-from enrollment.policy import policy_book
-from tests.conftest import running_workers, settings_for
-from tests.processes import TEST_CONVERTER
+from enrollment.case import (
+    WORKFLOW_TYPE,
+    CaseInput,
+    CaseView,
+    OfflineRegistration,
+    Review,
+    SchoolSelection,
+    Supplement,
+    Withdrawal,
+)
+from tests.support.keys import TEST_CONVERTER
+from tests.support.policies import district_policy
+from tests.support.stack import running_workers, settings_for
 from workflows.enrollment_case import EnrollmentCase
 
 HISTORIES = Path(__file__).parent / "histories"
-MESSAGES = {"review", "register_offline", "supplement", "withdraw", "select_school"}
+MESSAGES = {"hand_in", "review", "register_offline", "supplement", "withdraw", "select_school"}
 
 
 def replayer(workflow_class: type = EnrollmentCase) -> Replayer:
@@ -86,7 +95,9 @@ async def _record(stack, handles: dict[str, WorkflowHandle]) -> None:
         result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{name}: {result.replay_failure}"
         if os.environ.get("RECORD_HISTORIES"):
-            (HISTORIES / f"{os.environ['RECORD_HISTORIES']}-{name}.json").write_text(history.to_json(), encoding="utf-8")
+            (HISTORIES / f"{os.environ['RECORD_HISTORIES']}-{name}.json").write_text(
+                history.to_json(), encoding="utf-8"
+            )
 
 
 async def test_every_path_of_the_current_code_replays(stack, workers):
@@ -96,7 +107,9 @@ async def test_every_path_of_the_current_code_replays(stack, workers):
     handles["approved"] = handle = await stack.submit(approved)
     await stack.wait_for(handle, "awaiting_review")
     other = "510105" if approved.district_code != "510105" else "510104"
-    assert not (await handle.execute_update(EnrollmentCase.review, _review(approved, "approve", district=other))).accepted
+    assert not (
+        await handle.execute_update(EnrollmentCase.review, _review(approved, "approve", district=other))
+    ).accepted
     await handle.execute_update(EnrollmentCase.review, _review(approved, "approve"))
 
     handles["not_eligible"] = await stack.submit(stack.application("not_eligible_age", index=2))
@@ -113,13 +126,13 @@ async def test_every_path_of_the_current_code_replays(stack, workers):
     chooser = stack.application("without_school_choice", index=3)
     handles["school_selected_escalated_approved"] = handle = await stack.submit(chooser)
     await stack.wait_for(handle, "awaiting_school_selection")
-    zone = policy_book().district(chooser.district_code).zones[0]
+    zone = district_policy(chooser.district_code).zones[0]
     school = next(s for s in zone.schools if chooser.stage in s.stages)
     bad = SchoolSelection(zone_id="XX-Z09", school_id="XX-Z09-P01")
     assert not (await handle.execute_update(EnrollmentCase.select_school, bad)).accepted
     good = SchoolSelection(zone_id=zone.zone_id, school_id=school.school_id)
     assert (await handle.execute_update(EnrollmentCase.select_school, good)).status == "awaiting_review"
-    deadlines = policy_book().district(chooser.district_code).deadlines
+    deadlines = district_policy(chooser.district_code).deadlines
     await stack.env.sleep(timedelta(days=deadlines.review_escalation_days, hours=1))
     await stack.wait_for_step(handle, "review_escalated")
     await handle.execute_update(EnrollmentCase.review, _review(chooser, "approve"))

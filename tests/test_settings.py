@@ -24,19 +24,19 @@ def settings(monkeypatch, **env) -> Settings:
 def test_the_phase_follows_the_cut_over_date_in_china_time(monkeypatch):
     configured = settings(monkeypatch, ENROLL_PHASE_TWO_FROM="2027-09-01")
     # Midnight in Sichuan is 16:00 UTC the day before.
-    assert configured.routing_phase_at(dt.datetime(2027, 8, 31, 15, 59, tzinfo=dt.timezone.utc)) == "phase_one"
-    assert configured.routing_phase_at(dt.datetime(2027, 8, 31, 16, 0, tzinfo=dt.timezone.utc)) == "phase_two"
+    assert configured.routing_phase_at(dt.datetime(2027, 8, 31, 15, 59, tzinfo=dt.UTC)) == "phase_one"
+    assert configured.routing_phase_at(dt.datetime(2027, 8, 31, 16, 0, tzinfo=dt.UTC)) == "phase_two"
 
 
 def test_the_scheme_cut_over_is_the_default(monkeypatch):
     configured = settings(monkeypatch)
-    assert configured.routing_phase_at(dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)) == "phase_one"
-    assert configured.routing_phase_at(dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc)) == "phase_two"
+    assert configured.routing_phase_at(dt.datetime(2024, 6, 1, tzinfo=dt.UTC)) == "phase_one"
+    assert configured.routing_phase_at(dt.datetime(2026, 11, 25, tzinfo=dt.UTC)) == "phase_two"
 
 
 def test_an_explicit_phase_overrides_the_date(monkeypatch):
     configured = settings(monkeypatch, ENROLL_ROUTING_PHASE="phase_one")
-    assert configured.routing_phase_at(dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)) == "phase_one"
+    assert configured.routing_phase_at(dt.datetime(2030, 1, 1, tzinfo=dt.UTC)) == "phase_one"
 
 
 def test_a_wrong_phase_setting_is_refused_by_name(monkeypatch):
@@ -122,7 +122,8 @@ def test_secrets_never_show_and_empty_ones_are_unset(monkeypatch):
 def test_settings_are_frozen_and_varied_by_copy(monkeypatch):
     configured = settings(monkeypatch)
     with pytest.raises(ValidationError):
-        configured.routing_phase = "phase_two"
+        # setattr: the assignment mypy already refuses, to see the model refuse it at run time as well.
+        setattr(configured, "routing_phase", "phase_two")  # noqa: B010
     assert configured.model_copy(update={"routing_phase": "phase_two"}).routing_phase == "phase_two"
     assert configured.routing_phase == "auto"
 
@@ -173,5 +174,8 @@ def test_without_a_profile_temporal_is_the_local_default(monkeypatch, tmp_path):
     assert connect_options(configured) == {"target_host": "localhost:7233", "namespace": "default"}
     with_api_key = settings(monkeypatch, TEMPORAL_CONFIG_FILE=str(tmp_path / "absent.toml"), TEMPORAL_API_KEY="key-1")
     assert connect_options(with_api_key) == {
-        "target_host": "localhost:7233", "namespace": "default", "api_key": "key-1", "tls": True
+        "target_host": "localhost:7233",
+        "namespace": "default",
+        "api_key": "key-1",
+        "tls": True,
     }

@@ -1,16 +1,17 @@
 """The case store and archive in PostgreSQL: every step once, no identity number in clear."""
 
-import asyncio
 import datetime as dt
 
 import psycopg
 import pytest
 
 from enrollment.case import OfflineRegistration, Review, TimelineEntry
+from enrollment.statuses import CaseStatus
 from store import cases
 from store.cases import CaseSnapshot
 from store.database import migrate, migrations
-from tests.conftest import LOOKUP_KEY
+from tests.support.keys import LOOKUP_KEY
+from tests.support.waiting import wait_until
 from workflows.enrollment_case import EnrollmentCase
 
 
@@ -25,7 +26,9 @@ async def all_text(pool, application_id: str) -> str:
     async with pool.connection() as conn:
         rows = []
         for table in ("cases", "case_events", "archive_documents"):
-            rows += await (await conn.execute(f"SELECT t::text FROM {table} t WHERE application_id = %s", (application_id,))).fetchall()
+            rows += await (
+                await conn.execute(f"SELECT t::text FROM {table} t WHERE application_id = %s", (application_id,))
+            ).fetchall()
     return "\n".join(row[0] for row in rows)
 
 
@@ -33,14 +36,23 @@ async def test_a_finished_case_has_every_step_once_and_its_three_archive_documen
     application = stack.application("verification_failed_not_found", index=4)
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_offline_registration")
-    await handle.execute_update(EnrollmentCase.register_offline, OfflineRegistration(staff_id="s-01", district_code=application.district_code, materials=["居民户口簿"]))
+    await handle.execute_update(
+        EnrollmentCase.register_offline,
+        OfflineRegistration(staff_id="s-01", district_code=application.district_code, materials=["居民户口簿"]),
+    )
     await stack.wait_for(handle, "awaiting_review")
-    await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-01", district_code="510000", decision="approve", opinion="同意"))
+    await handle.execute_update(
+        EnrollmentCase.review, Review(reviewer_id="r-01", district_code="510000", decision="approve", opinion="同意")
+    )
     await stack.wait_for_step(handle, "review_refused")
-    await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意入学"))
+    await handle.execute_update(
+        EnrollmentCase.review,
+        Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意入学"),
+    )
     final = await stack.result(handle)
 
     record = await cases.case_record(stack.pool, application.application_id)
+    assert record is not None, "the finished case is not in the store"
     assert record["case"]["status"] == "approved" and record["case"]["platform_synced"]
     assert record["case"]["progress"] == len(final.timeline)
     assert [e["seq"] for e in record["events"]] == list(range(len(final.timeline)))
@@ -50,7 +62,12 @@ async def test_a_finished_case_has_every_step_once_and_its_three_archive_documen
     assert documents["acceptance"]["student"]["name"] == application.student.name
     assert documents["acceptance"]["student"]["id_masked"].endswith(application.student.id_number[-1])
     assert documents["review"]["materials"] == ["居民户口簿"]
-    assert documents["result"] == {**documents["result"], "status": "approved", "decision": "approve", "opinion": "同意入学"}
+    assert documents["result"] == {
+        **documents["result"],
+        "status": "approved",
+        "decision": "approve",
+        "opinion": "同意入学",
+    }
 
     text = await all_text(stack.pool, application.application_id)
     for person in [application.student, *application.guardians]:
@@ -63,38 +80,66 @@ async def test_a_refused_message_reaches_the_store_while_the_case_waits(stack, w
     application = stack.application("hukou_verified", index=16)
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_review")
-    await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-09", district_code=application.district_code, decision="maybe", opinion="?"))
-    for _ in range(100):
-        record = await cases.case_record(stack.pool, application.application_id)
-        if any(e["step"] == "review_refused" for e in record["events"]):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError("the refusal was not written while the case waited")
+    await handle.execute_update(
+        EnrollmentCase.review,
+        Review(reviewer_id="r-09", district_code=application.district_code, decision="maybe", opinion="?"),
+    )
+    record = await wait_until(
+        lambda: cases.case_record(stack.pool, application.application_id),
+        until=lambda record: record is not None and any(e["step"] == "review_refused" for e in record["events"]),
+        timeout=10,
+        interval=0.05,
+        message="the refusal written to the store while the case waited",
+        describe=lambda record: None if record is None else [e["step"] for e in record["events"]],
+    )
+    assert record is not None
     assert record["case"]["status"] == "awaiting_review"
 
 
-def snapshot(status: str, progress: int, first_seq: int, steps: list[str]) -> CaseSnapshot:
-    at = dt.datetime(2027, 5, 6, 9, 0, tzinfo=dt.timezone.utc)
+def snapshot(status: CaseStatus, progress: int, first_seq: int, steps: list[str]) -> CaseSnapshot:
+    at = dt.datetime(2027, 5, 6, 9, 0, tzinfo=dt.UTC)
     return CaseSnapshot(
-        application_id="SC2027-STORE01", workflow_id="case-SC2027-STORE01", status=status, progress=progress,
-        routing_phase="phase_one", channel="enrollment_system", stage="primary", registration_type="hukou",
-        district_code="510104", school_year=2027, policy_version="510100@2027.1",
-        student_id_number="11010519491231002X", guardian_id_numbers=["11010519491231002X"], auto_filled_count=0,
-        platform_synced=False, submitted_at=at, first_seq=first_seq,
+        application_id="SC2027-STORE01",
+        workflow_id="case-SC2027-STORE01",
+        status=status,
+        progress=progress,
+        routing_phase="phase_one",
+        channel="enrollment_system",
+        stage="primary",
+        registration_type="hukou",
+        district_code="510104",
+        school_year=2027,
+        policy_version="510100@2027.1",
+        student_id_number="11010519491231002X",
+        guardian_id_numbers=["11010519491231002X"],
+        auto_filled_count=0,
+        platform_synced=False,
+        submitted_at=at,
+        first_seq=first_seq,
         events=[TimelineEntry(at=at, step=step, actor="system") for step in steps],
     )
 
 
 async def test_writes_are_idempotent_and_an_older_snapshot_never_wins(store_pool):
-    await cases.save_progress(store_pool, snapshot("verifying", 3, 0, ["submitted", "accepted", "verifying"]), LOOKUP_KEY)
+    await cases.save_progress(
+        store_pool, snapshot("verifying", 3, 0, ["submitted", "accepted", "verifying"]), LOOKUP_KEY
+    )
     newer = snapshot("awaiting_review", 5, 3, ["hukou_verified", "awaiting_review"])
     await cases.save_progress(store_pool, newer, LOOKUP_KEY)
     await cases.save_progress(store_pool, newer, LOOKUP_KEY)  # a retried activity
-    await cases.save_progress(store_pool, snapshot("verifying", 3, 0, ["submitted", "accepted", "verifying"]), LOOKUP_KEY)  # late
+    await cases.save_progress(
+        store_pool, snapshot("verifying", 3, 0, ["submitted", "accepted", "verifying"]), LOOKUP_KEY
+    )  # late
     record = await cases.case_record(store_pool, "SC2027-STORE01")
+    assert record is not None, "the case is not in the store"
     assert record["case"]["status"] == "awaiting_review"
-    assert [e["step"] for e in record["events"]] == ["submitted", "accepted", "verifying", "hukou_verified", "awaiting_review"]
+    assert [e["step"] for e in record["events"]] == [
+        "submitted",
+        "accepted",
+        "verifying",
+        "hukou_verified",
+        "awaiting_review",
+    ]
     assert "11010519491231002X" not in await all_text(store_pool, "SC2027-STORE01")
 
     listed = await cases.list_cases(store_pool, "510104", "awaiting_review")
@@ -102,7 +147,9 @@ async def test_writes_are_idempotent_and_an_older_snapshot_never_wins(store_pool
 
 
 async def test_the_event_log_is_append_only(store_pool):
-    await cases.save_progress(store_pool, snapshot("verifying", 3, 0, ["submitted", "accepted", "verifying"]), LOOKUP_KEY)
+    await cases.save_progress(
+        store_pool, snapshot("verifying", 3, 0, ["submitted", "accepted", "verifying"]), LOOKUP_KEY
+    )
     async with store_pool.connection() as conn:
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
             await conn.execute("UPDATE case_events SET step = 'forged' WHERE application_id = 'SC2027-STORE01'")

@@ -3,7 +3,7 @@
 from enrollment.case import Review
 from store import cases
 from store.database import EmbeddedDatabase, open_pool
-from tests.conftest import running_workers, settings_for
+from tests.support.stack import running_workers, settings_for
 from workflows.enrollment_case import EnrollmentCase
 
 
@@ -27,16 +27,22 @@ async def test_a_database_restart_mid_batch_loses_and_doubles_nothing(stack, tmp
             restart(database)
             handles += [await stack.submit(application) for application in applications[6:]]
             waiting = []
-            for application, handle in zip(applications, handles):
+            for application, handle in zip(applications, handles, strict=False):
                 view = await stack.wait_for(handle, "awaiting_review", "not_eligible", timeout=60)
                 if view.status == "awaiting_review":
                     waiting.append((application, handle))
             restart(database)
             for application, handle in waiting:
-                await handle.execute_update(EnrollmentCase.review, Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"))
+                await handle.execute_update(
+                    EnrollmentCase.review,
+                    Review(
+                        reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"
+                    ),
+                )
             finals = [await stack.result(handle) for handle in handles]
         for view in finals:
             record = await cases.case_record(pool, view.application_id)
+            assert record is not None, f"{view.application_id} is not in the store"
             assert [e["seq"] for e in record["events"]] == list(range(len(view.timeline))), view.application_id
             assert [e["step"] for e in record["events"]] == [e.step for e in view.timeline]
             assert sorted(d["kind"] for d in record["archive"]) == ["acceptance", "result", "review"]

@@ -19,7 +19,6 @@ from store.database import embedded, open_pool, resolve_url
 from workers.build import ROLES, build_workers, new_http_client
 from workers.metrics import BacklogReporter, runtime_with_metrics
 
-
 GRACEFUL_SHUTDOWN = timedelta(seconds=50)
 
 
@@ -43,7 +42,13 @@ async def run(roles: tuple[str, ...]) -> None:
                 running.callback(backlog.cancel)
         # Activities in flight get time to finish on SIGTERM (a redeploy) before they are cancelled.
         for worker in build_workers(
-            client, settings, http, archive, roles, graceful_shutdown_timeout=GRACEFUL_SHUTDOWN, max_cached_workflows=settings.max_cached_workflows
+            client,
+            settings,
+            http,
+            archive,
+            roles,
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            max_cached_workflows=settings.max_cached_workflows,
         ):
             await running.enter_async_context(worker)
         log.info(
@@ -59,7 +64,9 @@ async def run(roles: tuple[str, ...]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m workers", description="Run the enrollment workers.")
-    parser.add_argument("--role", choices=ROLES, action="append", help="run only this worker (repeatable); default: both")
+    parser.add_argument(
+        "--role", choices=ROLES, action="append", help="run only this worker (repeatable); default: both"
+    )
     args = parser.parse_args(argv)
     logs.configure()
     try:

@@ -68,11 +68,11 @@ def build_workers(
                 workflows=[EnrollmentCase],
                 # The sandbox still refuses non-deterministic calls, but shares imported modules
                 # with every case instead of importing them again for each one.
-                workflow_runner=SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules()),
+                workflow_runner=SandboxedWorkflowRunner(
+                    restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
+                ),
                 activities=[
                     intake.load_case_setup,
-                    platform.acknowledge_acceptance,
-                    platform.confirm_dispatch,
                     platform.push_status,
                     platform.notify_applicant,
                     platform.sync_result,
@@ -98,7 +98,9 @@ def build_workers(
                     client,
                     task_queue=REGISTRY[verifier].task_queue,
                     activities=[verify],
-                    max_task_queue_activities_per_second=server_rate_for(limits[verifier]) if verifier in limits else None,
+                    max_task_queue_activities_per_second=server_rate_for(limits[verifier])
+                    if verifier in limits
+                    else None,
                     **worker_options,
                 )
             )

@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.archive import ArchiveActivities, ArchiveRequest
@@ -35,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
         CaseSetupRequest,
         CaseView,
         FilledElement,
+        HandIn,
+        IntakeAnswer,
         OfflineRegistration,
         Receipt,
         Review,
@@ -75,7 +77,10 @@ class EnrollmentCase:
     @workflow.init
     def __init__(self, case: CaseInput) -> None:
         self.case = CaseFile(
-            application=case.application, entered_at=workflow.now(), school_choice=case.application.school_choice
+            application=case.application,
+            fingerprint=case.fingerprint,
+            entered_at=workflow.now(),
+            school_choice=case.application.school_choice,
         )
 
     # The flow.
@@ -95,10 +100,11 @@ class EnrollmentCase:
             ]
         )
         policy = await self._accept()
+        self.case.eligibility_problems = self._acceptance_problems(policy)
+        # The system that handed the application in gets its answer now (hand_in).
+        self.case.acceptance_checked = True
         if self.case.withdrawal is not None:
             return await self._finish("withdrawn")
-
-        self.case.eligibility_problems = self._acceptance_problems(policy)
         if policy is None or self.case.eligibility_problems:
             problems = "; ".join(self.case.eligibility_problems)
             await self._notify("not_eligible", "不符合申请条件: " + problems)
@@ -113,7 +119,11 @@ class EnrollmentCase:
         return await self._finish(outcome)
 
     async def _accept(self) -> DistrictPolicy | None:
-        """Capture the policy and routing phase; in phase two, confirm the platform's acceptance (受理)."""
+        """Capture the policy and routing phase (受理).
+
+        In phase two the platform accepted the application and dispatched it here; the case's answer to
+        that hand-in (`hand_in`) is the acknowledgement, so nothing more is sent back at this step.
+        """
         app = self.case.application
         setup = await self._bookkeeping(
             IntakeActivities.load_case_setup,
@@ -126,20 +136,6 @@ class EnrollmentCase:
         workflow.upsert_search_attributes([sa.ROUTING_PHASE.value_set(setup.routing_phase)])
         version = setup.policy.version if setup.policy else "none"
         self._record("accepted", "enrollment_system", f"{setup.routing_phase}, policy {version}")
-        if setup.routing_phase == "phase_two":
-            await self._to_platform(
-                PlatformActivities.acknowledge_acceptance,
-                "platform acceptance acknowledgement",
-                f"{app.application_id}/acceptance",
-                {"accepted_at": workflow.now().isoformat(), "channel": app.channel},
-            )
-            await self._to_platform(
-                PlatformActivities.confirm_dispatch,
-                "dispatch to enrollment system",
-                f"{app.application_id}/dispatch",
-                {"received_by": "enrollment_system", "district_code": app.district_code},
-            )
-            self._record("dispatched_to_enrollment_system", "platform")
         return setup.policy
 
     def _acceptance_problems(self, policy: DistrictPolicy | None) -> list[str]:
@@ -181,7 +177,8 @@ class EnrollmentCase:
                 summary=f"{spec.label.en} verification",
             )
         except ActivityError as err:
-            cause = err.cause.message if err.cause is not None else str(err)
+            # The SDK always converts an activity's failure to a FailureError; `cause` is typed as any exception.
+            cause = cast(FailureError, err.cause).message if err.cause is not None else str(err)
             report = VerifierReport(outcome="unavailable", reason=f"no answer within the retry budget: {cause}")
         else:
             report = VerifierReport(outcome=result.outcome, reason=result.reason, elements=sorted(result.elements))
@@ -191,7 +188,9 @@ class EnrollmentCase:
         workflow.metric_meter().create_counter("enrollment_verifier_outcomes", "verification outcomes").add(
             1, {"verifier": verifier, "outcome": report.outcome}
         )
-        self._record(f"{verifier}_verified", spec.source, report.outcome + (f": {report.reason}" if report.reason else ""))
+        self._record(
+            f"{verifier}_verified", spec.source, report.outcome + (f": {report.reason}" if report.reason else "")
+        )
 
     async def _route(self, policy: DistrictPolicy) -> CaseStatus | None:
         """Send the case offline or to school selection; a final status if it ends while waiting."""
@@ -385,7 +384,11 @@ class EnrollmentCase:
         self._record(f"applicant_notified:{kind}", "enrollment_system")
 
     async def _to_platform(
-        self, activity: Callable[[Any, PlatformMessage], Awaitable[Any]], summary: str, idempotency_key: str, body: dict
+        self,
+        activity: Callable[[Any, PlatformMessage], Awaitable[Any]],
+        summary: str,
+        idempotency_key: str,
+        body: dict[str, Any],
     ) -> None:
         await workflow.execute_activity_method(
             activity,
@@ -414,7 +417,7 @@ class EnrollmentCase:
             self.case.waiting = True
             try:
                 await workflow.wait_condition(lambda: condition() or unsaved(), timeout=remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
             finally:
                 self.case.waiting = False
@@ -476,6 +479,28 @@ class EnrollmentCase:
         """
         await workflow.wait_condition(lambda: self.case.status != left or not self.case.waiting)
         return Receipt(accepted=True, status=self.case.status)
+
+    @workflow.update(name="hand_in")
+    async def hand_in(self, message: HandIn) -> IntakeAnswer:
+        """Answer the system that handed the application in, once the acceptance conditions are checked.
+
+        Sent with the start (Update-with-Start) and again whenever the same application id is handed in
+        again, so every sender gets the case's own answer; a different application under the same id
+        is told apart by its fingerprint and changes nothing.
+        """
+        await workflow.wait_condition(lambda: self.case.acceptance_checked)
+        same = message.fingerprint == self.case.fingerprint
+        if same:
+            self.case.hand_ins += 1
+        return IntakeAnswer(
+            application_id=self.case.application.application_id,
+            same_application=same,
+            first=same and self.case.hand_ins == 1,
+            status=self.case.status,
+            routing_phase=self.case.routing_phase,
+            eligible=not self.case.eligibility_problems,
+            problems=self.case.eligibility_problems,
+        )
 
     @workflow.update(name="review")
     async def review(self, message: Review) -> Receipt:

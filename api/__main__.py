@@ -1,0 +1,37 @@
+"""`python -m api`: serve the front door (HTTP API) for the platform, the enrollment system and service points."""
+
+from __future__ import annotations
+
+from psycopg_pool import AsyncConnectionPool
+from temporalio.client import Client
+
+from api.app import ApiLimits, create_app
+from api.callers import ClientRegistry, development_clients
+from enrollment import deployment_secrets, logs
+from enrollment.client import connect
+from enrollment.policy import policy_book
+from enrollment.settings import Settings
+from stack.serving import serve, web_arguments
+from store.database import open_pool, resolve_url
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = web_arguments("python -m api", __doc__, 8000).parse_args(argv)
+    logs.configure()
+    settings = Settings.from_env()
+    codes = policy_book(settings.policies_dir).codes()
+    clients = ClientRegistry.load(deployment_secrets.api_clients_file(settings, lambda: development_clients(codes)))
+
+    async def temporal_client() -> Client:
+        return await connect(settings)
+
+    async def case_store() -> AsyncConnectionPool:
+        return await open_pool(resolve_url(settings.reveal_database_url()), max_size=8)
+
+    limits = ApiLimits(settings.api_max_body_bytes, settings.api_requests_per_second, settings.api_burst)
+    app = create_app(settings, clients, deployment_secrets.lookup_key(settings), temporal_client, case_store, limits)
+    serve(app, args)
+
+
+if __name__ == "__main__":
+    main()

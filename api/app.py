@@ -1,0 +1,92 @@
+"""The API application: routers, error handling, limits, and the connections it holds while it runs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from api import applications, health, problems, reference
+from api.callers import ClientRegistry
+from api.limits import BodyLimit, RateLimiter, retry_after
+from api.temporal import TemporalConnection
+from enrollment.settings import Settings
+from starter.hand_in import IntakeUnavailable
+
+API_VERSION = "1.0"
+DESCRIPTION = """\
+The front door of Sichuan's compulsory-education enrollment "one thing" (教育入学"一件事"): the provincial platform,
+the enrollment system's front ends and service points hand in applications here and relay the applicant's actions.
+
+Every `/v1/applications` request is signed by a registered client (headers `X-Client-Id`, `X-Timestamp`, `X-Nonce`,
+`X-Signature`: see the README); a replayed request is refused. Errors are RFC 9457 `application/problem+json`, each
+broken rule a `field.path: rule` line, never echoing a value.
+"""
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    max_body_bytes: int = 1 << 20
+    requests_per_second: float = 50.0
+    burst: int = 100
+
+
+def create_app(
+    settings: Settings,
+    clients: ClientRegistry,
+    lookup_key: bytes,
+    connect: Callable[[], Awaitable[Client]],
+    open_pool: Callable[[], Awaitable[AsyncConnectionPool]],
+    limits: ApiLimits = ApiLimits(),
+) -> FastAPI:
+    """The API. `connect` and `open_pool` run on the server's own event loop at start-up (the pool) or when
+    first needed (Temporal, so the API starts and says so in /readyz while Temporal is down)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = await open_pool()
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="Enrollment one-thing API",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.clients = clients
+    app.state.lookup_key = lookup_key
+    app.state.temporal = TemporalConnection(connect)
+    app.state.rate = RateLimiter(limits.requests_per_second, limits.burst)
+    problems.install(app)
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return problems.problem_response(
+            503, ["temporal: the case service cannot be reached; try again later"], headers=retry_after(5)
+        )
+
+    async def temporal_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RPCError)
+        if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return await unavailable(request, exc)
+        raise exc
+
+    app.add_exception_handler(IntakeUnavailable, unavailable)
+    app.add_exception_handler(RPCError, temporal_error)
+
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.include_router(applications.router)
+    app.include_router(reference.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,33 @@
+"""The API's connection to Temporal, made when first needed and again after it failed.
+
+The API starts and answers `/healthz` while Temporal is still coming up or is
+down; a request that needs a case then gets 503 with Retry-After, and the next
+one tries to connect again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from temporalio.client import Client
+
+from starter.hand_in import IntakeUnavailable
+
+
+class TemporalConnection:
+    def __init__(self, connect: Callable[[], Awaitable[Client]]):
+        self._connect = connect
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await self._connect()
+                except RuntimeError as err:  # what Client.connect raises when the server cannot be reached
+                    raise IntakeUnavailable(str(err)) from None
+        return self._client
