@@ -44,11 +44,19 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 
 from api.signing import SignedRequests
-from bench.run import LOOKUP_KEY, Sampler, count_rows, percentiles, run_to_exit, say, sustained_rate
+from bench.run import (
+    LOOKUP_KEY,
+    Sampler,
+    count_rows,
+    percentiles,
+    product_environment,
+    run_to_exit,
+    say,
+    sustained_rate,
+)
 from enrollment.application import Application
 from enrollment.case import CASE_TASK_QUEUE, CaseInput, workflow_id_for
 from enrollment.client import connect
-from enrollment.codec import new_key_spec
 from enrollment.policy import PolicyBook, policy_book
 from enrollment.settings import Settings
 from enrollment.verifiers import VERIFIERS
@@ -93,23 +101,6 @@ def deal(groups: list[tuple[int, list[str]]], seed: int, standins_data: Path) ->
         head, applications = applications[: count * len(slots)], applications[count * len(slots) :]
         dealt.update({slot: head[i :: len(slots)] for i, slot in enumerate(slots)})
     return dealt
-
-
-def environment(address: str, standins_url: str, database_url: str) -> dict[str, str]:
-    """What the workers and the API process run with (bench/run.py's set, without verifier rate limits)."""
-    return {
-        **os.environ,
-        "TEMPORAL_ADDRESS": address,
-        "ENROLL_STANDINS_URL": standins_url,
-        "DATABASE_URL": database_url,
-        "ENROLL_LOOKUP_KEY": LOOKUP_KEY,
-        "ENROLL_PAYLOAD_KEYS": new_key_spec("bench"),
-        "ENROLL_TOKEN_SECRET": "bench",
-        "ENROLL_ROUTING_PHASE": "phase_one",
-        "ENROLL_METRICS_ADDRESS": "",
-        "ENROLL_LOG_LEVEL": "WARNING",
-        "ENROLL_VERIFIER_RATE_LIMITS": "",
-    }
 
 
 def start_process(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -349,7 +340,7 @@ async def main_async(args: argparse.Namespace) -> None:
         dealt = deal(groups, args.seed, work / "standins")
         standins_port = temporal_server.free_port()
         standins_url = f"http://127.0.0.1:{standins_port}"
-        env = environment(server.address, standins_url, database_url)
+        env = product_environment(server.address, standins_url, database_url)
         os.environ.update({k: v for k, v in env.items() if k.startswith(("TEMPORAL_", "ENROLL_", "DATABASE_URL"))})
         standins = start_process(
             ["standins", "serve", "--port", str(standins_port), "--data", str(work / "standins")],

@@ -385,21 +385,8 @@ async def main_async(args) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    env = {
-        **os.environ,
-        "TEMPORAL_ADDRESS": server.address,
-        "ENROLL_STANDINS_URL": standins_url,
-        "DATABASE_URL": database_url,
-        "ENROLL_LOOKUP_KEY": LOOKUP_KEY,
-        "ENROLL_PAYLOAD_KEYS": new_key_spec("bench"),
-        "ENROLL_TOKEN_SECRET": "bench",
-        "ENROLL_ROUTING_PHASE": "phase_one",
-        "ENROLL_METRICS_ADDRESS": "",
-        "ENROLL_LOG_LEVEL": "WARNING",
-        "ENROLL_VERIFIER_RATE_LIMITS": ",".join(f"{v}={args.verifier_rate_limit}" for v in VERIFIERS)
-        if args.verifier_rate_limit
-        else "",
-    }
+    limits = ",".join(f"{v}={args.verifier_rate_limit}" for v in VERIFIERS) if args.verifier_rate_limit else ""
+    env = product_environment(server.address, standins_url, database_url, limits)
     os.environ.update(
         {
             k: env[k]
@@ -492,6 +479,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", default="bench/results")
     run_to_exit(main_async(parser.parse_args()))
+
+
+def product_environment(address: str, standins_url: str, database_url: str, rate_limits: str = "") -> dict[str, str]:
+    """What the product's processes (workers, the API) run with in a benchmark."""
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": address,
+        "ENROLL_STANDINS_URL": standins_url,
+        "DATABASE_URL": database_url,
+        "ENROLL_LOOKUP_KEY": LOOKUP_KEY,
+        "ENROLL_PAYLOAD_KEYS": new_key_spec("bench"),
+        "ENROLL_TOKEN_SECRET": "bench",
+        "ENROLL_ROUTING_PHASE": "phase_one",
+        "ENROLL_METRICS_ADDRESS": "",
+        "ENROLL_LOG_LEVEL": "WARNING",
+        "ENROLL_VERIFIER_RATE_LIMITS": rate_limits,
+    }
 
 
 def run_to_exit(work: Coroutine[Any, Any, object]) -> NoReturn:

@@ -13,19 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.app import ApiLimits, create_app
-from api.callers import ClientRegistry, RegisteredClient
+from api.callers import RegisteredClient
 from api.signing import SignedRequests
-from enrollment.settings import Settings
 from stack.temporal_server import DevServer, free_port
 from standins.population import Population, _schools
-from store.database import open_pool
-from tests.support.keys import TEST_CONVERTER
+from tests.support.api import served_api
 from tests.support.policies import district_policy
 from tests.support.served import ServedApp
 from tests.support.waiting import wait_until
@@ -35,8 +31,8 @@ SECRETS = {"platform": "platform-secret", "enrollment-system": "front-end-secret
 LOOKUP_KEY = b"end-to-end-test-key"
 
 
-def registry(districts: list[str]) -> ClientRegistry:
-    clients = [
+def registered(districts: list[str]) -> list[RegisteredClient]:
+    return [
         RegisteredClient(client_id="platform", kind="platform", secret=SecretStr(SECRETS["platform"])),
         RegisteredClient(
             client_id="enrollment-system", kind="enrollment_system", secret=SecretStr(SECRETS["enrollment-system"])
@@ -48,18 +44,12 @@ def registry(districts: list[str]) -> ClientRegistry:
             for code in districts
         ),
     ]
-    return ClientRegistry(clients)
 
 
-def serve(dev_server: DevServer, database_url: str, districts: list[str], address: str | None = None, **limits: Any):
-    async def temporal() -> Client:
-        return await Client.connect(address or dev_server.address, data_converter=TEST_CONVERTER)
-
-    async def case_store() -> AsyncConnectionPool:
-        return await open_pool(database_url, max_size=4)
-
-    app = create_app(Settings.from_env(), registry(districts), LOOKUP_KEY, temporal, case_store, ApiLimits(**limits))
-    return ServedApp(app)
+def serve(
+    dev_server: DevServer, database_url: str, districts: list[str], address: str | None = None, **limits: Any
+) -> ServedApp:
+    return served_api(address or dev_server.address, database_url, registered(districts), LOOKUP_KEY, **limits)
 
 
 @pytest.fixture(scope="module")

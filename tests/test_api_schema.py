@@ -13,7 +13,6 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
@@ -22,14 +21,10 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from temporalio.client import Client
 
-from api.app import create_app
-from api.callers import ClientRegistry, RegisteredClient
+from api.callers import RegisteredClient
 from api.signing import CLIENT_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, SignedRequests
-from enrollment.settings import Settings
-from store.database import open_pool
-from tests.support.keys import TEST_CONVERTER
+from tests.support.api import served_api
 from tests.support.served import ServedApp
 
 SECRET = b"schema-test-secret"
@@ -54,16 +49,8 @@ class _Signed(requests.auth.AuthBase):
 
 @pytest.fixture(scope="module")
 async def schema_target(dev_server, environment, worker, database_url) -> AsyncIterator[ServedApp]:
-    async def temporal() -> Client:
-        return await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
-
-    async def case_store() -> AsyncConnectionPool:
-        return await open_pool(database_url, max_size=4)
-
-    clients = ClientRegistry(
-        [RegisteredClient(client_id="platform", kind="platform", secret=SecretStr(SECRET.decode()))]
-    )
-    async with ServedApp(create_app(Settings.from_env(), clients, b"schema-key", temporal, case_store)) as served:
+    platform = RegisteredClient(client_id="platform", kind="platform", secret=SecretStr(SECRET.decode()))
+    async with served_api(dev_server.address, database_url, [platform], b"schema-key") as served:
         yield served
 
 

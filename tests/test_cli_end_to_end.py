@@ -271,44 +271,14 @@ async def test_the_server_stores_no_personal_data_in_clear_and_ops_can_decode_it
     async with ServedApp(create_app(TEST_CODEC, TEST_TOKEN_SECRET, [])) as codec:
         import subprocess
 
-        shown = subprocess.run(
-            [
-                str(temporal_server.find_cli()),
-                "workflow",
-                "show",
-                "--address",
-                dev_server.address,
-                "--workflow-id",
-                f"case-{application['application_id']}",
-                "--codec-endpoint",
-                codec.base_url,
-                "--codec-auth",
-                f"Bearer {ops}",
-                "--output",
-                "json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        refused = subprocess.run(
-            [
-                str(temporal_server.find_cli()),
-                "workflow",
-                "show",
-                "--address",
-                dev_server.address,
-                "--workflow-id",
-                f"case-{application['application_id']}",
-                "--codec-endpoint",
-                codec.base_url,
-                "--output",
-                "json",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        def show(*auth: str) -> subprocess.CompletedProcess[str]:
+            """The case's history as `temporal workflow show` prints it through the codec server."""
+            command = [str(temporal_server.find_cli()), "workflow", "show", "--address", dev_server.address]
+            command += ["--workflow-id", f"case-{application['application_id']}", "--codec-endpoint", codec.base_url]
+            return subprocess.run([*command, *auth, "--output", "json"], capture_output=True, text=True, timeout=60)
+
+        shown = show("--codec-auth", f"Bearer {ops}")
+        refused = show()
     assert shown.returncode == 0, shown.stderr
     assert application["student"]["name"] in payload_text(shown.stdout)
     assert application["student"]["name"] not in payload_text(refused.stdout), "no token, no clear text"

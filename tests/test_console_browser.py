@@ -16,28 +16,18 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.support.keys import signed_token
 from tests.support.processes import enroll, needs_temporal_cli, wait_for_status
 from tests.support.served import ServedApp
 from tests.support.waiting import wait_until
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     needs_temporal_cli,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is not installed at /usr/bin/chromium"),
+    needs_chromium,
 ]
 playwright_api = pytest.importorskip("playwright.async_api")
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 DISTRICT = "510106"
 OTHER_DISTRICT = "510104"

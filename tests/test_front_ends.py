@@ -13,18 +13,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
-from temporalio.client import Client
 
-from api.app import create_app
-from api.callers import ClientRegistry, RegisteredClient
-from enrollment.settings import Settings
+from api.callers import RegisteredClient
 from standins.applicants import FrontDoor
 from standins.population import Population
 from standins.runner import RunningStandins, start_in_thread
-from store.database import open_pool
-from tests.support.keys import TEST_CONVERTER
+from tests.support.api import served_api
 from tests.support.served import ServedApp
 
 CLIENTS = [
@@ -35,14 +30,7 @@ CLIENTS = [
 
 @pytest.fixture(scope="module")
 async def dispatching_api(dev_server, environment, worker, database_url) -> AsyncIterator[ServedApp]:
-    async def temporal() -> Client:
-        return await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
-
-    async def case_store() -> AsyncConnectionPool:
-        return await open_pool(database_url, max_size=4)
-
-    app = create_app(Settings.from_env(), ClientRegistry(CLIENTS), b"front-ends", temporal, case_store)
-    async with ServedApp(app) as served:
+    async with served_api(dev_server.address, database_url, CLIENTS, b"front-ends") as served:
         yield served
 
 

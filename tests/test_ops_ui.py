@@ -14,6 +14,7 @@ from temporalio.client import Client
 from enrollment.case import Review
 from starter import ops_queries
 from starter.cases import case_status
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.support.keys import TEST_CONVERTER
 from tests.support.processes import enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
 from tests.support.stack import start_afresh
@@ -21,7 +22,6 @@ from tests.support.waiting import wait_until
 
 pytestmark = needs_temporal_cli
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +135,7 @@ async def test_each_saved_query_finds_its_cases_and_only_them(ops_stack):
     assert found == {ids["expired"]}
 
 
-@pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (scripts/install installs it as root)"
-)
+@needs_chromium
 async def test_the_temporal_ui_lists_cases_by_status_and_shows_one_legibly(ops_stack):
     from playwright.async_api import async_playwright
 
@@ -147,17 +145,8 @@ async def test_the_temporal_ui_lists_cases_by_status_and_shows_one_legibly(ops_s
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
         )
         page = await browser.new_page(viewport={"width": 1440, "height": 900})
         query = httpx.QueryParams({"query": 'CaseStatus="awaiting_review"'})
