@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import applications, health, problems, reference
-from api.callers import ClientRegistry
+from api.callers import ClientRegistry, forget_old_nonces
 from api.limits import BodyLimit, RateLimiter, retry_after
 from api.temporal import TemporalConnection
 from enrollment.settings import Settings
@@ -51,9 +52,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await open_pool()
+        forgetting = asyncio.create_task(forget_old_nonces(app.state.pool))
         try:
             yield
         finally:
+            forgetting.cancel()
             await app.state.pool.close()
 
     app = FastAPI(

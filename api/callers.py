@@ -9,12 +9,14 @@ runs, and its nonce is remembered, so a replayed request is refused.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
+import structlog
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, SecretStr, ValidationError, model_validator
@@ -29,6 +31,7 @@ ClientKind = Literal["platform", "enrollment_system", "service_point"]
 CLIENT_KINDS: tuple[ClientKind, ...] = ("platform", "enrollment_system", "service_point")
 # Nonces older than this are forgotten; the signature window refuses such requests anyway.
 NONCE_MEMORY = dt.timedelta(seconds=2 * signing.WINDOW_SECONDS)
+log = structlog.get_logger()
 
 
 class RegisteredClient(BaseModel):
@@ -86,6 +89,16 @@ def development_clients(district_codes: list[str]) -> str:
     for client in clients:
         client["secret"] = secrets.token_urlsafe(32)
     return json.dumps({"clients": clients}, ensure_ascii=False, indent=2)
+
+
+async def forget_old_nonces(pool: AsyncConnectionPool, every_seconds: float = 60.0) -> None:
+    """Drop the nonces the signature window already refuses, so the table stays the size of one window."""
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            await store.forget_nonces_before(pool, dt.datetime.now(dt.UTC) - NONCE_MEMORY)
+        except Exception as err:  # the store being down for a minute must not end the API
+            log.warning("old request nonces not forgotten", error=type(err).__name__)
 
 
 async def caller(request: Request) -> RegisteredClient:

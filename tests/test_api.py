@@ -7,6 +7,7 @@ process; every request is signed as a registered client would sign it.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +22,7 @@ from api.callers import RegisteredClient
 from api.signing import SignedRequests
 from stack.temporal_server import DevServer, free_port
 from standins.population import Population, _schools
+from store import intake as intake_store
 from tests.support.api import served_api
 from tests.support.policies import district_policy
 from tests.support.served import ServedApp
@@ -336,3 +338,11 @@ async def test_a_client_past_its_rate_gets_429_with_retry_after(dev_server, envi
     assert is_problem(limited, 429) == ["rate: too many requests from this client"]
     assert int(limited.headers["retry-after"]) >= 1
     assert json.loads(limited.text)["status"] == 429
+
+
+async def test_nonces_are_forgotten_once_the_signature_window_refuses_them_anyway(store_pool):
+    assert await intake_store.remember_nonce(store_pool, "platform", "forgetting-nonce-000001")
+    assert not await intake_store.remember_nonce(store_pool, "platform", "forgetting-nonce-000001")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    assert await intake_store.forget_nonces_before(store_pool, later) >= 1
+    assert await intake_store.remember_nonce(store_pool, "platform", "forgetting-nonce-000001")
