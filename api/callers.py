@@ -109,7 +109,8 @@ async def caller(request: Request) -> RegisteredClient:
         signed = signing.SignedHeaders.parse(dict(request.headers))
         client = registry.get(signed.client_id)
         if client is None:
-            raise signing.SignatureError(f"{signing.CLIENT_HEADER}: not a registered client id")
+            # The same answer as a wrong secret, so the refusal does not tell which client ids exist.
+            raise signing.SignatureError(signing.MISMATCH)
         body = await request.body()
         signing.verify(
             signed,

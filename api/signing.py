@@ -36,6 +36,7 @@ SIGNATURE_HEADER = "X-Signature"
 WINDOW_SECONDS = 300
 NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 CLIENT_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,63}$")
+MISMATCH = f"{SIGNATURE_HEADER}: does not match the request (unknown client, wrong secret, or the request was altered)"
 
 
 def canonical_query(query: str) -> str:
@@ -113,6 +114,4 @@ def verify(
         raise SignatureError(f"{TIMESTAMP_HEADER}: more than {WINDOW_SECONDS} s from the server's clock")
     expected = signature(secret, string_to_sign(method, path, query, signed.timestamp, signed.nonce, body))
     if not hmac.compare_digest(expected, signed.signature):
-        raise SignatureError(
-            f"{SIGNATURE_HEADER}: does not match the request (wrong secret, or the request was altered)"
-        )
+        raise SignatureError(MISMATCH)
