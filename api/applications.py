@@ -156,8 +156,8 @@ async def _hand_in_one(
         result = await hand_in(
             await temporal.client(), request.app.state.pool, request.app.state.lookup_key, application, client.client_id
         )
-    except IntakeUnavailable:
-        return 503, None, ["temporal: the case service cannot be reached; send the same request again later"]
+    except IntakeUnavailable as unavailable:
+        return 503, None, [f"temporal: {unavailable}; send the same request again later"]
     if result.outcome in ("accepted", "again"):
         return (201 if result.outcome == "accepted" else 200), _handed_in(result), []
     errors = list(result.errors)

@@ -28,6 +28,6 @@ class TemporalConnection:
             if self._client is None:
                 try:
                     self._client = await self._connect()
-                except RuntimeError as err:  # what Client.connect raises when the server cannot be reached
-                    raise IntakeUnavailable(str(err)) from None
+                except RuntimeError:  # what Client.connect raises when the server cannot be reached
+                    raise IntakeUnavailable("the case service cannot be reached") from None
         return self._client

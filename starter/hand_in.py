@@ -19,12 +19,13 @@ held for the child is let go, and the same request later succeeds.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass, field
 from typing import Literal
 
 from psycopg_pool import AsyncConnectionPool
-from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -35,6 +36,9 @@ from enrollment.case import CASE_TASK_QUEUE, CaseInput, HandIn, IntakeAnswer, wo
 from store import intake as store
 from store.cases import PLACE_FREED_BY
 from workflows.enrollment_case import EnrollmentCase
+
+# How long a hand-in waits for the case's answer before the caller is told to try again.
+ANSWER_WITHIN_SECONDS = 20
 
 Outcome = Literal["accepted", "again", "conflict", "child_has_open_application"]
 
@@ -97,15 +101,20 @@ async def hand_in(
             existing_application_id=holder.application_id if holder.client_id == submitted_by else None,
         )
     try:
-        answer = await _ask_the_case(client, application, digest)
+        async with asyncio.timeout(ANSWER_WITHIN_SECONDS):
+            answer = await _ask_the_case(client, application, digest)
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+        # The case exists but has not answered (its workers are down or behind): the place stays with it,
+        # and the same request later gets the answer.
+        raise IntakeUnavailable(f"the case did not answer within {ANSWER_WITHIN_SECONDS} s") from None
     except RPCError as err:
         if err.status == RPCStatusCode.UNAVAILABLE:
             # Refused before it reached the server: no case exists, so the child's place is let go.
             await store.release_place(pool, app_id)
-            raise IntakeUnavailable(err.message) from None
+            raise IntakeUnavailable("the case service cannot be reached") from None
         if err.status == RPCStatusCode.DEADLINE_EXCEEDED:
             # The case may exist: the place stays with it, and the same request later finds it.
-            raise IntakeUnavailable(err.message) from None
+            raise IntakeUnavailable("the case service did not answer in time") from None
         raise
     if answer.status in PLACE_FREED_BY:
         # The case has ended without a place (perhaps before this hand-in came again): the family may apply anew.

@@ -2,13 +2,15 @@
 
 import asyncio
 
+import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.platform import PlatformActivities, PlatformMessage
 from enrollment.case import Review
+from starter import hand_in
 from starter.intake import Intake, submit_one
 from tests.support.keys import LOOKUP_KEY
-from tests.support.stack import settings_for
+from tests.support.stack import running_workers, settings_for
 from workers.build import new_http_client
 from workflows.enrollment_case import VERIFICATION_BUDGET, EnrollmentCase
 
@@ -145,3 +147,19 @@ async def test_a_batch_under_every_department_fault_ends_right_with_one_result_e
         assert len(record["result"]) == 1, (application.application_id, record["result"])
         assert final.platform_synced
     print(f"\nbatch under faults: {len(batch)} cases, {injected} failed calls injected, 0 lost, 0 duplicate results")
+
+
+async def test_a_case_whose_workers_are_down_is_a_try_again_and_keeps_the_childs_place(stack, monkeypatch):
+    """No worker runs: the hand-in cannot get the case's answer, says so, and the same request later gets it."""
+    monkeypatch.setattr(hand_in, "ANSWER_WITHIN_SECONDS", 1)
+    application = stack.application("hukou_verified", index=9)
+    with pytest.raises(hand_in.IntakeUnavailable):
+        await hand_in.hand_in(stack.client, stack.pool, LOOKUP_KEY, application, "tests")
+    same_child = application.model_copy(update={"application_id": application.application_id + "B"})
+    refused = await hand_in.hand_in(stack.client, stack.pool, LOOKUP_KEY, same_child, "tests")
+    assert refused.outcome == "child_has_open_application", "the place stays with the case that was started"
+
+    async with running_workers(stack, settings_for(stack.standins)):
+        answered = await hand_in.hand_in(stack.client, stack.pool, LOOKUP_KEY, application, "tests")
+    # The first request reached the case and counts as its hand-in: this one is the same application again.
+    assert answered.outcome == "again" and answered.answer is not None and answered.answer.eligible
