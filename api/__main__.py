@@ -6,10 +6,9 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 
 from api.app import ApiLimits, create_app
-from api.callers import ClientRegistry, development_clients
+from api.callers import registered_clients
 from enrollment import deployment_secrets, logs
 from enrollment.client import connect
-from enrollment.policy import policy_book
 from enrollment.settings import Settings
 from stack.serving import serve, web_arguments
 from store.database import open_pool, resolve_url
@@ -19,8 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     args = web_arguments("python -m api", __doc__, 8000).parse_args(argv)
     logs.configure()
     settings = Settings.from_env()
-    codes = policy_book(settings.policies_dir).codes()
-    clients = ClientRegistry.load(deployment_secrets.api_clients_file(settings, lambda: development_clients(codes)))
+    clients = registered_clients(settings)
 
     async def temporal_client() -> Client:
         return await connect(settings)

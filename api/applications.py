@@ -13,17 +13,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Request, Response
 from pydantic import BaseModel, Field, StringConstraints, ValidationError
+from temporalio.client import Client
 
 from api.callers import Caller, RegisteredClient
 from api.problems import ApiProblem, documented
 from api.temporal import TemporalConnection
-from enrollment.application import Application, describe_errors
-from enrollment.case import CaseView, Receipt, SchoolSelection, Supplement, Withdrawal
+from enrollment.application import Application, SchoolChoice, describe_errors
+from enrollment.case import CaseView, Receipt, SchoolSelection, Supplement, Withdrawal, workflow_id_for
 from enrollment.logs import mask_text
 from enrollment.policy import intake_problems, policy_book
 from enrollment.statuses import FINAL_STATUSES, STATUS_LABELS, CaseStatus, Decision, Outcome, RoutingPhase
 from enrollment.verifiers import Verifier
-from starter.cases import CaseActionError, case_status, send_message
+from starter.cases import CaseActionError, CaseNotFound, case_status, send_message
 from starter.hand_in import HandInResult, IntakeUnavailable, hand_in
 from store import intake as store
 from workflows.enrollment_case import EnrollmentCase
@@ -88,7 +89,7 @@ class ApplicationStatus(BaseModel):
     eligibility_problems: list[str]
     verifications: dict[Verifier, Outcome]
     auto_filled_count: int
-    school_choice: SchoolSelection | None
+    school_choice: SchoolChoice | None
     materials_count: int
     platform_synced: bool
     timeline: list[TimelineStep]
@@ -104,7 +105,7 @@ class ApplicationResult(BaseModel):
     decision: Decision | None = None
     opinion: str | None = None
     decided_at: dt.datetime | None = None
-    school_choice: SchoolSelection | None = None
+    school_choice: SchoolChoice | None = None
 
 
 class SupplementRequest(BaseModel):
@@ -121,7 +122,7 @@ def _handed_in(result: HandInResult) -> HandedIn:
     assert answer is not None
     return HandedIn(
         application_id=answer.application_id,
-        case_id=f"case-{answer.application_id}",
+        case_id=workflow_id_for(answer.application_id),
         status_url=f"{router.prefix}/{answer.application_id}",
         status=answer.status,
         routing_phase=answer.routing_phase,
@@ -139,22 +140,21 @@ def _own_channel_problems(application: Application, client: RegisteredClient) ->
 
 
 async def _hand_in_one(
-    request: Request, client: RegisteredClient, item: object
+    request: Request, client: RegisteredClient, application: Application
 ) -> tuple[int, HandedIn | None, list[str]]:
-    """(HTTP status, the case's answer, errors) for one application body."""
-    try:
-        application = Application.model_validate(item)
-    except ValidationError as err:
-        return 422, None, describe_errors(err)
+    """(HTTP status, the case's answer, errors) for one application that passed its own field rules."""
     problems = _own_channel_problems(application, client) or intake_problems(
         application, policy_book(request.app.state.settings.policies_dir)
     )
     if problems:
         return 422, None, problems
-    temporal: TemporalConnection = request.app.state.temporal
     try:
         result = await hand_in(
-            await temporal.client(), request.app.state.pool, request.app.state.lookup_key, application, client.client_id
+            await _temporal(request),
+            request.app.state.pool,
+            request.app.state.lookup_key,
+            application,
+            client.client_id,
         )
     except IntakeUnavailable as unavailable:
         return 503, None, [f"temporal: {unavailable}; send the same request again later"]
@@ -175,7 +175,7 @@ async def hand_in_application(
     The same application handed in again answers 200 with the same case; other content under the same
     application id is a 409; a child with an open application this school year is a 409.
     """
-    status, case, errors = await _hand_in_one(request, client, application.model_dump(mode="json"))
+    status, case, errors = await _hand_in_one(request, client, application)
     if case is None:
         raise ApiProblem(status, errors, headers={"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None)
     response.status_code = status
@@ -189,8 +189,13 @@ async def hand_in_batch(request: Request, client: Caller, batch: BatchRequest) -
     gate = asyncio.Semaphore(BATCH_CONCURRENCY)
 
     async def one(index: int, item: dict[str, Any]) -> BatchItem:
-        async with gate:
-            status, case, errors = await _hand_in_one(request, client, item)
+        try:
+            application = Application.model_validate(item)
+        except ValidationError as err:
+            status, case, errors = 422, None, describe_errors(err)
+        else:
+            async with gate:
+                status, case, errors = await _hand_in_one(request, client, application)
         app_id = item.get("application_id")
         return BatchItem(
             index=index,
@@ -203,15 +208,28 @@ async def hand_in_batch(request: Request, client: Caller, batch: BatchRequest) -
     return BatchResult(items=list(await asyncio.gather(*(one(i, item) for i, item in enumerate(batch.applications)))))
 
 
-async def _visible_case(request: Request, client: RegisteredClient, application_id: str) -> CaseView:
+async def _temporal(request: Request) -> Client:
+    connection: TemporalConnection = request.app.state.temporal
+    return await connection.client()
+
+
+def _not_found(application_id: str) -> ApiProblem:
+    return ApiProblem(404, [f"application_id: no case {application_id} for this client"])
+
+
+async def _check_visible(request: Request, client: RegisteredClient, application_id: str) -> None:
+    """404, the same as for a case that does not exist, unless the client may see this one (case store only)."""
     handed_in = await store.hand_in_of(request.app.state.pool, application_id)
     if handed_in is None or not client.may_see(handed_in.client_id, handed_in.district_code):
-        raise ApiProblem(404, [f"application_id: no case {application_id} for this client"])
-    temporal: TemporalConnection = request.app.state.temporal
+        raise _not_found(application_id)
+
+
+async def _visible_case(request: Request, client: RegisteredClient, application_id: str) -> CaseView:
+    await _check_visible(request, client, application_id)
     try:
-        return await case_status(await temporal.client(), application_id)
-    except CaseActionError:
-        raise ApiProblem(404, [f"application_id: no case {application_id} for this client"]) from None
+        return await case_status(await _temporal(request), application_id)
+    except CaseNotFound:
+        raise _not_found(application_id) from None
 
 
 @router.get("/{application_id}", responses=PROBLEMS)
@@ -228,7 +246,7 @@ async def application_status(request: Request, client: Caller, application_id: I
         eligibility_problems=view.eligibility_problems,
         verifications={verifier: report.outcome for verifier, report in view.verifications.items()},
         auto_filled_count=view.auto_filled_count,
-        school_choice=SchoolSelection.model_validate(view.school_choice.model_dump()) if view.school_choice else None,
+        school_choice=view.school_choice,
         materials_count=len(view.materials),
         platform_synced=view.platform_synced,
         timeline=[TimelineStep(at=entry.at, step=entry.step) for entry in view.timeline],
@@ -250,17 +268,17 @@ async def application_result(request: Request, client: Caller, application_id: I
         decision=review.decision if review else None,
         opinion=mask_text(review.opinion) if review else None,
         decided_at=ended if decided else None,
-        school_choice=SchoolSelection.model_validate(view.school_choice.model_dump())
-        if decided and view.school_choice
-        else None,
+        school_choice=view.school_choice if decided else None,
     )
 
 
 async def _relay(request: Request, client: RegisteredClient, application_id: str, update: Any, message: Any) -> Receipt:
-    await _visible_case(request, client, application_id)
-    temporal: TemporalConnection = request.app.state.temporal
+    # The case answers for itself (a missing or finished case raises CaseActionError): no status query first.
+    await _check_visible(request, client, application_id)
     try:
-        receipt = await send_message(await temporal.client(), application_id, update, message)
+        receipt = await send_message(await _temporal(request), application_id, update, message)
+    except CaseNotFound:
+        raise _not_found(application_id) from None
     except CaseActionError as err:
         raise ApiProblem(409, [str(err)]) from None
     if not receipt.accepted:

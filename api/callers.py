@@ -24,11 +24,13 @@ from pydantic import BaseModel, SecretStr, ValidationError, model_validator
 from api import signing
 from api.limits import RateLimiter, retry_after
 from api.problems import ApiProblem
+from enrollment import deployment_secrets
 from enrollment.application import Channel, DistrictCode
+from enrollment.policy import policy_book
+from enrollment.settings import Settings
 from store import intake as store
 
 ClientKind = Literal["platform", "enrollment_system", "service_point"]
-CLIENT_KINDS: tuple[ClientKind, ...] = ("platform", "enrollment_system", "service_point")
 # Nonces older than this are forgotten; the signature window refuses such requests anyway.
 NONCE_MEMORY = dt.timedelta(seconds=2 * signing.WINDOW_SECONDS)
 log = structlog.get_logger()
@@ -74,6 +76,20 @@ class ClientRegistry:
 
     def get(self, client_id: str) -> RegisteredClient | None:
         return self._clients.get(client_id)
+
+    def first_of(self, kind: ClientKind) -> RegisteredClient | None:
+        """The first client of a kind, as the stand-in platform and front end pick their credential."""
+        return next((client for client in self._clients.values() if client.kind == kind), None)
+
+
+def registered_clients(settings: Settings) -> ClientRegistry:
+    """The deployment's client list (ENROLL_API_CLIENTS_FILE), or a development list generated once without one."""
+    return ClientRegistry.load(clients_file(settings))
+
+
+def clients_file(settings: Settings) -> Path:
+    codes = policy_book(settings.policies_dir).codes()
+    return deployment_secrets.api_clients_file(settings, lambda: development_clients(codes))
 
 
 def development_clients(district_codes: list[str]) -> str:
@@ -129,7 +145,6 @@ async def caller(request: Request) -> RegisteredClient:
         raise ApiProblem(429, ["rate: too many requests from this client"], headers=retry_after(wait))
     if not await store.remember_nonce(pool, client.client_id, signed.nonce):
         raise ApiProblem(401, [f"{signing.NONCE_HEADER}: already used (a replayed request)"])
-    request.state.client = client
     return client
 
 

@@ -98,9 +98,7 @@ def _schools(view: CaseView) -> list[tuple[str, str]]:
         return []
     return [
         (f"{zone.zone_id}|{school.school_id}", f"{zone.name} {zone.zone_id} / {school.name} {school.school_id}")
-        for zone in policy.zones
-        for school in zone.schools
-        if view.stage in school.stages
+        for zone, school in policy.schools_for(view.stage)
     ]
 
 

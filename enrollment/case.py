@@ -9,6 +9,7 @@ case took it and, if not, why.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -223,25 +224,26 @@ class CaseFile(BaseModel):
     status_pushes: int = 0
     notices: int = 0
 
-    def summary(self) -> CaseSummary:
+    def summary(self) -> dict[str, Any]:
+        """The CaseSummary fields, as keyword arguments for the view and the case store's snapshot."""
         app = self.application
-        return CaseSummary(
-            application_id=app.application_id,
-            status=self.status,
-            routing_phase=self.routing_phase,
-            channel=app.channel,
-            stage=app.stage,
-            registration_type=app.registration_type,
-            district_code=app.district_code,
-            school_year=app.school_year,
-            policy_version=self.policy.version if self.policy else None,
-            auto_filled_count=len(self.filled),
-            platform_synced=self.platform_synced,
-        )
+        return {
+            "application_id": app.application_id,
+            "status": self.status,
+            "routing_phase": self.routing_phase,
+            "channel": app.channel,
+            "stage": app.stage,
+            "registration_type": app.registration_type,
+            "district_code": app.district_code,
+            "school_year": app.school_year,
+            "policy_version": self.policy.version if self.policy else None,
+            "auto_filled_count": len(self.filled),
+            "platform_synced": self.platform_synced,
+        }
 
     def view(self) -> CaseView:
         return CaseView(
-            **self.summary().model_dump(),
+            **self.summary(),
             eligibility_problems=self.eligibility_problems,
             verifications=self.verifications,
             auto_filled={element: filled.source for element, filled in self.filled.items()},

@@ -83,6 +83,10 @@ class DistrictPolicy(_Frozen):
     def required_verifications(self, registration_type: RegistrationType) -> list[Verifier]:
         return self.registration_types[registration_type].required_verifications
 
+    def schools_for(self, stage: Stage) -> list[tuple[Zone, School]]:
+        """Every (zone, school) of the district that enrols the stage, in policy order."""
+        return [(zone, school) for zone in self.zones for school in zone.schools if stage in school.stages]
+
     def school_choice_problem(self, stage: Stage, zone_id: str, school_id: str) -> str | None:
         """Why a school choice is refused, or None when the district offers it for the stage."""
         zone = next((zone for zone in self.zones if zone.zone_id == zone_id), None)

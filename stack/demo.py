@@ -24,11 +24,10 @@ from pathlib import Path
 
 import httpx
 
-from api.callers import development_clients
+from api.callers import clients_file as api_clients_file
 from enrollment import deployment_secrets, tokens
 from enrollment.case import CaseView, Review
 from enrollment.client import connect
-from enrollment.policy import policy_book
 from enrollment.settings import Settings
 from enrollment.statuses import CASE_STATUSES
 from stack import temporal_server
@@ -250,8 +249,7 @@ async def run_demo(args) -> None:
         await temporal_server.wait_until_serving(server.address)
         api_url = f"http://127.0.0.1:{args.api_port}"
         say(f"[2/6] the API (front door) on {api_url}; stand-in departments, platform and front end on {standins_url}")
-        codes = policy_book(settings.policies_dir).codes()
-        clients_file = deployment_secrets.api_clients_file(settings, lambda: development_clients(codes))
+        clients_file = api_clients_file(settings)
         env["ENROLL_API_CLIENTS_FILE"] = str(clients_file)
         processes.start("api", [sys.executable, "-m", "api", "--port", str(args.api_port)], env)
         wait_for_http(f"{api_url}/healthz")

@@ -11,13 +11,13 @@ acceptance-conditions result) is the acknowledgement the platform keeps.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from api.callers import ClientRegistry
 from api.signing import SignedRequests
 
 CONCURRENCY = 16
@@ -41,11 +41,13 @@ class FrontDoor:
 
     @classmethod
     def from_clients_file(cls, api_url: str, path: Path) -> FrontDoor:
-        """The first platform and enrollment-system clients in the API's client list (api/callers.py format)."""
+        """The first platform and enrollment-system clients in the API's client list (api/callers.py)."""
+        registry = ClientRegistry.load(path)
         senders: dict[str, Sender] = {}
-        for client in json.loads(path.read_text(encoding="utf-8"))["clients"]:
-            if client["kind"] in ("platform", "enrollment_system") and client["kind"] not in senders:
-                senders[client["kind"]] = Sender(client["client_id"], client["secret"], client["kind"])
+        for kind in ("platform", "enrollment_system"):
+            client = registry.first_of(kind)
+            if client is not None:
+                senders[kind] = Sender(client.client_id, client.secret.get_secret_value(), client.channel)
         return cls(api_url, senders)
 
     async def hand_in(self, channel: str, applications: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -218,13 +218,6 @@ def _age_range(policy: DistrictPolicy, stage: Stage) -> tuple[int, int]:
     return rule.min_age, rule.max_age
 
 
-def _schools(policy: DistrictPolicy, stage: str) -> list[tuple[str, str]]:
-    """(zone_id, school_id) pairs of the district's schools that take this stage."""
-    return [
-        (zone.zone_id, school.school_id) for zone in policy.zones for school in zone.schools if stage in school.stages
-    ]
-
-
 # Failure variants: (name, registration types it fits, district/type test).
 _Variant = tuple[str, tuple[RegistrationType, ...], Callable[[DistrictPolicy, RegistrationType], bool]]
 _NOT_FOUND: tuple[_Variant, ...] = (
@@ -325,7 +318,7 @@ class _Builder:
                 for g in guardians
             ],
         }
-        schools = _schools(district, stage)
+        schools = [(zone.zone_id, school.school_id) for zone, school in district.schools_for(stage)]
         if scenario != "without_school_choice" and schools:
             zone_id, school_id = rng.choice(schools)
             application["school_choice"] = {"zone_id": zone_id, "school_id": school_id}

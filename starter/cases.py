@@ -25,6 +25,10 @@ class CaseActionError(Exception):
     """An action the case (or Temporal on its behalf) did not take; the message says why."""
 
 
+class CaseNotFound(CaseActionError):
+    """No case has this application id."""
+
+
 def case_handle(client: Client, application_id: str) -> WorkflowHandle[EnrollmentCase, CaseView]:
     return client.get_workflow_handle_for(EnrollmentCase.run, workflow_id_for(application_id))
 
@@ -35,7 +39,7 @@ async def case_status(client: Client, application_id: str) -> CaseView:
         return await handle.query(EnrollmentCase.status)
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise CaseActionError(f"application_id: no case for {application_id}") from None
+            raise CaseNotFound(f"application_id: no case for {application_id}") from None
         raise
 
 
@@ -53,7 +57,7 @@ async def send_message(client: Client, application_id: str, update: Any, message
         try:
             description = await handle.describe()
         except RPCError:
-            raise CaseActionError(f"application_id: no case for {application_id}") from None
+            raise CaseNotFound(f"application_id: no case for {application_id}") from None
         if description.status != WorkflowExecutionStatus.RUNNING:
             raise CaseActionError(f"case {application_id} is already finished; nothing was changed") from None
         raise

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
-from api.callers import ClientRegistry, development_clients
+from api.callers import registered_clients
 from api.signing import SignedRequests
 from enrollment import deployment_secrets, logs, tokens
 from enrollment.application import describe_errors
@@ -248,9 +248,7 @@ async def _platform_record(args, settings: Settings) -> int:
 
 async def _call(args, settings: Settings) -> int:
     """One request to the HTTP API, signed as a registered client (its secret from ENROLL_API_CLIENTS_FILE)."""
-    codes = policy_book(settings.policies_dir).codes()
-    clients = ClientRegistry.load(deployment_secrets.api_clients_file(settings, lambda: development_clients(codes)))
-    client = clients.get(args.client)
+    client = registered_clients(settings).get(args.client)
     if client is None:
         raise CaseActionError(f"--client: {args.client} is not in ENROLL_API_CLIENTS_FILE")
     body = Path(args.body).read_bytes() if args.body else None

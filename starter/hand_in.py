@@ -33,6 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from enrollment import identity
 from enrollment.application import Application
 from enrollment.case import CASE_TASK_QUEUE, CaseInput, HandIn, IntakeAnswer, workflow_id_for
+from starter.cases import case_status
 from store import intake as store
 from store.cases import PLACE_FREED_BY
 from workflows.enrollment_case import EnrollmentCase
@@ -88,9 +89,7 @@ async def hand_in(
     digest = fingerprint(application)
     first = await store.record_hand_in(pool, store.HandIn(app_id, submitted_by, application.district_code, digest))
     if first.fingerprint != digest or first.client_id != submitted_by:
-        return HandInResult(
-            "conflict", app_id, errors=[f"application_id: {app_id} was already handed in with other content"]
-        )
+        return _conflict(app_id)
     student = identity.lookup_key(application.student.id_number, lookup_key)
     holder = await store.open_application(pool, student, application.school_year, app_id, submitted_by)
     if holder.application_id != app_id:
@@ -120,10 +119,14 @@ async def hand_in(
         # The case has ended without a place (perhaps before this hand-in came again): the family may apply anew.
         await store.release_place(pool, app_id)
     if not answer.same_application:
-        return HandInResult(
-            "conflict", app_id, answer, [f"application_id: {app_id} was already handed in with other content"]
-        )
+        return _conflict(app_id, answer)
     return HandInResult("accepted" if answer.first else "again", app_id, answer)
+
+
+def _conflict(app_id: str, answer: IntakeAnswer | None = None) -> HandInResult:
+    return HandInResult(
+        "conflict", app_id, answer, [f"application_id: {app_id} was already handed in with other content"]
+    )
 
 
 async def _ask_the_case(client: Client, application: Application, digest: str) -> IntakeAnswer:
@@ -149,8 +152,7 @@ async def _ask_the_case(client: Client, application: Application, digest: str) -
         if isinstance(err, RPCError) and err.status != RPCStatusCode.ALREADY_EXISTS:
             raise
         # The case has already finished: it answers from its final state.
-        handle = client.get_workflow_handle_for(EnrollmentCase.run, workflow_id)
-        view = await handle.query(EnrollmentCase.status)
+        view = await case_status(client, application.application_id)
         return IntakeAnswer(
             application_id=view.application_id,
             same_application=True,

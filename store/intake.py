@@ -34,14 +34,9 @@ async def record_hand_in(pool: AsyncConnectionPool, hand_in: HandIn) -> HandIn:
             " ON CONFLICT (application_id) DO NOTHING",
             (hand_in.application_id, hand_in.client_id, hand_in.district_code, hand_in.fingerprint),
         )
-        row = await (
-            await conn.execute(
-                "SELECT client_id, district_code, fingerprint FROM hand_ins WHERE application_id = %s",
-                (hand_in.application_id,),
-            )
-        ).fetchone()
-    assert row is not None, "the row was just written or was already there"
-    return HandIn(hand_in.application_id, row[0], row[1], row[2])
+    first = await hand_in_of(pool, hand_in.application_id)
+    assert first is not None, "the row was just written or was already there"
+    return first
 
 
 async def hand_in_of(pool: AsyncConnectionPool, application_id: str) -> HandIn | None:

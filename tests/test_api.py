@@ -21,7 +21,7 @@ from temporalio.service import RPCError
 from api.callers import RegisteredClient
 from api.signing import MISMATCH, SignedRequests
 from stack.temporal_server import DevServer, free_port
-from standins.population import Population, _schools
+from standins.population import Population
 from store import intake as intake_store
 from tests.support.api import served_api
 from tests.support.policies import district_policy
@@ -265,6 +265,12 @@ async def test_a_client_sees_only_its_own_cases_and_a_service_point_its_district
         assert is_problem(await front_end.get(url), 404) == [
             f"application_id: no case {body['application_id']} for this client"
         ]
+        # Acting on another system's case is refused the same way, and the case is not touched.
+        withdrawal = await front_end.post(f"{url}/withdrawal", json={"reason": "not mine to withdraw"})
+        assert is_problem(withdrawal, 404) == [f"application_id: no case {body['application_id']} for this client"]
+    async with caller(front_door, "platform") as platform:
+        steps = [entry["step"] for entry in (await platform.get(url)).json()["timeline"]]
+        assert "withdrawal_requested" not in steps and "withdrawal_refused" not in steps
     async with caller(front_door, f"sp-{district}") as service_point:
         assert (await service_point.get(url)).status_code == 200
     async with caller(front_door, f"sp-{other}") as elsewhere:
@@ -290,8 +296,10 @@ async def test_the_applicant_chooses_a_school_through_the_platform(front_door, p
             await platform.post(f"{url}/school-choice", json={"zone_id": "XX-Z09", "school_id": "XX"}), 409
         )
         assert wrong[0].startswith("zone_id: XX-Z09 is not an enrollment zone")
-        zone_id, school_id = _schools(district_policy(body["district_code"]), body["stage"])[0]
-        taken = await platform.post(f"{url}/school-choice", json={"zone_id": zone_id, "school_id": school_id})
+        zone, school = district_policy(body["district_code"]).schools_for(body["stage"])[0]
+        taken = await platform.post(
+            f"{url}/school-choice", json={"zone_id": zone.zone_id, "school_id": school.school_id}
+        )
         assert taken.json() == {"accepted": True, "reason": None, "status": "awaiting_review"}
         result = (await platform.get(f"{url}/result")).json()
         assert result["decided"] is False and result["status"] == "awaiting_review"

@@ -138,9 +138,7 @@ def valid_applications(draw) -> dict:
             )
         ),
     }
-    offered = [
-        (zone.zone_id, school.school_id) for zone in policy.zones for school in zone.schools if stage in school.stages
-    ]
+    offered = [(zone.zone_id, school.school_id) for zone, school in policy.schools_for(stage)]
     choice = draw(st.one_of(st.just("omit"), st.none(), st.sampled_from(offered) if offered else st.none()))
     if choice != "omit":
         application["school_choice"] = None if choice is None else {"zone_id": choice[0], "school_id": choice[1]}

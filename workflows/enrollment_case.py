@@ -344,7 +344,7 @@ class EnrollmentCase:
         await self._bookkeeping(
             ArchiveActivities.record_progress,
             CaseSnapshot(
-                **self.case.summary().model_dump(),
+                **self.case.summary(),
                 workflow_id=workflow.info().workflow_id,
                 progress=upto,
                 student_id_number=app.student.id_number,
