@@ -12,6 +12,7 @@ from temporalio import activity
 
 from enrollment.application import Application
 from enrollment.case import CaseView
+from enrollment.identity import LookupSecret
 from store import cases
 from store.cases import CaseSnapshot
 
@@ -22,7 +23,7 @@ class ArchiveRequest(BaseModel):
 
 
 class ArchiveActivities:
-    def __init__(self, pool: AsyncConnectionPool, lookup_key: bytes):
+    def __init__(self, pool: AsyncConnectionPool, lookup_key: LookupSecret):
         self._pool = pool
         self._lookup_key = lookup_key
 

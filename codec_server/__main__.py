@@ -6,10 +6,14 @@ import argparse
 
 import uvicorn
 
-from codec_server.app import create_app
+from codec_server.app import OnDecode, create_app, log_decode
+from codec_server.identity import audit_reporter, provider_tokens
 from enrollment import deployment_secrets, logs
 from enrollment.client import payload_codec
 from enrollment.settings import Settings
+
+# The codec server's own client at the identity provider, for reporting decodes to the audit trail.
+CODEC_IDENTITY_CLIENT = "enroll-codec"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -19,13 +23,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--cors-origin", action="append", help="the Temporal UI's origin (repeatable), e.g. http://127.0.0.1:8233"
     )
+    parser.add_argument(
+        "--audit-url", help="the API that records each decode in the audit trail (without it: a log line only)"
+    )
     args = parser.parse_args(argv)
     logs.configure()
     settings = Settings.from_env()
+    on_decode: OnDecode = log_decode
+    if args.audit_url:
+        secret = deployment_secrets.identity_client_secret(settings, CODEC_IDENTITY_CLIENT)
+        on_decode = audit_reporter(settings.identity_issuer, args.audit_url, CODEC_IDENTITY_CLIENT, secret)
     app = create_app(
         payload_codec(settings),
-        deployment_secrets.token_secret(settings),
-        args.cors_origin or ["http://127.0.0.1:8233", "http://localhost:8233"],
+        authorize=provider_tokens(settings.identity_issuer),
+        cors_origins=args.cors_origin or ["http://127.0.0.1:8233", "http://localhost:8233"],
+        on_decode=on_decode,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
 

@@ -1,15 +1,22 @@
-"""Temporal's remote codec protocol (POST /encode, POST /decode) behind ops identity tokens.
+"""Temporal's remote codec protocol, decode only (POST /decode), for authorised ops.
 
-The UI and `temporal` CLI send payloads here to be shown in clear; only a
-token of the `ops` role, signed by this deployment, gets an answer, and every
-decode is logged with who asked (never what was decoded). The CLI sends the
-token as a bearer header (`--codec-auth`); a browser signs in once at /login
-and the UI then sends the cookie ("include cross-origin credentials").
+The UI and `temporal` CLI send payloads here to be shown in clear. Who may ask is the
+`authorize` callable's decision (ops and auditors signed in at the identity provider,
+`codec_server.identity`); every answered request goes to `on_decode` with who asked, how many
+payloads and the namespace, for the audit trail (never what was decoded). The CLI sends the token as a bearer header
+(`--codec-auth`); a browser signs in once at /login and the UI then sends the cookie ("include
+cross-origin credentials").
+
+There is no encoding: POST /encode is refused to everyone, so this server cannot be used to
+craft a payload a case would take for a genuine message. Browsers are not even offered it: the
+CORS rules cover /decode and /login only.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 from google.protobuf import json_format
@@ -18,17 +25,44 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from temporalio.api.common.v1 import Payloads
-from temporalio.converter import PayloadCodec
 
-from enrollment import tokens
+from enrollment.codec import EncryptionCodec, PayloadRefused
 
 log = structlog.get_logger()
 MAX_REQUEST_BYTES = 4 << 20
 
 
 COOKIE = "enroll_codec_token"
+ENCODE_REFUSED = (
+    "encode: this codec server only decodes; messages to a case are sent through the product, "
+    "which encrypts them for that case"
+)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request comes from: the token's subject, role and id; `expires_at` (epoch seconds) if it says."""
+
+    sub: str
+    role: str
+    jti: str
+    expires_at: int | None = None
+
+
+class NotAuthorized(Exception):
+    """`authorize` refuses a token; the message says why (it is returned to the caller and logged)."""
+
+
+Authorize = Callable[[str], Awaitable[Caller]]
+# (who, how many payloads, the namespace the UI or CLI names) for each answered /decode.
+OnDecode = Callable[[Caller, int, str | None], Awaitable[None]]
+
+
+async def log_decode(caller: Caller, payloads: int, namespace: str | None) -> None:
+    """The default `on_decode`: a log line per answered request."""
+    log.info("codec decode", subject=caller.sub, token=caller.jti, namespace=namespace, payloads=payloads)
 
 
 def _presented_token(request: Request) -> str | None:
@@ -38,30 +72,44 @@ def _presented_token(request: Request) -> str | None:
     return request.cookies.get(COOKIE)
 
 
-def create_app(codec: PayloadCodec, token_secret: bytes, cors_origins: list[str]) -> Starlette:
+def create_app(
+    codec: EncryptionCodec,
+    authorize: Authorize,
+    cors_origins: list[str],
+    on_decode: OnDecode = log_decode,
+) -> Starlette:
+    """The decode-only codec server.
+
+    `authorize` turns a presented token into its Caller or raises NotAuthorized (403, its message the
+    reason); `on_decode` is awaited before each decoded answer is sent, so an audit writer that fails
+    fails the request (500) and nothing is shown unaudited. Both run on the server's event loop: a
+    verifier holding an HTTP client should open it there (on first use), not in the process that
+    built the app.
+    """
+
     async def login(request: Request) -> Response:
         token = request.query_params.get("token", "")
         try:
-            claims = tokens.verify(token_secret, token, role="ops")
-        except tokens.TokenError as err:
+            caller = await authorize(token)
+        except NotAuthorized as err:
+            log.warning("codec sign-in refused", reason=str(err))
             return JSONResponse({"error": str(err)}, status_code=403)
-        response = JSONResponse({"signed_in": claims.sub, "until": claims.exp})
-        # SameSite=None lets the UI's origin send it; browsers accept Secure cookies from localhost over http.
-        response.set_cookie(
-            COOKIE, token, max_age=max(0, claims.exp - int(time.time())), httponly=True, secure=True, samesite="none"
-        )
-        log.info("codec sign-in", subject=claims.sub, token=claims.jti)
+        response = JSONResponse({"signed_in": caller.sub, "until": caller.expires_at})
+        # The cookie lasts as long as the token (a session cookie if the caller does not say); SameSite=None lets
+        # the UI's origin send it; browsers accept Secure cookies from localhost over http.
+        max_age = None if caller.expires_at is None else max(0, caller.expires_at - int(time.time()))
+        response.set_cookie(COOKIE, token, max_age=max_age, httponly=True, secure=True, samesite="none")
+        log.info("codec sign-in", subject=caller.sub, token=caller.jti)
         return response
 
-    async def handle(request: Request) -> Response:
-        action = request.url.path.rsplit("/", 1)[-1]
+    async def decode(request: Request) -> Response:
         token = _presented_token(request)
         if not token:
             return JSONResponse({"error": "authorization: a token of the ops role is required"}, status_code=401)
         try:
-            claims = tokens.verify(token_secret, token, role="ops")
-        except tokens.TokenError as err:
-            log.warning("codec request refused", action=action, reason=str(err))
+            caller = await authorize(token)
+        except NotAuthorized as err:
+            log.warning("codec request refused", reason=str(err))
             return JSONResponse({"error": str(err)}, status_code=403)
         body = await request.body()
         if len(body) > MAX_REQUEST_BYTES:
@@ -72,33 +120,32 @@ def create_app(codec: PayloadCodec, token_secret: bytes, cors_origins: list[str]
         except (json_format.ParseError, UnicodeDecodeError):
             return JSONResponse({"error": "body: not a JSON Payloads message"}, status_code=400)
         try:
-            converted = await (codec.encode if action == "encode" else codec.decode)(payloads.payloads)
-        except Exception as err:  # an unknown key id, a forged ciphertext: say which, not what
-            log.warning("codec request failed", action=action, subject=claims.sub, error=type(err).__name__)
-            return JSONResponse({"error": f"payloads: cannot {action} ({type(err).__name__})"}, status_code=422)
-        log.info(
-            "codec request",
-            action=action,
-            subject=claims.sub,
-            token=claims.jti,
-            namespace=request.headers.get("x-namespace"),
-            payloads=len(converted),
-        )
-        return Response(json_format.MessageToJson(Payloads(payloads=converted)), media_type="application/json")
+            decoded = await codec.reveal(payloads.payloads)
+        except PayloadRefused as refusal:  # an unknown key id, a forged ciphertext: say which, not what
+            log.warning("codec request failed", subject=caller.sub, token=caller.jti, reason=refusal.reason)
+            return JSONResponse({"error": f"payloads: cannot decode ({refusal.reason})"}, status_code=422)
+        await on_decode(caller, len(decoded), request.headers.get("x-namespace"))
+        return Response(json_format.MessageToJson(Payloads(payloads=decoded)), media_type="application/json")
 
+    async def encode(request: Request) -> Response:
+        log.warning("codec encode refused")
+        return JSONResponse({"error": ENCODE_REFUSED}, status_code=403)
+
+    cors = Middleware(
+        CORSMiddleware,
+        allow_origins=cors_origins,
+        allow_methods=["POST"],
+        allow_headers=["authorization", "content-type", "x-namespace"],
+        allow_credentials=True,
+    )
     return Starlette(
         routes=[
-            Route("/encode", handle, methods=["POST"]),
-            Route("/decode", handle, methods=["POST"]),
-            Route("/login", login, methods=["GET"]),
-        ],
-        middleware=[
-            Middleware(
-                CORSMiddleware,
-                allow_origins=cors_origins,
-                allow_methods=["POST"],
-                allow_headers=["authorization", "content-type", "x-namespace"],
-                allow_credentials=True,
-            )
-        ],
+            # Before the CORS mount, and answering its preflight too: a browser is not even offered /encode.
+            Route("/encode", encode, methods=["POST", "OPTIONS"]),
+            Mount(
+                "",
+                routes=[Route("/decode", decode, methods=["POST"]), Route("/login", login, methods=["GET"])],
+                middleware=[cors],
+            ),
+        ]
     )

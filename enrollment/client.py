@@ -21,9 +21,9 @@ from enrollment.settings import Settings
 
 
 def payload_codec(settings: Settings) -> EncryptionCodec:
-    """Payload encryption with the configured keys (the data converter's, and the codec server's)."""
+    """Payload encryption with the configured keys and profile (the data converter's, and the codec server's)."""
     keys = parse_keys(deployment_secrets.payload_keys(settings))
-    return EncryptionCodec(keys, settings.payload_key_id or next(iter(keys)))
+    return EncryptionCodec(keys, settings.payload_key_id, profile=settings.crypto_profile)
 
 
 def data_converter(settings: Settings) -> DataConverter:

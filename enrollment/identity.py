@@ -8,9 +8,12 @@ check character computed by ISO 7064 MOD 11-2.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import re
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import hashes, hmac
+
+from enrollment.crypto_profile import CryptoProfile
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
@@ -105,9 +108,23 @@ def make(region_code: str, birth_date: dt.date, sequence: int, gender: str) -> s
     return first_17 + check_character(first_17)
 
 
-def lookup_key(value: str, secret: bytes) -> str:
-    """Keyed hash of an identity number, for look-ups that must not store it in clear."""
-    return hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()
+def lookup_key(value: str, secret: bytes, profile: CryptoProfile) -> str:
+    """Keyed hash of an identity number, for look-ups that must not store it in clear.
+
+    HMAC-SHA256 in the standard profile, HMAC-SM3 in the gm profile: the two never match, so a
+    deployment keeps one profile for the look-ups of a season (enrollment/crypto_profile.py).
+    """
+    mac = hmac.HMAC(secret, hashes.SM3() if profile == "gm" else hashes.SHA256())
+    mac.update(value.encode())
+    return mac.finalize().hex()
+
+
+@dataclass(frozen=True)
+class LookupSecret:
+    """The look-up hash's secret (ENROLL_LOOKUP_KEY) with the profile that picks its hash, as processes pass it on."""
+
+    secret: bytes = field(repr=False)
+    profile: CryptoProfile
 
 
 def mask(value: str) -> str:

@@ -33,6 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from enrollment import identity
 from enrollment.application import Application
 from enrollment.case import CASE_TASK_QUEUE, CaseInput, HandIn, IntakeAnswer, workflow_id_for
+from enrollment.identity import LookupSecret
 from starter.cases import case_status
 from store import intake as store
 from store.cases import PLACE_FREED_BY
@@ -82,7 +83,7 @@ def details(application: Application) -> str:
 
 
 async def hand_in(
-    client: Client, pool: AsyncConnectionPool, lookup_key: bytes, application: Application, submitted_by: str
+    client: Client, pool: AsyncConnectionPool, lookup: LookupSecret, application: Application, submitted_by: str
 ) -> HandInResult:
     """Hand in a valid application for `submitted_by` (a registered client id) and return the case's answer."""
     app_id = application.application_id
@@ -90,7 +91,7 @@ async def hand_in(
     first = await store.record_hand_in(pool, store.HandIn(app_id, submitted_by, application.district_code, digest))
     if first.fingerprint != digest or first.client_id != submitted_by:
         return _conflict(app_id)
-    student = identity.lookup_key(application.student.id_number, lookup_key)
+    student = identity.lookup_key(application.student.id_number, lookup.secret, lookup.profile)
     holder = await store.open_application(pool, student, application.school_year, app_id, submitted_by)
     if holder.application_id != app_id:
         return HandInResult(

@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 
 from enrollment.application import Application, describe_errors
 from enrollment.case import workflow_id_for
+from enrollment.identity import LookupSecret
 from enrollment.policy import PolicyBook, intake_problems
 from starter.hand_in import IntakeUnavailable, hand_in
 
@@ -120,7 +121,7 @@ class Intake:
 
     client: Client
     pool: AsyncConnectionPool
-    lookup_key: bytes
+    lookup_key: LookupSecret
     submitted_by: str
 
 

@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from enrollment import identity
 from enrollment.application import Application
 from enrollment.case import CaseSummary, CaseView, TimelineEntry
+from enrollment.identity import LookupSecret
 from enrollment.statuses import FINAL_STATUSES, CaseStatus
 
 
@@ -35,10 +36,14 @@ class CaseSnapshot(CaseSummary):
 PLACE_FREED_BY: frozenset[CaseStatus] = FINAL_STATUSES - {"approved"}
 
 
-async def save_progress(pool: AsyncConnectionPool, snapshot: CaseSnapshot, lookup_key: bytes) -> None:
+def _hashed(number: str, lookup: LookupSecret) -> str:
+    return identity.lookup_key(number, lookup.secret, lookup.profile)
+
+
+async def save_progress(pool: AsyncConnectionPool, snapshot: CaseSnapshot, lookup: LookupSecret) -> None:
     row = snapshot.model_dump(exclude={"events", "first_seq", "student_id_number", "guardian_id_numbers"})
-    row["student_key"] = identity.lookup_key(snapshot.student_id_number, lookup_key)
-    row["guardian_keys"] = [identity.lookup_key(number, lookup_key) for number in snapshot.guardian_id_numbers]
+    row["student_key"] = _hashed(snapshot.student_id_number, lookup)
+    row["guardian_keys"] = [_hashed(number, lookup) for number in snapshot.guardian_id_numbers]
     async with pool.connection() as conn, conn.transaction():
         await conn.execute(
             """
@@ -81,7 +86,7 @@ async def save_progress(pool: AsyncConnectionPool, snapshot: CaseSnapshot, looku
             await conn.execute("DELETE FROM open_applications WHERE application_id = %s", (snapshot.application_id,))
 
 
-def archive_documents(application: Application, view: CaseView, lookup_key: bytes) -> dict[str, dict[str, Any]]:
+def archive_documents(application: Application, view: CaseView, lookup: LookupSecret) -> dict[str, dict[str, Any]]:
     """The acceptance (受理), review (审核) and result (结果) records of a finished case.
 
     Names stay (the bureau's archive is about these people); identity numbers
@@ -89,7 +94,7 @@ def archive_documents(application: Application, view: CaseView, lookup_key: byte
     """
 
     def person_id(number: str) -> dict[str, str]:
-        return {"id_masked": identity.mask(number), "id_key": identity.lookup_key(number, lookup_key)}
+        return {"id_masked": identity.mask(number), "id_key": _hashed(number, lookup)}
 
     student = application.student
     acceptance = {

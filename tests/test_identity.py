@@ -55,5 +55,7 @@ def test_mask_keeps_no_birth_date_or_sequence():
 
 
 def test_lookup_key_depends_on_the_secret():
-    assert identity.lookup_key(STANDARD_EXAMPLE, b"a") != identity.lookup_key(STANDARD_EXAMPLE, b"b")
-    assert STANDARD_EXAMPLE not in identity.lookup_key(STANDARD_EXAMPLE, b"a")
+    for profile in ("standard", "gm"):
+        keyed = identity.lookup_key(STANDARD_EXAMPLE, b"a", profile)
+        assert keyed != identity.lookup_key(STANDARD_EXAMPLE, b"b", profile)
+        assert STANDARD_EXAMPLE not in keyed
