@@ -99,10 +99,13 @@ async def migrate(url: str) -> list[str]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
         try:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
+            # Looked up first: a service's role (store/roles.py) may read the table but not create in the schema.
+            found = await (await conn.execute("SELECT to_regclass('schema_migrations')")).fetchone()
+            if found is None or found[0] is None:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
             done = {row[0] for row in await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()}
             for version, name, sql in migrations():
                 if version in done:
