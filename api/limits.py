@@ -25,14 +25,19 @@ class _Bucket:
 
 
 class RateLimiter:
-    def __init__(self, per_second: float, burst: int):
+    def __init__(self, per_second: float, burst: int, max_kept: int = 10_000):
         self._rate = per_second
         self._burst = burst
         self._buckets: dict[str, _Bucket] = {}
+        # Keyed by something callers choose (the console keys on addresses), the buckets are pruned
+        # once there are this many: a full bucket is forgotten, as it is the same as a new one.
+        self._max_kept = max_kept
 
     def wait_seconds(self, client_id: str) -> float:
         """0 when the client may make a request now (and takes one), else how long until it may."""
         now = time.monotonic()
+        if client_id not in self._buckets and len(self._buckets) >= self._max_kept:
+            self._forget_full(now)
         bucket = self._buckets.setdefault(client_id, _Bucket(tokens=self._burst, refilled=now))
         bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.refilled) * self._rate)
         bucket.refilled = now
@@ -40,6 +45,11 @@ class RateLimiter:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) / self._rate
+
+    def _forget_full(self, now: float) -> None:
+        for key, bucket in list(self._buckets.items()):
+            if bucket.tokens + (now - bucket.refilled) * self._rate >= self._burst:
+                del self._buckets[key]
 
 
 def retry_after(seconds: float) -> dict[str, str]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from console.app import create_app
+import datetime as dt
+
+from console.app import IdentityClient, SessionPolicy, create_app
+from console.backends import CONSOLE_CLIENT
 from enrollment import deployment_secrets, logs
 from enrollment.client import connect
 from enrollment.settings import Settings
@@ -14,7 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     args = web_arguments("python -m console", __doc__, 8090).parse_args(argv)
     logs.configure()
     settings = Settings.from_env()
-    token_secret = deployment_secrets.token_secret(settings)
+    identity = IdentityClient(
+        settings.identity_issuer, deployment_secrets.identity_client_secret(settings, CONSOLE_CLIENT)
+    )
 
     async def temporal_client():
         return await connect(settings)
@@ -25,9 +30,14 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(
         temporal_client,
         case_store,
-        token_secret,
+        identity,
         settings.platform_url,
+        deployment_secrets.lookup_key(settings),
         http_timeout_seconds=settings.http_timeout_seconds,
+        session_policy=SessionPolicy(
+            lifetime=dt.timedelta(hours=settings.console_session_hours),
+            idle=dt.timedelta(minutes=settings.console_idle_minutes),
+        ),
     )
     serve(app, args)
 

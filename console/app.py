@@ -2,12 +2,16 @@
 
 Server-rendered pages over the same pieces the `enroll` command line uses.
 This module only assembles the Starlette app; each concern has its module:
-`auth` (who is signed in), `queue` (the lists), `cases` (a case and the
-actions on it), `results` (the applicant's lookup), `pages` (templates, error
-pages, security headers) and `backends` (Temporal, the case store, the platform).
+`signin` (OpenID Connect sign-in and sign-out), `auth` and `sessions` (who is
+signed in, and for how long), `queue` (the lists), `cases` (a case and the
+actions on it), `results` (the applicant's lookup), `audit` (the audit trail),
+`pages` (templates, error pages, security headers) and `backends` (Temporal,
+the case store, the platform, the identity provider).
 """
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,39 +21,53 @@ from starlette.routing import Route
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
-from console import auth, cases, pages, queue, results
-from console.auth import SESSION_COOKIE, TokenSession
-from console.backends import ClientSource, PoolSource, lifespan
+from console import auth, cases, pages, queue, results, signin
+from console.backends import ClientSource, IdentityClient, PoolSource, lifespan
+from console.results import LookupLimits, ResultLookups
+from console.sessions import SESSION_COOKIE, SessionPolicy
+from enrollment.identity import LookupSecret
 
-__all__ = ["SESSION_COOKIE", "create_app"]
+__all__ = ["SESSION_COOKIE", "IdentityClient", "LookupLimits", "SessionPolicy", "create_app"]
 
 
 def create_app(
     client: ClientSource,
     pool: PoolSource,
-    token_secret: bytes,
+    identity: IdentityClient,
     platform_url: str,
+    lookup: LookupSecret,
     *,
     http_timeout_seconds: float = 10.0,
+    session_policy: SessionPolicy | None = None,
+    lookup_limits: LookupLimits | None = None,
 ) -> Starlette:
     """The console app.
 
     `client` and `pool` may be the objects themselves or zero-argument coroutine
     functions that make them; the latter are called at start-up, on the server's
-    own event loop, and what they made is closed at shutdown.
+    own event loop, and what they made is closed at shutdown. The case store is
+    required: sessions and the audit trail live there. `identity` is the console's
+    client at the identity provider; `lookup` the keyed hash of identity numbers the
+    case store uses, for the applicant's result lookup.
     """
-    session = TokenSession(token_secret)
+    policy = session_policy or SessionPolicy()
+    issuer = urlsplit(identity.issuer)
+    headers = pages.security_headers(f"{issuer.scheme}://{issuer.netloc}")
     app = Starlette(
         routes=[
-            *auth.routes,
+            *signin.routes,
             *queue.routes,
             *cases.routes,
             *results.routes,
             Route("/healthz", pages.healthz, methods=["GET"]),
         ],
         middleware=[
-            Middleware(pages.SecurityHeaders),
-            Middleware(AuthenticationMiddleware, backend=session),
+            Middleware(pages.SecurityHeaders, headers=headers),
+            Middleware(
+                AuthenticationMiddleware,
+                backend=auth.SessionAuth(policy),
+                on_error=auth.provider_unavailable,
+            ),
         ],
         exception_handlers={
             # `@requires` refuses with 403; it means "sign in" to whoever has not.
@@ -61,7 +79,9 @@ def create_app(
             WorkflowQueryRejectedError: pages.unavailable,
             Exception: pages.internal_error,
         },
-        lifespan=lifespan(client, pool, platform_url, http_timeout_seconds),
+        lifespan=lifespan(client, pool, platform_url, identity, http_timeout_seconds),
     )
-    app.state.token_session = session
+    app.state.security_headers = headers
+    app.state.session_policy = policy
+    app.state.result_lookups = ResultLookups(lookup, lookup_limits or LookupLimits())
     return app

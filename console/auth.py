@@ -1,62 +1,70 @@
-"""Who is signed in: the signed identity token (`enrollment.tokens`) kept in a session cookie.
+"""Who is signed in: a server-side session (console/sessions.py) behind a random id in a cookie.
 
-`TokenSession`, a Starlette authentication backend, turns the cookie into a
-`Person` whose scopes are "authenticated" and the role ("reviewer" or
-"staff"), so endpoints state what they need with `@requires(...)`. The token,
-sign-in and sign-out, and the CSRF token bound to the token id all live here,
-so that moving the console to OpenID Connect changes this module only.
+`SessionAuth`, a Starlette authentication backend, turns the cookie into a `Person` whose scopes
+are "authenticated" and the role ("reviewer" or "staff"), so endpoints state what they need with
+`@requires(...)`. The sign-in itself (OpenID Connect) is console/signin.py.
+
+The session cookie is HttpOnly and SameSite=Lax. Lax, not Strict, because the sign-in ends with a
+navigation that starts at the provider's site: a Strict cookie is not sent on a navigation (or
+redirect chain) that another site started, so the page the callback sends the person to would not
+see the new session. Lax still keeps the cookie off cross-site POSTs, subrequests and frames; every
+form also carries a CSRF token derived from the session id (`csrf_token`), and no GET changes
+anything. The cookie is Secure whenever the console is reached over https.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
-import secrets
-import time
 from urllib.parse import urlencode
 
-import structlog
 from starlette.authentication import (
     AuthCredentials,
     AuthenticationBackend,
+    AuthenticationError,
     BaseUser,
     UnauthenticatedUser,
-    requires,
 )
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
-from console.audit import action_of, audit
+from console import sessions
+from console.audit import Actor, action_of, audit
+from console.backends import backends
 from console.forms import read_form
-from console.pages import Refusal, error_page, render
-from enrollment import tokens
+from console.pages import Refusal, error_page
+from console.sessions import SESSION_COOKIE, SessionPolicy, csrf_token
 from enrollment.labels import Label
+from enrollment.oidc import IdentityUnavailable
+from enrollment.provers import PersonProver
+from store.console_sessions import StoredSession
 
-log = structlog.get_logger()
-
-SESSION_COOKIE = "enroll_console_session"
-SIGNIN_COOKIE = "enroll_console_signin"
-SIGNIN_FORM_SECONDS = 1800
-CONSOLE_ROLES = ("reviewer", "staff")
 ROLE_LABELS = {"reviewer": Label("审核员", "reviewer"), "staff": Label("服务点工作人员", "staff")}
 LANDING_PAGES = {"reviewer": "/queue", "staff": "/offline"}
 SIGNIN_REASONS = {
     "required": "请先登录。Please sign in.",
-    "expired": "身份令牌已过期，请粘贴新的令牌。Your token has expired; paste a new one.",
-    "invalid": "身份令牌无效，请重新登录。Your token is not valid here; sign in again.",
     "signed_out": "已退出。You are signed out.",
+    "expired": "会话已过期，请重新登录。Your session has expired; sign in again.",
+    "ended": "会话已结束：账号已停用，或已在统一身份认证退出。"
+    "Your session was ended at the identity provider (account disabled, or signed out there).",
 }
+PROVIDER_UNAVAILABLE = (
+    "统一身份认证暂时无法访问，请稍后再试。The identity provider cannot be reached right now; try again shortly."
+)
 # Where sign-in may send you back to: the console's own pages, never another site.
 _SAFE_NEXT = re.compile(r"^/(queue|offline|cases/[A-Za-z0-9][A-Za-z0-9-]{5,39})$")
 
 
-class Person(BaseUser):
-    """A signed-in reviewer or service-point staff member, with the CSRF token of this session."""
+def safe_next(path: str) -> str:
+    return path if _SAFE_NEXT.match(path) else ""
 
-    def __init__(self, claims: tokens.Claims, csrf: str) -> None:
-        self.claims, self.csrf = claims, csrf
+
+class Person(BaseUser):
+    """A signed-in reviewer or service-point staff member, as their session holds them."""
+
+    def __init__(self, session: StoredSession, session_id: str) -> None:
+        self.session = session
+        self.csrf = csrf_token(session_id)
 
     @property
     def is_authenticated(self) -> bool:
@@ -64,62 +72,68 @@ class Person(BaseUser):
 
     @property
     def display_name(self) -> str:
-        return self.claims.sub
+        return self.session.subject
 
     @property
     def identity(self) -> str:
-        return self.claims.sub
+        return self.session.subject
+
+    @property
+    def role(self) -> str:
+        return self.session.role
 
     @property
     def district(self) -> str:
-        """Reviewer and staff tokens always name a district (`tokens.Claims` refuses them otherwise)."""
-        return self.claims.district or ""
+        """Reviewers and staff always have one: their access token's role is checked to be one of the two."""
+        return self.session.district or ""
+
+    @property
+    def actor(self) -> Actor:
+        return sessions.actor_of(self.session)
 
     @property
     def role_label(self) -> Label:
-        return ROLE_LABELS[self.claims.role]
+        return ROLE_LABELS[self.role]
 
     @property
     def landing_page(self) -> str:
-        return LANDING_PAGES[self.claims.role]
+        return LANDING_PAGES[self.role]
 
 
 class SignedOut(UnauthenticatedUser):
-    """Nobody is signed in, and why: "required" (no session), "expired" or "invalid"."""
+    """Nobody is signed in, and why (a key of SIGNIN_REASONS)."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
 
-class TokenSession(AuthenticationBackend):
-    """Verifies the session cookie's token with the deployment's token secret."""
+class ProviderUnavailable(AuthenticationError):
+    """The session could not be confirmed because the identity provider did not answer."""
 
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
 
-    def verify(self, token: str) -> tokens.Claims:
-        claims = tokens.verify(self._secret, token)
-        if claims.role not in CONSOLE_ROLES:
-            raise tokens.TokenError(
-                f"token: the {claims.role} role has no business in the review console "
-                "(reviewers and service-point staff only)"
-            )
-        return claims
+class SessionAuth(AuthenticationBackend):
+    """Finds the cookie's session and has it confirmed (console/sessions.py) on every request."""
 
-    def person(self, claims: tokens.Claims) -> Person:
-        """Bound to the token id, the CSRF token changes with every sign-in and needs no server state."""
-        csrf = hmac.new(self._secret, f"console-csrf:{claims.jti}:{claims.sub}".encode(), hashlib.sha256)
-        return Person(claims, csrf.hexdigest()[:32])
+    def __init__(self, policy: SessionPolicy) -> None:
+        self.policy = policy
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
-        token = conn.cookies.get(SESSION_COOKIE)
-        if not token:
+        session_id = conn.cookies.get(SESSION_COOKIE)
+        if not session_id:
             return AuthCredentials(), SignedOut("required")
         try:
-            claims = self.verify(token)
-        except tokens.TokenError as err:
-            return AuthCredentials(), SignedOut("expired" if str(err).startswith("token: expired") else "invalid")
-        return AuthCredentials(["authenticated", claims.role]), self.person(claims)
+            found = await sessions.current(conn, session_id, self.policy)
+        except IdentityUnavailable:
+            raise ProviderUnavailable() from None
+        if isinstance(found, str):
+            return AuthCredentials(), SignedOut(found)
+        person = Person(found, session_id)
+        return AuthCredentials(["authenticated", person.role]), person
+
+
+def provider_unavailable(conn: HTTPConnection, exc: AuthenticationError) -> Response:
+    """The middleware's answer when a session could not be confirmed: try again, the session is kept."""
+    return error_page(Request(conn.scope), Refusal(503, "暂时无法访问 Unavailable", PROVIDER_UNAVAILABLE))
 
 
 def signed_in(request: Request) -> Person:
@@ -129,12 +143,21 @@ def signed_in(request: Request) -> Person:
     return person
 
 
+def prover(request: Request) -> PersonProver:
+    """Proofs for the signed-in person's messages, from their own access token (refreshed if it was near expiry)."""
+    held, person = backends(request), signed_in(request)
+    assert person.session.access_token is not None  # a live session holds its tokens
+    client = held.identity
+    return PersonProver(held.provider, person.session.access_token, client.client_id, client.client_secret)
+
+
 async def checked_form(request: Request) -> dict[str, str]:
     """The posted form, once its CSRF token is this session's: a form from elsewhere changes nothing."""
     fields = await read_form(request)
     person = signed_in(request)
     if not hmac.compare_digest(fields.get("csrf", ""), person.csrf):
-        audit(person.claims, request.path_params.get("application_id"), action_of(request), "csrf_refused")
+        case_id = request.path_params.get("application_id")
+        await audit(request, person.actor, action_of(request), "csrf_refused", case_id)
         raise Refusal(
             403,
             "表单已失效 Form check failed",
@@ -147,7 +170,7 @@ async def checked_form(request: Request) -> dict[str, str]:
 def to_signin(request: Request, reason: str) -> Response:
     """Back to sign-in with the reason, and for a page (not a form) the way back to it."""
     query = {"reason": reason}
-    if request.method == "GET" and _SAFE_NEXT.match(request.url.path):
+    if request.method == "GET" and safe_next(request.url.path):
         query["next"] = request.url.path
     response = RedirectResponse(f"/signin?{urlencode(query)}", status_code=303)
     if reason != "required":
@@ -160,78 +183,6 @@ async def not_permitted(request: Request, exc: Exception) -> Response:
     user = request.user
     if not isinstance(user, Person):
         return to_signin(request, user.reason if isinstance(user, SignedOut) else "required")
-    audit(user.claims, request.path_params.get("application_id"), action_of(request), "forbidden")
-    message = f"{user.role_label.zh}无权使用这一页面。A {user.claims.role} cannot use this page."
+    await audit(request, user.actor, action_of(request), "forbidden", request.path_params.get("application_id"))
+    message = f"{user.role_label.zh}无权使用这一页面。A {user.role} cannot use this page."
     return error_page(request, Refusal(403, "无权限 Forbidden", message))
-
-
-async def home(request: Request) -> Response:
-    user = request.user
-    return RedirectResponse(user.landing_page if isinstance(user, Person) else "/signin", status_code=303)
-
-
-def signin_page(request: Request, reason: str | None, status_code: int = 200, next_path: str = "") -> Response:
-    """The sign-in form, with a one-time nonce that must come back with the cookie set here."""
-    nonce = secrets.token_urlsafe(24)
-    context = {"title": "登录 Sign in", "reason": reason, "nonce": nonce, "next": next_path}
-    response = render(request, "signin.html", context, status_code)
-    response.set_cookie(
-        SIGNIN_COOKIE,
-        nonce,
-        max_age=SIGNIN_FORM_SECONDS,
-        path="/signin",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    return response
-
-
-async def signin_form(request: Request) -> Response:
-    next_path = request.query_params.get("next", "")
-    reason = SIGNIN_REASONS.get(request.query_params.get("reason", ""))
-    return signin_page(request, reason, next_path=next_path if _SAFE_NEXT.match(next_path) else "")
-
-
-async def sign_in(request: Request) -> Response:
-    fields = await read_form(request)
-    next_path = fields.get("next", "") if _SAFE_NEXT.match(fields.get("next", "")) else ""
-    nonce = request.cookies.get(SIGNIN_COOKIE, "")
-    if not nonce or not hmac.compare_digest(nonce, fields.get("nonce", "")):
-        return signin_page(request, "登录表单已失效，请重试。The sign-in form expired; try again.", 403, next_path)
-    session: TokenSession = request.app.state.token_session
-    try:
-        claims = session.verify(fields.get("token", ""))
-    except tokens.TokenError as err:
-        log.info("console sign-in refused", reason=str(err))
-        return signin_page(request, f"无法登录 Cannot sign in — {err}", 401, next_path)
-    audit(claims, None, "sign_in", "ok")
-    response = RedirectResponse(next_path or LANDING_PAGES[claims.role], status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        fields["token"].strip(),
-        max_age=max(0, claims.exp - int(time.time())),
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    response.delete_cookie(SIGNIN_COOKIE, path="/signin")
-    return response
-
-
-@requires("authenticated")
-async def sign_out(request: Request) -> Response:
-    await checked_form(request)  # signing out needs nothing from the form but its CSRF token
-    audit(signed_in(request).claims, None, "sign_out", "ok")
-    response = RedirectResponse("/signin?reason=signed_out", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
-    return response
-
-
-routes = [
-    Route("/", home, methods=["GET"]),
-    Route("/signin", signin_form, methods=["GET"]),
-    Route("/signin", sign_in, methods=["POST"]),
-    Route("/signout", sign_out, methods=["POST"]),
-]

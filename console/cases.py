@@ -8,9 +8,7 @@ another district is "not found", exactly like a case that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from psycopg_pool import AsyncConnectionPool
@@ -19,14 +17,14 @@ from starlette.authentication import requires
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from temporalio.workflow import UpdateMethodMultiParam
 
 from console.audit import audit
-from console.auth import checked_form, signed_in
+from console.auth import PROVIDER_UNAVAILABLE, checked_form, prover, signed_in
 from console.backends import backends
 from console.pages import Refusal, render
 from enrollment.application import ApplicationId
-from enrollment.case import CaseView, FilledElement, OfflineRegistration, Receipt, Review, SchoolSelection
+from enrollment.case import CaseView, FilledElement, OfflineRegistration, Review, SchoolSelection
+from enrollment.oidc import IdentityError, IdentityUnavailable
 from enrollment.policy import policy_book
 from enrollment.statuses import DECISIONS, STATUS_LABELS
 from starter.cases import CaseActionError, case_handle, case_status, send_message
@@ -38,8 +36,6 @@ log = structlog.get_logger()
 APPLICATION_ID = TypeAdapter(ApplicationId)
 MAX_MATERIALS = 30
 MAX_MATERIAL_LENGTH = 100
-# What `@workflow.update(name=...)` makes of an `async def` handler taking one message.
-Update = UpdateMethodMultiParam[[EnrollmentCase, Any], Awaitable[Receipt]]
 
 
 @dataclass(frozen=True)
@@ -48,6 +44,7 @@ class Outcome:
 
     done: bool
     text: str
+    status_code: int = 200
 
 
 def _not_found(application_id: str) -> Refusal:
@@ -65,13 +62,14 @@ def _application_id(request: Request) -> str:
 
 async def case_of_district(request: Request, application_id: str, action: str = "view") -> CaseView:
     """The case's view; "not found" both when there is none and when it is another district's."""
-    claims = signed_in(request).claims
+    person = signed_in(request)
     try:
         view = await case_status(backends(request).client, application_id)
     except CaseActionError:
         view = None
-    if view is None or view.district_code != claims.district:
-        audit(claims, application_id, action, "not_found")  # the same page as no case, but the audit trail knows
+    if view is None or view.district_code != person.district:
+        # The same page as no case at all, but the audit trail knows.
+        await audit(request, person.actor, action, "not_found", application_id)
         raise _not_found(application_id)
     return view
 
@@ -108,7 +106,7 @@ async def show_case(
     held = backends(request)
     elements: list[FilledElement] = await case_handle(held.client, application_id).query(EnrollmentCase.filled_elements)
     archive, archive_note = await _archive(held.pool, application_id)
-    role = signed_in(request).claims.role
+    role = signed_in(request).role
     registering = role == "staff" and view.status == "awaiting_offline_registration"
     context = {
         "title": f"案件 {application_id}",
@@ -130,31 +128,35 @@ async def show_case(
 async def case_page(request: Request) -> Response:
     application_id = _application_id(request)
     view = await case_of_district(request, application_id)
-    audit(signed_in(request).claims, application_id, "view", "ok")
+    # Recorded before anything of the child's is shown: a view that cannot be audited is not shown.
+    await audit(request, signed_in(request).actor, "view", "ok", application_id)
     return await show_case(request, application_id, view)
 
 
-async def _send(
-    request: Request, application_id: str, action: str, update: Update, message: Any
-) -> tuple[Outcome, int]:
-    """The case's receipt as the page shows it: recorded, or refused (409) with the case's reason."""
-    claims = signed_in(request).claims
+async def _send(request: Request, application_id: str, action: str, message: Review | OfflineRegistration) -> Outcome:
+    """The case's receipt as the page shows it: recorded, or refused with the case's (or the provider's) reason."""
+    actor = signed_in(request).actor
     try:
-        receipt = await send_message(backends(request).client, application_id, update, message)
+        receipt = await send_message(backends(request).client, application_id, message, prover(request))
+    except IdentityUnavailable:
+        raise Refusal(503, "暂时无法访问 Unavailable", PROVIDER_UNAVAILABLE) from None
+    except IdentityError as err:  # the provider would not sign the proof: the session is no longer good
+        await audit(request, actor, action, "refused", application_id, reason=err.reason)
+        return Outcome(False, f"未执行 Not done — {err.reason}", 409)
     except CaseActionError as err:  # the case has finished (or never was): it takes no message
-        audit(claims, application_id, action, "refused", reason=str(err))
-        return Outcome(False, f"未执行 Not done — {err}"), 409
+        await audit(request, actor, action, "refused", application_id, reason=str(err))
+        return Outcome(False, f"未执行 Not done — {err}", 409)
     if not receipt.accepted:
-        audit(claims, application_id, action, "refused", reason=receipt.reason)
-        return Outcome(False, f"未执行 Not done — {receipt.reason}"), 409
-    audit(claims, application_id, action, "recorded", status=receipt.status)
-    return Outcome(True, f"已记录 Recorded · 案件现为 case is now {STATUS_LABELS[receipt.status]}"), 200
+        await audit(request, actor, action, "refused", application_id, reason=receipt.reason)
+        return Outcome(False, f"未执行 Not done — {receipt.reason}", 409)
+    await audit(request, actor, action, "recorded", application_id, status=receipt.status)
+    return Outcome(True, f"已记录 Recorded · 案件现为 case is now {STATUS_LABELS[receipt.status]}")
 
 
-async def _act(request: Request, application_id: str, action: str, update: Update, message: Any) -> Response:
-    outcome, status_code = await _send(request, application_id, action, update, message)
+async def _act(request: Request, application_id: str, action: str, message: Review | OfflineRegistration) -> Response:
+    outcome = await _send(request, application_id, action, message)
     view = await case_of_district(request, application_id, action)
-    return await show_case(request, application_id, view, outcome, status_code)
+    return await show_case(request, application_id, view, outcome, outcome.status_code)
 
 
 @requires(["authenticated", "reviewer"])
@@ -164,15 +166,14 @@ async def review(request: Request) -> Response:
     decision = fields.get("decision", "")
     action = f"review:{decision if decision in DECISIONS else 'invalid'}"
     await case_of_district(request, application_id, action)
-    claims = signed_in(request).claims
+    person = signed_in(request)
     message = Review(
-        reviewer_id=claims.sub,
-        district_code=signed_in(request).district,
+        reviewer_id=person.identity,
+        district_code=person.district,
         decision=decision,
         opinion=fields.get("opinion", ""),
-        credential=claims.jti,
     )
-    return await _act(request, application_id, action, EnrollmentCase.review, message)
+    return await _act(request, application_id, action, message)
 
 
 def _registration_problem(materials: list[str], zone: str, school: str) -> str | None:
@@ -188,24 +189,24 @@ async def register(request: Request) -> Response:
     fields = await checked_form(request)
     application_id = _application_id(request)
     view = await case_of_district(request, application_id, "register_offline")
-    claims = signed_in(request).claims
+    person = signed_in(request)
     materials = [line.strip() for line in fields.get("materials", "").splitlines() if line.strip()]
     zone, school = fields.get("zone", "").strip(), fields.get("school", "").strip()
     if fields.get("school_choice"):
         zone, _, school = fields["school_choice"].partition("|")
     problem = _registration_problem(materials, zone, school)
     if problem:
-        audit(claims, application_id, "register_offline", "invalid", reason=problem)
-        return await show_case(request, application_id, view, Outcome(False, f"未执行 Not done — {problem}"), 422)
+        await audit(request, person.actor, "register_offline", "invalid", application_id, reason=problem)
+        outcome = Outcome(False, f"未执行 Not done — {problem}", 422)
+        return await show_case(request, application_id, view, outcome, outcome.status_code)
     message = OfflineRegistration(
-        staff_id=claims.sub,
-        district_code=signed_in(request).district,
+        staff_id=person.identity,
+        district_code=person.district,
         materials=materials,
         note=fields.get("note", "").strip(),
-        credential=claims.jti,
         school_choice=SchoolSelection(zone_id=zone, school_id=school) if zone else None,
     )
-    return await _act(request, application_id, "register_offline", EnrollmentCase.register_offline, message)
+    return await _act(request, application_id, "register_offline", message)
 
 
 routes = [

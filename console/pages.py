@@ -36,15 +36,23 @@ log = structlog.get_logger()
 _Code = TypeVar("_Code", bound=str)
 
 _ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])[0-9]{17}[0-9Xx](?![0-9A-Za-z])")
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
+
+
+def security_headers(*form_origins: str) -> dict[str, str]:
+    """The headers of every page: no scripts, no framing, no caching, forms only to the console itself and
+    `form_origins` (the identity provider: sign-in and sign-out go on there, and browsers hold the redirects
+    that follow a form to `form-action` as well)."""
+    targets = " ".join(("'self'", *form_origins))
+    return {
+        "Content-Security-Policy": (
+            f"default-src 'none'; style-src 'unsafe-inline'; form-action {targets}; frame-ancestors 'none';"
+            " base-uri 'none'"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
 
 
 def _mask(match: re.Match[str]) -> str:
@@ -175,7 +183,7 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     """Anything else. Starlette sends this page from outside the middleware, so it adds the headers itself."""
     message = "出现内部错误，已记录。Something went wrong; it has been logged."
     response = error_page(request, Refusal(500, "内部错误 Internal error", message))
-    response.headers.update(SECURITY_HEADERS)
+    response.headers.update(request.app.state.security_headers)
     return response
 
 
@@ -184,10 +192,10 @@ async def healthz(request: Request) -> Response:
 
 
 class SecurityHeaders:
-    """Adds the console's security headers to every response: no scripts, no framing, no caching."""
+    """Adds the console's security headers (`security_headers`) to every response."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, headers: dict[str, str]) -> None:
+        self.app, self.headers = app, headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -197,7 +205,7 @@ class SecurityHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
+                for name, value in self.headers.items():
                     headers[name] = value
             await send(message)
 

@@ -1,7 +1,8 @@
-"""What the review console reads from the case store: one case's archive card.
+"""What the review console reads from the case store: a case's archive card, and whether a student is the case's.
 
-The console shows it beside the case's own view, so a reviewer sees whether the
-store has caught up with the case and which documents were filed when it ended.
+The console shows the card beside the case's own view, so a reviewer sees whether the
+store has caught up with the case and which documents were filed when it ended. The
+applicant's result lookup asks whether the identity number typed is the student's.
 """
 
 from __future__ import annotations
@@ -49,3 +50,15 @@ async def archive_card(pool: AsyncConnectionPool, application_id: str) -> Archiv
         steps=steps[0] if steps else 0,
         documents=[FiledDocument(kind=kind, archived_at=at) for kind, at in documents],
     )
+
+
+async def student_matches(pool: AsyncConnectionPool, application_id: str, student_key: str) -> bool:
+    """Whether the case's student has the identity number whose keyed hash is `student_key`.
+
+    Asked through a function (0006_console_sessions.sql): the console may not read the hashes themselves.
+    """
+    async with pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT case_student_matches(%s, %s)", (application_id, student_key))
+        ).fetchone()
+    return bool(row and row[0])

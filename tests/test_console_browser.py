@@ -1,9 +1,12 @@
 """The review console in a real browser (Debian's Chromium through Playwright), against the real stack.
 
-A reviewer signs in with a pasted token, sees the district's queue, opens a
-case, approves it with a handling opinion, and the result reaches the
-platform; a reviewer of another district neither sees nor opens the case.
-Screenshots of the queue and the case page go to docs/screenshots/.
+A reviewer signs in through the identity provider's own sign-in page (the
+console's redirect, the provider's form, the redirect back with the code),
+sees the district's queue, opens a case, approves it with a handling opinion,
+and the result reaches the platform; a reviewer of another district neither
+sees nor opens the case, and signs out of the console and the provider.
+Screenshots of both sign-in pages, the queue and the case page go to
+docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pytest
 from temporalio.client import Client
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
-from tests.support.keys import signed_token
+from tests.support.identity import password
 from tests.support.processes import enroll, needs_temporal_cli, wait_for_status
 from tests.support.served import ServedApp
 from tests.support.waiting import wait_until
@@ -30,7 +33,9 @@ playwright_api = pytest.importorskip("playwright.async_api")
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 DISTRICT = "510106"
-OTHER_DISTRICT = "510104"
+REVIEWER = "r-510106-1"
+# A reviewer of another district (510104).
+OUTSIDER = "r-510104-1"
 
 
 @pytest.fixture(scope="module")
@@ -41,18 +46,26 @@ async def browser():
         await chromium.close()
 
 
-async def sign_in(context, console: ServedApp, bearer: str):
+async def sign_in(context, console: ServedApp, identity_provider, sub: str, screenshots: bool = False):
+    """The console's sign-in button, then the provider's own page: account, password, and back to the queue."""
     page = await context.new_page()
     await page.goto(f"{console.base_url}/")
     assert page.url.endswith("/signin")
-    await page.fill("#token", bearer)
+    if screenshots:
+        await page.screenshot(path=str(SCREENSHOTS / "console-signin.png"), full_page=True)
     await page.click("form.signin button[type=submit]")
+    await page.wait_for_url(f"{identity_provider.base_url}/authorize?*")
+    if screenshots:
+        await page.screenshot(path=str(SCREENSHOTS / "console-provider-signin.png"), full_page=True)
+    await page.fill("#username", sub)
+    await page.fill("#password", password(sub))
+    await page.click("button[type=submit]")
     await page.wait_for_url(f"{console.base_url}/queue")
     return page
 
 
 async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_nothing(
-    environment, worker, console, browser, population, standins, dev_client: Client, tmp_path
+    environment, worker, console, identity_provider, browser, population, standins, dev_client: Client, tmp_path
 ):
     chosen = [
         next(a for a in population.by_scenario("hukou_verified") if a["district_code"] == DISTRICT),
@@ -70,8 +83,8 @@ async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_noth
 
     # The district's reviewer: queue, case, approval.
     context = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-    page = await sign_in(context, console, signed_token("r-01", "reviewer", DISTRICT))
-    assert "r-01" in await page.inner_text("#who") and "审核员 reviewer" in await page.inner_text("#who")
+    page = await sign_in(context, console, identity_provider, REVIEWER, screenshots=True)
+    assert REVIEWER in await page.inner_text("#who") and "审核员 reviewer" in await page.inner_text("#who")
     assert DISTRICT in await page.inner_text("#who")
     assert await page.inner_text("#queue-count") == "2"
     queue_text = await page.inner_text("#queue")
@@ -92,7 +105,7 @@ async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_noth
     assert "已记录 Recorded · 案件现为 case is now 审核通过 approved" in await page.inner_text("#outcome")
     assert (await page.inner_text("#case-status")).strip() == "审核通过 approved"
     assert "材料齐全，同意入学" in await page.inner_text("#reviews")
-    assert "reviewer:r-01" in await page.inner_text("#timeline")
+    assert f"reviewer:{REVIEWER}" in await page.inner_text("#timeline")
 
     async with httpx.AsyncClient(base_url=standins.base_url) as platform:
 
@@ -113,11 +126,18 @@ async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_noth
 
     # A reviewer of another district: not in the queue, and the page is "not found".
     outsider = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
-    page = await sign_in(outsider, console, signed_token("r-77", "reviewer", OTHER_DISTRICT))
+    page = await sign_in(outsider, console, identity_provider, OUTSIDER)
     assert await page.inner_text("#queue-count") == "0"
     assert application_id not in await page.content()
     response = await page.goto(f"{console.base_url}/cases/{application_id}")
     assert response.status == 404
     assert "未找到 Not found" in await page.inner_text("h1")
     assert target["student"]["name"] not in await page.content()
+
+    # Signing out goes through the provider's sign-out and back; the console's pages then ask for sign-in.
+    await page.click("header form button[type=submit]")
+    await page.wait_for_url(f"{console.base_url}/signin?reason=signed_out")
+    assert "已退出" in await page.inner_text("#signin-reason")
+    await page.goto(f"{console.base_url}/queue")
+    assert page.url.startswith(f"{console.base_url}/signin?reason=")
     await outsider.close()
