@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from enrollment.application import Application, RegistrationType, SchoolChoice, Stage
 from enrollment.policy import DistrictPolicy
+from enrollment.proofs import TrustedKeys
 from enrollment.statuses import CaseStatus, Decision, Outcome, RoutingPhase
 from enrollment.verifiers import Verifier
 
@@ -77,7 +78,9 @@ class IntakeAnswer(_Message):
 
 
 # Messages from people (Workflow Updates). Fields are plain strings where a wrong value must be
-# refused and recorded by the case rather than dropped while decoding.
+# refused and recorded by the case rather than dropped while decoding. Each carries `proof`: a token
+# the identity provider signed for exactly this message to this case (enrollment.proofs), which the
+# case checks before anything else.
 
 
 class Review(_Message):
@@ -87,13 +90,15 @@ class Review(_Message):
     district_code: str
     decision: str
     opinion: str = ""
-    # Id of the signed token the sender's identity was taken from, for the audit trail.
+    # Id of the signed token the sender's identity was taken from (release 1.0; now the proof's id).
     credential: str | None = None
+    proof: str | None = None
 
 
 class SchoolSelection(_Message):
     zone_id: str
     school_id: str
+    proof: str | None = None
 
 
 class OfflineRegistration(_Message):
@@ -105,17 +110,30 @@ class OfflineRegistration(_Message):
     note: str = ""
     school_choice: SchoolSelection | None = None
     credential: str | None = None
+    proof: str | None = None
 
 
 class Supplement(_Message):
     submitted_by: str = "applicant"
     materials: list[str] = Field(default_factory=list)
     note: str = ""
+    proof: str | None = None
 
 
 class Withdrawal(_Message):
     requested_by: str = "applicant"
     reason: str = ""
+    proof: str | None = None
+
+
+# The Update each message is sent as: the action its proof must name.
+ACTIONS: dict[type[BaseModel], str] = {
+    Review: "review",
+    OfflineRegistration: "register_offline",
+    Supplement: "supplement",
+    Withdrawal: "withdraw",
+    SchoolSelection: "select_school",
+}
 
 
 class Receipt(_Message):
@@ -223,6 +241,12 @@ class CaseFile(BaseModel):
     stored: int = 0
     status_pushes: int = 0
     notices: int = 0
+    # People's messages handled, proofs already used (by id), and refusals written to the timeline.
+    messages: int = 0
+    proofs_seen: list[str] = Field(default_factory=list)
+    refusals: int = 0
+    # The identity provider's public keys, as last fetched for this case (recorded in its history).
+    trusted_keys: TrustedKeys | None = None
 
     def summary(self) -> dict[str, Any]:
         """The CaseSummary fields, as keyword arguments for the view and the case store's snapshot."""

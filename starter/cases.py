@@ -2,10 +2,13 @@
 
 Messages are Workflow Updates: the case answers each with a receipt (taken, or
 refused and why) as soon as it has decided, so nothing here waits on its timeline.
+Each goes with a proof of who sent it, which the identity provider signs for
+exactly that message to that case (`Prover`); the case refuses it without one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -14,11 +17,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from enrollment import search_attributes as sa
 from enrollment.application import DistrictCode
-from enrollment.case import CaseView, Receipt, application_id_of, workflow_id_for
+from enrollment.case import ACTIONS, CaseView, Receipt, application_id_of, workflow_id_for
+from enrollment.proofs import message_digest
 from starter import ops_queries
 from workflows.enrollment_case import EnrollmentCase
 
 DISTRICT_CODE_ADAPTER = TypeAdapter(DistrictCode)
+
+# (workflow id of the case, action, digest of the message) -> the provider's proof for that message.
+Prover = Callable[[str, str, str], Awaitable[str]]
 
 
 class CaseActionError(Exception):
@@ -43,14 +50,22 @@ async def case_status(client: Client, application_id: str) -> CaseView:
         raise
 
 
-async def send_message(client: Client, application_id: str, update: Any, message: Any) -> Receipt:
-    """Send a person's message to the case and return its receipt (accepted, or refused with the reason).
+async def proven(message: Any, workflow_id: str, prove: Prover) -> Any:
+    """The message with the provider's proof for it, to the case of `workflow_id`."""
+    proof = await prove(workflow_id, ACTIONS[type(message)], message_digest(message))
+    return message.model_copy(update={"proof": proof})
+
+
+async def send_message(client: Client, application_id: str, message: Any, prove: Prover) -> Receipt:
+    """Prove and send a person's message to the case; its receipt (accepted, or refused with the reason).
 
     A case that does not exist or has already finished takes no message: CaseActionError.
     """
     handle = case_handle(client, application_id)
     try:
-        receipt: Receipt = await handle.execute_update(update, message)
+        receipt = await handle.execute_update(
+            ACTIONS[type(message)], await proven(message, handle.id, prove), result_type=Receipt
+        )
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise

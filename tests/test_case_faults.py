@@ -6,13 +6,13 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.platform import PlatformActivities, PlatformMessage
-from enrollment.case import Review
 from starter import hand_in
 from starter.intake import Intake, submit_one
 from tests.support.keys import LOOKUP_KEY
+from tests.support.people import review_by
 from tests.support.stack import running_workers, settings_for
 from workers.build import new_http_client
-from workflows.enrollment_case import VERIFICATION_BUDGET, EnrollmentCase
+from workflows.enrollment_case import VERIFICATION_BUDGET
 
 
 async def test_transient_errors_and_timeouts_are_retried_until_the_answer_comes(stack, workers):
@@ -67,10 +67,11 @@ async def test_a_platform_outage_delays_the_result_but_delivers_it_exactly_once(
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_review")
     async with stack.platform_down():
-        await handle.execute_update(
-            EnrollmentCase.review,
-            Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"),
+        receipt = await stack.people.send(
+            handle,
+            review_by(application.district_code, "approve", "同意"),
         )
+        assert receipt.accepted, receipt
         await stack.wait_for_answers("platform", "5030", 2)
         assert not (await stack.status(handle)).platform_synced
     result = await stack.result(handle)
@@ -127,12 +128,11 @@ async def test_a_batch_under_every_department_fault_ends_right_with_one_result_e
     async with stack.platform_down():
         for application, view in zip(batch, views, strict=False):
             if view.status == "awaiting_review":
-                await handles[batch.index(application)].execute_update(
-                    EnrollmentCase.review,
-                    Review(
-                        reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"
-                    ),
+                receipt = await stack.people.send(
+                    handles[batch.index(application)],
+                    review_by(application.district_code, "approve", "同意"),
                 )
+                assert receipt.accepted, (application.application_id, receipt)
         await stack.wait_for_answers("platform", "5030", 3)
         for application, view in zip(batch, views, strict=False):
             if view.status == "awaiting_review":

@@ -2,6 +2,7 @@
 
 from enrollment.case import Review
 from enrollment.verifiers import REGISTRY
+from tests.support.people import review_by, reviewer_of
 from tests.support.stack import running_workers, settings_for
 from workflows.enrollment_case import EnrollmentCase
 
@@ -18,18 +19,20 @@ async def test_verified_hukou_case_is_approved_and_synced_once_in_phase_one(stac
     assert set(view.auto_filled.values()) >= {"public_security.hukou"}
     assert view.routing_phase == "phase_one" and view.channel == application.channel
 
-    await handle.execute_update(
-        EnrollmentCase.review,
+    reviewer = reviewer_of(application.district_code)
+    receipt = await stack.people.send(
+        handle,
         Review(
-            reviewer_id="r-01",
+            reviewer_id=reviewer,
             district_code=application.district_code,
             decision="approve",
             opinion="材料齐全，同意入学",
         ),
     )
+    assert receipt.accepted, receipt
     result = await stack.result(handle)
     assert result.status == "approved" and result.platform_synced
-    assert result.review.opinion == "材料齐全，同意入学" and result.review.reviewer_id == "r-01"
+    assert result.review.opinion == "材料齐全，同意入学" and result.review.reviewer_id == reviewer
 
     record = stack.platform_record(application.application_id)
     assert [entry["body"]["status"] for entry in record["result"]] == ["approved"]
@@ -45,10 +48,11 @@ async def test_phase_two_pushes_each_status_and_sends_the_result_once(stack):
         application = stack.application("non_hukou_verified", channel="platform")
         handle = await stack.submit(application)
         await stack.wait_for(handle, "awaiting_review")
-        await handle.execute_update(
-            EnrollmentCase.review,
-            Review(reviewer_id="r-02", district_code=application.district_code, decision="reject", opinion="学位已满"),
+        receipt = await stack.people.send(
+            handle,
+            review_by(application.district_code, "reject", "学位已满"),
         )
+        assert receipt.accepted, receipt
         result = await stack.result(handle)
 
     assert result.status == "rejected" and result.routing_phase == "phase_two"
@@ -69,10 +73,11 @@ async def test_a_case_keeps_the_phase_it_started_with_across_a_cut_over(stack):
         handle = await stack.submit(application)
         await stack.wait_for(handle, "awaiting_review")
     async with running_workers(stack, settings_for(stack.standins, routing_phase="phase_two")):
-        await handle.execute_update(
-            EnrollmentCase.review,
-            Review(reviewer_id="r-03", district_code=application.district_code, decision="approve", opinion="同意"),
+        receipt = await stack.people.send(
+            handle,
+            review_by(application.district_code, "approve", "同意"),
         )
+        assert receipt.accepted, receipt
         result = await stack.result(handle)
     assert result.routing_phase == "phase_one"
     record = stack.platform_record(application.application_id)

@@ -10,15 +10,14 @@ from collections import Counter
 import httpx
 from temporalio.client import Client
 
-from enrollment.case import Review
 from starter.cases import case_handle
 from starter.cases import case_status as query_status
 from store import cases as store
 from tests.support.keys import TEST_CONVERTER
+from tests.support.people import review_by
 from tests.support.processes import enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
 from tests.support.stack import start_afresh
 from tests.support.waiting import wait_until
-from workflows.enrollment_case import EnrollmentCase
 
 pytestmark = needs_temporal_cli
 
@@ -38,7 +37,7 @@ async def statuses(client: Client, application_ids: list[str]) -> dict[str, str]
 
 
 async def test_server_restart_and_worker_kill_mid_batch_lose_no_case(
-    tmp_path, standins, population, database_url, store_pool
+    tmp_path, standins, population, database_url, store_pool, people
 ):
     await start_afresh(store_pool, standins)
     # Slow departments keep verifications in flight while the server and the worker go down.
@@ -80,12 +79,11 @@ async def test_server_restart_and_worker_kill_mid_batch_lose_no_case(
 
         for app_id in [a for a, status in expected.items() if status == "awaiting_review"]:
             district = population.expectations[app_id]["district_code"]
-            # temporalio types an update declared as `@workflow.update(name=...)` on an async method as returning
-            # the coroutine rather than its result, so mypy takes the awaited receipt for an unawaited coroutine.
-            await case_handle(client, app_id).execute_update(  # type: ignore[unused-coroutine]
-                EnrollmentCase.review,
-                Review(reviewer_id="r-01", district_code=district, decision="approve", opinion="同意"),
+            receipt = await people.send(
+                case_handle(client, app_id),
+                review_by(district, "approve", "同意"),
             )
+            assert receipt.accepted, (app_id, receipt)
         finished = [a for a, status in expected.items() if status in ("awaiting_review", "not_eligible")]
         views = await wait_until(
             lambda: asyncio.gather(*(query_status(client, app_id) for app_id in finished)),

@@ -2,11 +2,10 @@
 
 import httpx
 
-from enrollment.case import Review
 from stack.temporal_server import free_port
+from tests.support.people import review_by
 from tests.support.stack import Stack, running_workers, settings_for, start_afresh, start_time_skipping
 from workers.metrics import BacklogReporter, runtime_with_metrics
-from workflows.enrollment_case import EnrollmentCase
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:
@@ -19,13 +18,13 @@ def metric(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-async def test_cases_verifications_department_calls_and_backlog_are_exported(standins, population, store_pool):
+async def test_cases_verifications_department_calls_and_backlog_are_exported(standins, population, store_pool, people):
     port = free_port()
     runtime = runtime_with_metrics(f"127.0.0.1:{port}")
     environment = await start_time_skipping(runtime)
     await start_afresh(store_pool, standins)
     async with environment:
-        stack = Stack(environment, standins, population, store_pool)
+        stack = Stack(environment, standins, population, store_pool, people)
         async with running_workers(stack, settings_for(standins)):
             waiting = stack.application("hukou_verified", index=0)
             handle = await stack.submit(waiting)
@@ -35,12 +34,11 @@ async def test_cases_verifications_department_calls_and_backlog_are_exported(sta
             await BacklogReporter(store_pool, runtime.metric_meter).report_once()
 
             scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-            # temporalio types an update declared as `@workflow.update(name=...)` on an async method as returning
-            # the coroutine rather than its result, so mypy takes the awaited receipt for an unawaited coroutine.
-            await handle.execute_update(  # type: ignore[unused-coroutine]
-                EnrollmentCase.review,
-                Review(reviewer_id="r-01", district_code=waiting.district_code, decision="approve", opinion="同意"),
+            receipt = await people.send(
+                handle,
+                review_by(waiting.district_code, "approve", "同意"),
             )
+            assert receipt.accepted, receipt
             await stack.result(handle)
     assert metric(scraped, "temporal_workflow_completed_total") is not None, "the SDK's own metrics"
     assert metric(scraped, "enrollment_case_transitions_total", status="awaiting_review") == 1

@@ -11,11 +11,11 @@ import httpx
 import pytest
 from temporalio.client import Client
 
-from enrollment.case import Review
 from starter import ops_queries
 from starter.cases import case_status
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.support.keys import TEST_CONVERTER
+from tests.support.people import review_by
 from tests.support.processes import enroll, needs_temporal_cli, product_environment, start_dev_server, start_worker
 from tests.support.stack import start_afresh
 from tests.support.waiting import wait_until
@@ -25,7 +25,7 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
-async def ops_stack(tmp_path_factory, standins, population, database_url, store_pool):
+async def ops_stack(tmp_path_factory, standins, population, database_url, store_pool, people):
     """Dev server, worker and stand-ins, with one case resting in each state ops look for."""
     await start_afresh(store_pool, standins)
     folder = tmp_path_factory.mktemp("ops")
@@ -78,10 +78,12 @@ async def ops_stack(tmp_path_factory, standins, population, database_url, store_
         # The bureau approves while the platform is down: the result cannot be delivered yet.
         httpx.put(f"{standins.base_url}/admin/faults/platform", json={"outage": True}).raise_for_status()
         unsynced = cases["unsynced"]
-        await client.get_workflow_handle(f"case-{unsynced['application_id']}").execute_update(
-            "review",
-            Review(reviewer_id="r-01", district_code=unsynced["district_code"], decision="approve", opinion="同意"),
+        district = unsynced["district_code"]
+        receipt = await people.send(
+            client.get_workflow_handle(f"case-{unsynced['application_id']}"),
+            review_by(district, "approve", "同意"),
         )
+        assert receipt.accepted, receipt
         await wait_until(
             lambda: status(unsynced["application_id"]),
             until=lambda seen: seen == "approved",

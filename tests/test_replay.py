@@ -16,9 +16,11 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from enrollment.case import (
     WORKFLOW_TYPE,
@@ -30,7 +32,10 @@ from enrollment.case import (
     Supplement,
     Withdrawal,
 )
+from standins.identity_provider.grants import Lifetimes
+from standins.identity_provider.runner import start_in_thread as start_identity_provider
 from tests.support.keys import TEST_CONVERTER
+from tests.support.people import People, reviewer_of, staff_of
 from tests.support.policies import district_policy
 from tests.support.stack import running_workers, settings_for
 from workflows.enrollment_case import EnrollmentCase
@@ -40,7 +45,9 @@ MESSAGES = {"hand_in", "review", "register_offline", "supplement", "withdraw", "
 
 
 def replayer(workflow_class: type = EnrollmentCase) -> Replayer:
-    return Replayer(workflows=[workflow_class], data_converter=TEST_CONVERTER)
+    """A replayer with the case worker's sandbox (workers/build.py): modules passed through, not imported again."""
+    runner = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
+    return Replayer(workflows=[workflow_class], data_converter=TEST_CONVERTER, workflow_runner=runner)
 
 
 def committed() -> list[WorkflowHistory]:
@@ -83,9 +90,16 @@ async def test_an_unversioned_change_fails_replay_of_every_committed_history():
 
 
 def _review(application, decision: str, opinion: str = "同意", district: str | None = None) -> Review:
-    return Review(
-        reviewer_id="r-01", district_code=district or application.district_code, decision=decision, opinion=opinion
-    )
+    district = district or application.district_code
+    return Review(reviewer_id=reviewer_of(district), district_code=district, decision=decision, opinion=opinion)
+
+
+@pytest.fixture
+def slow_clock_provider(tmp_path):
+    """A provider whose proofs outlive the weeks a test skips: it signs by the wall clock while the case
+    checks by the test server's, which skipping to the review escalation moves days ahead of it."""
+    with start_identity_provider(tmp_path / "identity", lifetimes=Lifetimes(proof=30 * 86400)) as provider:
+        yield provider
 
 
 async def _record(stack, handles: dict[str, WorkflowHandle]) -> None:
@@ -100,28 +114,34 @@ async def _record(stack, handles: dict[str, WorkflowHandle]) -> None:
             )
 
 
-async def test_every_path_of_the_current_code_replays(stack, workers):
+async def test_every_path_of_the_current_code_replays(stack, slow_clock_provider):
+    people = People(slow_clock_provider.base_url)
+    async with running_workers(stack, settings_for(stack.standins, identity_issuer=slow_clock_provider.base_url)):
+        await _every_path(stack, people)
+
+
+async def _every_path(stack, people: People) -> None:
     handles: dict[str, WorkflowHandle] = {}
 
     approved = stack.application("hukou_verified", index=14)
     handles["approved"] = handle = await stack.submit(approved)
     await stack.wait_for(handle, "awaiting_review")
     other = "510105" if approved.district_code != "510105" else "510104"
-    assert not (
-        await handle.execute_update(EnrollmentCase.review, _review(approved, "approve", district=other))
-    ).accepted
-    await handle.execute_update(EnrollmentCase.review, _review(approved, "approve"))
+    assert not (await people.send(handle, _review(approved, "approve", district=other))).accepted
+    assert (await people.send(handle, _review(approved, "approve"))).accepted
 
     handles["not_eligible"] = await stack.submit(stack.application("not_eligible_age", index=2))
 
     offline = stack.application("verification_failed_mismatch", index=1)
     handles["offline_supplement_rejected"] = handle = await stack.submit(offline)
     await stack.wait_for(handle, "awaiting_offline_registration")
-    registration = OfflineRegistration(staff_id="s-01", district_code=offline.district_code, materials=["户口簿"])
-    assert (await handle.execute_update(EnrollmentCase.register_offline, registration)).status == "awaiting_review"
-    await handle.execute_update(EnrollmentCase.review, _review(offline, "request_supplement", "补充居住证明"))
-    await handle.execute_update(EnrollmentCase.supplement, Supplement(materials=["居住证明"]))
-    await handle.execute_update(EnrollmentCase.review, _review(offline, "reject", "不符合条件"))
+    registration = OfflineRegistration(
+        staff_id=staff_of(offline.district_code), district_code=offline.district_code, materials=["户口簿"]
+    )
+    assert (await people.send(handle, registration)).status == "awaiting_review"
+    assert (await people.send(handle, _review(offline, "request_supplement", "补充居住证明"))).accepted
+    assert (await people.send(handle, Supplement(materials=["居住证明"]))).accepted
+    assert (await people.send(handle, _review(offline, "reject", "不符合条件"))).accepted
 
     chooser = stack.application("without_school_choice", index=3)
     handles["school_selected_escalated_approved"] = handle = await stack.submit(chooser)
@@ -129,18 +149,18 @@ async def test_every_path_of_the_current_code_replays(stack, workers):
     zone = district_policy(chooser.district_code).zones[0]
     school = next(s for s in zone.schools if chooser.stage in s.stages)
     bad = SchoolSelection(zone_id="XX-Z09", school_id="XX-Z09-P01")
-    assert not (await handle.execute_update(EnrollmentCase.select_school, bad)).accepted
+    assert not (await people.send(handle, bad)).accepted
     good = SchoolSelection(zone_id=zone.zone_id, school_id=school.school_id)
-    assert (await handle.execute_update(EnrollmentCase.select_school, good)).status == "awaiting_review"
+    assert (await people.send(handle, good)).status == "awaiting_review"
     deadlines = district_policy(chooser.district_code).deadlines
     await stack.env.sleep(timedelta(days=deadlines.review_escalation_days, hours=1))
     await stack.wait_for_step(handle, "review_escalated")
-    await handle.execute_update(EnrollmentCase.review, _review(chooser, "approve"))
+    assert (await people.send(handle, _review(chooser, "approve"))).accepted
 
     withdrawn = stack.application("without_school_choice", index=4)
     handles["withdrawn"] = handle = await stack.submit(withdrawn)
     await stack.wait_for(handle, "awaiting_school_selection")
-    await handle.execute_update(EnrollmentCase.withdraw, Withdrawal(reason="搬家"))
+    assert (await people.send(handle, Withdrawal(reason="搬家"))).accepted
 
     handles["expired"] = await stack.submit(stack.application("verification_failed_not_found", index=3))
     await _record(stack, handles)
@@ -151,5 +171,5 @@ async def test_the_phase_two_path_replays(stack):
         application = stack.application("hukou_verified", index=16)
         handle = await stack.submit(application)
         await stack.wait_for(handle, "awaiting_review")
-        await handle.execute_update(EnrollmentCase.review, _review(application, "approve"))
+        assert (await stack.people.send(handle, _review(application, "approve"))).accepted
         await _record(stack, {"phase_two_approved": handle})

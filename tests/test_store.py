@@ -5,14 +5,14 @@ import datetime as dt
 import psycopg
 import pytest
 
-from enrollment.case import OfflineRegistration, Review, TimelineEntry
+from enrollment.case import OfflineRegistration, TimelineEntry
 from enrollment.statuses import CaseStatus
 from store import cases
 from store.cases import CaseSnapshot
 from store.database import migrate, migrations
 from tests.support.keys import LOOKUP_KEY
+from tests.support.people import review_by, staff_of
 from tests.support.waiting import wait_until
-from workflows.enrollment_case import EnrollmentCase
 
 
 async def test_migrations_are_recorded_and_applied_once(store_pool, database_url):
@@ -36,19 +36,22 @@ async def test_a_finished_case_has_every_step_once_and_its_three_archive_documen
     application = stack.application("verification_failed_not_found", index=4)
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_offline_registration")
-    await handle.execute_update(
-        EnrollmentCase.register_offline,
-        OfflineRegistration(staff_id="s-01", district_code=application.district_code, materials=["居民户口簿"]),
+    district = application.district_code
+    receipt = await stack.people.send(
+        handle, OfflineRegistration(staff_id=staff_of(district), district_code=district, materials=["居民户口簿"])
     )
+    assert receipt.accepted, receipt
     await stack.wait_for(handle, "awaiting_review")
-    await handle.execute_update(
-        EnrollmentCase.review, Review(reviewer_id="r-01", district_code="510000", decision="approve", opinion="同意")
-    )
+    # A reviewer of another district: refused, and the refusal is one of the case's steps in the store too.
+    other = "510105" if district != "510105" else "510104"
+    receipt = await stack.people.send(handle, review_by(other, "approve", "同意"))
+    assert not receipt.accepted, receipt
     await stack.wait_for_step(handle, "review_refused")
-    await handle.execute_update(
-        EnrollmentCase.review,
-        Review(reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意入学"),
+    receipt = await stack.people.send(
+        handle,
+        review_by(district, "approve", "同意入学"),
     )
+    assert receipt.accepted, receipt
     final = await stack.result(handle)
 
     record = await cases.case_record(stack.pool, application.application_id)
@@ -80,10 +83,11 @@ async def test_a_refused_message_reaches_the_store_while_the_case_waits(stack, w
     application = stack.application("hukou_verified", index=16)
     handle = await stack.submit(application)
     await stack.wait_for(handle, "awaiting_review")
-    await handle.execute_update(
-        EnrollmentCase.review,
-        Review(reviewer_id="r-09", district_code=application.district_code, decision="maybe", opinion="?"),
+    receipt = await stack.people.send(
+        handle,
+        review_by(application.district_code, "maybe", "?"),
     )
+    assert not receipt.accepted and receipt.reason.startswith("decision:"), receipt
     record = await wait_until(
         lambda: cases.case_record(stack.pool, application.application_id),
         until=lambda record: record is not None and any(e["step"] == "review_refused" for e in record["events"]),

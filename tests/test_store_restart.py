@@ -1,10 +1,9 @@
 """PostgreSQL restarted in the middle of a batch: no event or archive row lost or doubled."""
 
-from enrollment.case import Review
 from store import cases
 from store.database import EmbeddedDatabase, open_pool
+from tests.support.people import review_by
 from tests.support.stack import running_workers, settings_for
-from workflows.enrollment_case import EnrollmentCase
 
 
 def restart(database: EmbeddedDatabase) -> None:
@@ -33,12 +32,11 @@ async def test_a_database_restart_mid_batch_loses_and_doubles_nothing(stack, tmp
                     waiting.append((application, handle))
             restart(database)
             for application, handle in waiting:
-                await handle.execute_update(
-                    EnrollmentCase.review,
-                    Review(
-                        reviewer_id="r-01", district_code=application.district_code, decision="approve", opinion="同意"
-                    ),
+                receipt = await stack.people.send(
+                    handle,
+                    review_by(application.district_code, "approve", "同意"),
                 )
+                assert receipt.accepted, (application.application_id, receipt)
             finals = [await stack.result(handle) for handle in handles]
         for view in finals:
             record = await cases.case_record(pool, view.application_id)

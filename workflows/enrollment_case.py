@@ -14,21 +14,26 @@ the sender, so no caller has to watch the timeline to learn what happened.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel
+
     from activities.archive import ArchiveActivities, ArchiveRequest
+    from activities.identity import IdentityActivities, TrustedKeysRequest
     from activities.intake import IntakeActivities
     from activities.platform import PlatformActivities, PlatformMessage
     from enrollment import search_attributes as sa
     from enrollment.application import SchoolChoice
     from enrollment.case import (
+        ACTIONS,
         WORKFLOW_TYPE,
         CaseFile,
         CaseInput,
@@ -48,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         Withdrawal,
     )
     from enrollment.policy import DistrictPolicy, eligibility_problems
+    from enrollment.proofs import ProofCheck, TrustedKeys, check_proof, message_digest
     from enrollment.statuses import DECISIONS, FINAL_STATUSES, CaseStatus
     from enrollment.verification import Person, VerificationRequest, VerificationResult
     from enrollment.verifiers import REGISTRY, VERIFIERS, Verifier
@@ -68,8 +74,32 @@ STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=1)
 )
 MAX_OPINION_LENGTH = 2000
+# Release 1.1: every message must carry a proof of who sent it. One patch per message handled
+# (`1.1-message-proofs-<n>`), because a patch's answer is fixed at its first use: a case that took a
+# message under 1.0 replays it without a proof, and must still ask one of every message after it.
+MESSAGE_PROOFS_PATCH = "1.1-message-proofs"
+# Release 1.1: a signal (which carries no proof) is refused and recorded instead of left waiting unread.
+SIGNALS_REFUSED_PATCH = "1.1-signals-refused"
+_SHOWABLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
+# A proof naming a key the case has not seen makes it fetch the provider's keys again, at most this often.
+KEYS_REFETCH_INTERVAL = timedelta(minutes=1)
+# Refused messages are written into the timeline up to this many; past it they are refused without a
+# trace in the case (the workers' log still has them), so nobody can grow a case's history at will.
+MAX_RECORDED_REFUSALS = 50
 
 T = TypeVar("T")
+KEYS_UNAVAILABLE = "proof: the identity provider's keys could not be fetched; nothing changed, send it again"
+# Before a case has fetched any key, every proof names a key it has not seen.
+_NO_KEYS = TrustedKeys(issuer="", jwks={"keys": []}, fetched_at=datetime.min.replace(tzinfo=UTC))
+_Proven = Review | OfflineRegistration | Supplement | Withdrawal | SchoolSelection
+
+
+class _Sender(BaseModel):
+    """Who a message came from (for the timeline), the proof's id, and why the case refuses it, if it does."""
+
+    actor: str
+    credential: str | None = None
+    refusal: str | None = None
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -449,10 +479,23 @@ class EnrollmentCase:
     # Messages from people.
 
     def _refuse(self, what: str, actor: str, reason: str, credential: str | None = None) -> Receipt:
-        """A refused message changes nothing but is kept in the timeline, for the audit trail."""
+        """A refused message changes nothing but is kept in the timeline, for the audit trail (up to a cap)."""
         workflow.logger.info("Refused %s: %s", what, reason)
-        self._record(f"{what}_refused", actor, reason, credential)
+        if self.case.refusals < MAX_RECORDED_REFUSALS:
+            self.case.refusals += 1
+            self._record(f"{what}_refused", actor, reason, credential)
         return Receipt(accepted=False, reason=reason, status=self.case.status)
+
+    @workflow.signal(dynamic=True)
+    def refuse_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """A case takes people's messages only as proven Updates; a signal of any name is refused and recorded.
+
+        Its payload is never decoded (it may be forged or unreadable). Release 1.0 left such signals
+        waiting unread, so a case that received one then keeps doing so.
+        """
+        if workflow.patched(SIGNALS_REFUSED_PATCH):
+            shown = name if _SHOWABLE_NAME.fullmatch(name) else "(unprintable name)"
+            self._refuse("signal", "unknown sender", f"signal {shown}: a case takes messages only as proven updates")
 
     def _not_accepting(self, awaited: CaseStatus, already_received: bool) -> str | None:
         """Why the case cannot take a message meant for the `awaited` step now, or None if it can."""
@@ -480,6 +523,75 @@ class EnrollmentCase:
         await workflow.wait_condition(lambda: self.case.status != left or not self.case.waiting)
         return Receipt(accepted=True, status=self.case.status)
 
+    # Who sent a message: its proof, checked by the case itself.
+
+    def _check_with(self, keys: TrustedKeys, message: _Proven) -> ProofCheck:
+        return check_proof(
+            message.proof,
+            keys,
+            case=workflow.info().workflow_id,
+            action=ACTIONS[type(message)],
+            digest=message_digest(message),
+            district=self.case.application.district_code,
+            now=workflow.now(),
+            seen=self.case.proofs_seen,
+        )
+
+    async def _sender(
+        self, message: _Proven, actor: str, subject: str | None = None, district: str | None = None
+    ) -> _Sender:
+        """Who sent the message, as its proof shows; for a message a 1.0 case took, who it said it was.
+
+        `actor` is who the message says sent it (`reviewer:r-01`, `applicant`); `subject` and
+        `district` are what it says of a bureau's person, which the proof must bear out. An
+        applicant's message has neither: the platform's system relays it and signs as itself.
+        """
+        self.case.messages += 1
+        if not workflow.patched(f"{MESSAGE_PROOFS_PATCH}-{self.case.messages}"):
+            return _Sender(actor=actor, credential=getattr(message, "credential", None))
+        keys = self.case.trusted_keys or _NO_KEYS
+        check = self._check_with(keys, message)
+        if check.unknown_key and workflow.now() - keys.fetched_at >= KEYS_REFETCH_INTERVAL:
+            fetched = await self._fetch_keys(refresh=keys is not _NO_KEYS)
+            if fetched is None:
+                return _Sender(actor=f"unverified {actor}", refusal=KEYS_UNAVAILABLE)
+            self.case.trusted_keys = fetched
+            check = self._check_with(fetched, message)
+        claims = check.claims
+        if claims is None:
+            return _Sender(actor=f"unverified {actor}", refusal=check.refusal or "proof: not accepted")
+        self.case.proofs_seen.append(claims.jti)
+        if subject is None:
+            return _Sender(actor=f"{actor} via {claims.sub}", credential=claims.jti)
+        refusal = None
+        if subject != claims.sub:
+            refusal = "proof: signed for another person than the message names"
+        elif district != claims.district:
+            refusal = "district_code: differs from the district the proof was signed for"
+        return _Sender(actor=actor, credential=claims.jti, refusal=refusal)
+
+    async def _fetch_keys(self, refresh: bool) -> TrustedKeys | None:
+        try:
+            keys = await workflow.execute_local_activity_method(
+                IdentityActivities.trusted_identity_keys,
+                TrustedKeysRequest(refresh=refresh),
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary="identity provider keys",
+            )
+        except ActivityError:
+            return None
+        return keys.model_copy(update={"fetched_at": workflow.now()})
+
+    def _refuse_unproven_past_the_cap(self, message: _Proven) -> None:
+        """Validator of every message: once the case has recorded its fill of refusals, a message whose
+        proof already fails with the keys the case holds is turned away before it reaches the history."""
+        if self.case.refusals < MAX_RECORDED_REFUSALS or self.case.trusted_keys is None:
+            return
+        check = self._check_with(self.case.trusted_keys, message)
+        if check.refusal and not check.unknown_key:
+            raise ValueError(check.refusal)
+
     @workflow.update(name="hand_in")
     async def hand_in(self, message: HandIn) -> IntakeAnswer:
         """Answer the system that handed the application in, once the acceptance conditions are checked.
@@ -504,10 +616,14 @@ class EnrollmentCase:
 
     @workflow.update(name="review")
     async def review(self, message: Review) -> Receipt:
-        actor = f"reviewer:{message.reviewer_id}"
+        sender = await self._sender(
+            message, f"reviewer:{message.reviewer_id}", message.reviewer_id, message.district_code
+        )
+        actor = sender.actor
         opinion = message.opinion.strip()
         refusal = (
-            self._not_accepting("awaiting_review", self.case.pending_decision is not None)
+            sender.refusal
+            or self._not_accepting("awaiting_review", self.case.pending_decision is not None)
             or self._wrong_district("reviewer", message.district_code)
             or (None if message.decision in DECISIONS else f"decision: must be one of {', '.join(DECISIONS)}")
             or (
@@ -517,7 +633,7 @@ class EnrollmentCase:
             )
         )
         if refusal:
-            return self._refuse("review", actor, refusal, message.credential)
+            return self._refuse("review", actor, refusal, sender.credential)
         record = ReviewRecord.model_validate(
             {
                 "reviewer_id": message.reviewer_id,
@@ -528,46 +644,64 @@ class EnrollmentCase:
             }
         )
         self.case.pending_decision = record
-        self._record(f"reviewed:{record.decision}", actor, opinion, message.credential)
+        self._record(f"reviewed:{record.decision}", actor, opinion, sender.credential)
         return await self._taken("awaiting_review")
+
+    @review.validator
+    def _review_past_the_cap(self, message: Review) -> None:
+        self._refuse_unproven_past_the_cap(message)
 
     @workflow.update(name="register_offline")
     async def register_offline(self, message: OfflineRegistration) -> Receipt:
-        actor = f"staff:{message.staff_id}"
+        sender = await self._sender(message, f"staff:{message.staff_id}", message.staff_id, message.district_code)
         choice = message.school_choice
-        refusal = self._not_accepting(
-            "awaiting_offline_registration", self.case.offline_registered
-        ) or self._wrong_district("service point", message.district_code)
+        refusal = (
+            sender.refusal
+            or self._not_accepting("awaiting_offline_registration", self.case.offline_registered)
+            or self._wrong_district("service point", message.district_code)
+        )
         if refusal is None and choice is not None and self.case.policy is not None:
             stage = self.case.application.stage
             refusal = self.case.policy.school_choice_problem(stage, choice.zone_id, choice.school_id)
         if refusal:
-            return self._refuse("offline_registration", actor, refusal, message.credential)
+            return self._refuse("offline_registration", sender.actor, refusal, sender.credential)
         if choice is not None:
             self.case.school_choice = SchoolChoice(zone_id=choice.zone_id, school_id=choice.school_id)
         self.case.materials.extend(message.materials)
         self.case.offline_registered = True
         note = f"; {message.note}" if message.note else ""
-        self._record("registered_offline", actor, f"{len(message.materials)} materials{note}", message.credential)
+        self._record("registered_offline", sender.actor, f"{len(message.materials)} materials{note}", sender.credential)
         return await self._taken("awaiting_offline_registration")
+
+    @register_offline.validator
+    def _register_offline_past_the_cap(self, message: OfflineRegistration) -> None:
+        self._refuse_unproven_past_the_cap(message)
 
     @workflow.update(name="supplement")
     async def supplement(self, message: Supplement) -> Receipt:
-        refusal = self._not_accepting("awaiting_supplement", self.case.supplemented)
+        sender = await self._sender(message, message.submitted_by)
+        refusal = sender.refusal or self._not_accepting("awaiting_supplement", self.case.supplemented)
         if refusal is None and not message.materials and not message.note.strip():
             refusal = "materials: a supplement needs materials or a note"
         if refusal:
-            return self._refuse("supplement", message.submitted_by, refusal)
+            return self._refuse("supplement", sender.actor, refusal, sender.credential)
         self.case.materials.extend(message.materials)
         self.case.supplemented = True
-        self._record("supplemented", message.submitted_by, f"{len(message.materials)} materials")
+        self._record("supplemented", sender.actor, f"{len(message.materials)} materials", sender.credential)
         return await self._taken("awaiting_supplement")
 
+    @supplement.validator
+    def _supplement_past_the_cap(self, message: Supplement) -> None:
+        self._refuse_unproven_past_the_cap(message)
+
     @workflow.update(name="withdraw")
-    def withdraw(self, message: Withdrawal) -> Receipt:
+    async def withdraw(self, message: Withdrawal) -> Receipt:
         """Taken at any step before the decision; the flow ends the case at its next step."""
+        sender = await self._sender(message, message.requested_by)
         pending = self.case.pending_decision
-        if self.case.status in FINAL_STATUSES or self.case.withdrawal is not None:
+        if sender.refusal:
+            refusal = sender.refusal
+        elif self.case.status in FINAL_STATUSES or self.case.withdrawal is not None:
             refusal = f"case is already {self.case.status}"
         elif self.case.eligibility_problems:
             refusal = "the application does not meet the acceptance conditions and is being closed"
@@ -575,21 +709,32 @@ class EnrollmentCase:
             refusal = "the bureau has already decided"
         else:
             self.case.withdrawal = message
-            self._record("withdrawal_requested", message.requested_by, message.reason or None)
+            self._record("withdrawal_requested", sender.actor, message.reason or None, sender.credential)
             return Receipt(accepted=True, status=self.case.status)
-        return self._refuse("withdrawal", message.requested_by, refusal)
+        return self._refuse("withdrawal", sender.actor, refusal, sender.credential)
+
+    @withdraw.validator
+    def _withdraw_past_the_cap(self, message: Withdrawal) -> None:
+        self._refuse_unproven_past_the_cap(message)
 
     @workflow.update(name="select_school")
     async def select_school(self, selection: SchoolSelection) -> Receipt:
-        refusal = self._not_accepting("awaiting_school_selection", self.case.school_choice is not None)
+        sender = await self._sender(selection, "applicant")
+        refusal = sender.refusal or self._not_accepting(
+            "awaiting_school_selection", self.case.school_choice is not None
+        )
         if refusal is None and self.case.policy is not None:
             stage = self.case.application.stage
             refusal = self.case.policy.school_choice_problem(stage, selection.zone_id, selection.school_id)
         if refusal:
-            return self._refuse("school_selection", "applicant", refusal)
+            return self._refuse("school_selection", sender.actor, refusal, sender.credential)
         self.case.school_choice = SchoolChoice(zone_id=selection.zone_id, school_id=selection.school_id)
-        self._record("school_selected", "applicant", f"{selection.zone_id} / {selection.school_id}")
+        self._record("school_selected", sender.actor, f"{selection.zone_id} / {selection.school_id}", sender.credential)
         return await self._taken("awaiting_school_selection")
+
+    @select_school.validator
+    def _select_school_past_the_cap(self, selection: SchoolSelection) -> None:
+        self._refuse_unproven_past_the_cap(selection)
 
     @workflow.query(name="status")
     def status(self) -> CaseView:

@@ -29,6 +29,7 @@ from standins.population import Population
 from standins.runner import RunningStandins
 from starter.intake import Intake, submit_one
 from tests.support.keys import LOOKUP_KEY, TEST_CONVERTER
+from tests.support.people import People
 from tests.support.waiting import wait_until
 from workers.build import build_workers, new_http_client
 from workflows.enrollment_case import EnrollmentCase
@@ -85,9 +86,15 @@ class Stack:
     """A test's view of the running system: Temporal client, workers, and the stand-ins' admin API."""
 
     def __init__(
-        self, env: WorkflowEnvironment, standins: RunningStandins, population: Population, pool: AsyncConnectionPool
+        self,
+        env: WorkflowEnvironment,
+        standins: RunningStandins,
+        population: Population,
+        pool: AsyncConnectionPool,
+        people: People,
     ):
         self.env = env
+        self.people = people
         self.pool = pool
         self.client: Client = env.client
         self.standins = standins
