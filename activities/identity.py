@@ -8,10 +8,11 @@ rotated its keys), when it asks once more.
 
 from __future__ import annotations
 
-from enrollment.oidc import IdentityProvider
-from enrollment.proofs import TrustedKeys
 from pydantic import BaseModel
 from temporalio import activity
+
+from enrollment.oidc import IdentityProvider
+from enrollment.proofs import TrustedKeys
 
 
 class TrustedKeysRequest(BaseModel):

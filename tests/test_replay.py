@@ -2,7 +2,7 @@
 
 Cases live for weeks, so a change to EnrollmentCase that running cases could
 see must be wrapped in `workflow.patched` (README, "Changing the workflow").
-The committed histories under tests/histories were recorded from release 1.0
+The committed histories under tests/histories were recorded from each release
 and cover every path; the fresh ones cover every path of today's code. Set
 RECORD_HISTORIES=<release> (for example `v1.1`) to add the fresh run's
 histories to the committed set as `<release>-<path>.json`; never delete older
@@ -11,6 +11,7 @@ ones while cases recorded by them may still be running.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from datetime import timedelta
@@ -32,6 +33,7 @@ from enrollment.case import (
     Supplement,
     Withdrawal,
 )
+from enrollment.codec import WORKFLOW_ID as WORKFLOW_ID_METADATA
 from standins.identity_provider.grants import Lifetimes
 from standins.identity_provider.runner import start_in_thread as start_identity_provider
 from tests.support.keys import TEST_CONVERTER
@@ -50,10 +52,22 @@ def replayer(workflow_class: type = EnrollmentCase) -> Replayer:
     return Replayer(workflows=[workflow_class], data_converter=TEST_CONVERTER, workflow_runner=runner)
 
 
+def _recorded_case_id(history: dict, default: str) -> str:
+    """The case a history was recorded for: from 1.1 on, each payload is bound to it and opens for no other."""
+    start = history["events"][0]["workflowExecutionStartedEventAttributes"]
+    metadata = start["input"]["payloads"][0].get("metadata", {})
+    bound = metadata.get(WORKFLOW_ID_METADATA)
+    return base64.b64decode(bound).decode() if bound else default
+
+
 def committed() -> list[WorkflowHistory]:
     files = sorted(HISTORIES.glob("*.json"))
     assert files, "no recorded histories: run with RECORD_HISTORIES=<release>"
-    return [WorkflowHistory.from_json(path.stem, json.loads(path.read_text(encoding="utf-8"))) for path in files]
+    histories = []
+    for path in files:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        histories.append(WorkflowHistory.from_json(_recorded_case_id(recorded, path.stem), recorded))
+    return histories
 
 
 async def test_committed_histories_replay_without_nondeterminism():
