@@ -9,7 +9,7 @@ from pathlib import Path
 
 from standins.applicants import FrontDoor
 from standins.population import DEFAULT_POLICIES, generate
-from standins.runner import load_or_generate, serve
+from standins.runner import load_or_generate, read_signature_clients, serve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--policies", type=Path, default=DEFAULT_POLICIES)
     srv.add_argument("--api-url", help="the product's API, for the platform and front end to hand applications in")
     srv.add_argument("--api-clients", type=Path, help="the API's client list, for their credentials (with --api-url)")
+    srv.add_argument(
+        "--require-signature",
+        type=Path,
+        metavar="FILE",
+        help='refuse department and platform calls not signed by a client in FILE, {"client_id": "secret", ...}',
+    )
 
     args = parser.parse_args(argv)
     if args.families < 1:
@@ -42,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {len(population.applications)} applications to {args.out} ({counts})")
         return 0
 
+    signature_clients = None
+    if args.require_signature is not None:
+        try:
+            signature_clients = read_signature_clients(args.require_signature)
+        except ValueError as error:
+            parser.error(f"--require-signature: {error}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     population = load_or_generate(args.data, args.seed, args.families, args.policies)
     host = f"[{args.host}]" if ":" in args.host else args.host
@@ -49,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     front_door = (
         FrontDoor.from_clients_file(args.api_url, args.api_clients) if args.api_url and args.api_clients else None
     )
-    serve(population, args.host, args.port, front_door)
+    serve(population, args.host, args.port, front_door, signature_clients)
     return 0
 
 

@@ -13,15 +13,19 @@ import logging
 import re
 import time
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import signing
 from enrollment import identity
 from enrollment.verifiers import REGISTRY, Verifier
 from standins import hostile
@@ -43,6 +47,7 @@ MESSAGES = {
     "1001": "无此记录",
     "1002": "姓名与身份证号码不一致",
     "4000": "请求参数错误",
+    "4010": "请求签名校验失败",
     "4040": "资源不存在",
     "4090": "Idempotency-Key 已用于其他请求",
     "4290": "请求过于频繁，请稍后重试",
@@ -162,12 +167,82 @@ def _valid_request_id(value: Any) -> str | None:
     return value if isinstance(value, str) and _REQUEST_ID.match(value) else None
 
 
-def create_app(population: Population | Mapping[str, Any], front_door: FrontDoor | None = None) -> Starlette:
+# Never behind the signature requirement: the test and operator controls, and the health check.
+UNSIGNED_PATHS = ("/admin/", "/platform/admin/", "/enrollment-system/admin/")
+
+
+class RequireSignature:
+    """Refuses, with 401, a department or platform call not signed by one of `clients` ({client_id: secret}),
+    as a government gateway does (`serve --require-signature`): unsigned, wrongly signed, outside the
+    timestamp window, or a nonce already seen. The check is api/signing.py's, the one the product's own API
+    makes; nonces are remembered in memory for twice the window."""
+
+    def __init__(self, app: ASGIApp, clients: Mapping[str, str]) -> None:
+        self.app = app
+        self._secrets = {client_id: secret.encode() for client_id, secret in clients.items()}
+        self._seen: set[tuple[str, str]] = set()
+        self._expiries: deque[tuple[float, tuple[str, str]]] = deque()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path == "/healthz" or path.startswith(UNSIGNED_PATHS):
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        request = Request(scope)
+        try:
+            self._check(request, bytes(body))
+        except signing.SignatureError as err:
+            log.info("refused %s %s: %s", request.method, path, err)
+            refusal = _admin(401, "4010", f"{MESSAGES['4010']}: {err}")
+            refusal.headers["WWW-Authenticate"] = "Signature"
+            await refusal(scope, receive, send)
+            return
+        replayed = False
+
+        async def body_then_receive() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, body_then_receive, send)
+
+    def _check(self, request: Request, body: bytes) -> None:
+        signed = signing.SignedHeaders.parse(dict(request.headers))
+        secret = self._secrets.get(signed.client_id)
+        if secret is None:
+            raise signing.SignatureError(signing.MISMATCH)  # as the API answers: no telling which ids exist
+        signing.verify(signed, secret, request.method, request.url.path, request.url.query, body)
+        now = time.monotonic()
+        while self._expiries and self._expiries[0][0] <= now:
+            self._seen.discard(self._expiries.popleft()[1])
+        key = (signed.client_id, signed.nonce)
+        if key in self._seen:
+            raise signing.SignatureError(f"{signing.NONCE_HEADER}: already used (a replayed request)")
+        self._seen.add(key)
+        self._expiries.append((now + 2 * signing.WINDOW_SECONDS, key))
+
+
+def create_app(
+    population: Population | Mapping[str, Any],
+    front_door: FrontDoor | None = None,
+    signature_clients: Mapping[str, str] | None = None,
+) -> Starlette:
     """The stand-in app serving `population` (a Population, or the parsed population.json).
 
     With `front_door` (the product's API and the platform's and front end's credentials) the platform and
     the enrollment-system front end also hand applications in: `/platform/admin/accept` and
-    `/enrollment-system/admin/apply`.
+    `/enrollment-system/admin/apply`. With `signature_clients` ({client_id: secret}) every department and
+    platform call must be signed by one of them (`RequireSignature`).
     """
     records = population.records if isinstance(population, Population) else population["records"]
     state = _State(records)
@@ -320,7 +395,8 @@ def create_app(population: Population | Mapping[str, Any], front_door: FrontDoor
         Route("/enrollment-system/admin/apply", applicant_side("enrollment_system"), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
-    app = Starlette(routes=routes)
+    middleware = [Middleware(RequireSignature, clients=signature_clients)] if signature_clients is not None else []
+    app = Starlette(routes=routes, middleware=middleware)
     app.state.standins = state
     return app
 

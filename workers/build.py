@@ -13,12 +13,15 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.archive import ArchiveActivities
+from activities.identity import IdentityActivities
 from activities.intake import IntakeActivities
 from activities.natural_resources import NaturalResourcesActivities
+from activities.outbound import outbound_auth, outbound_tls
 from activities.platform import PlatformActivities
 from activities.public_security import PublicSecurityActivities
 from activities.social_insurance import SocialInsuranceActivities
 from enrollment.case import CASE_TASK_QUEUE
+from enrollment.oidc import IdentityProvider
 from enrollment.settings import Settings
 from enrollment.verifiers import REGISTRY, VERIFIERS
 from workers.log_context import CaseLogContext
@@ -39,9 +42,12 @@ def server_rate_for(quota: float) -> float:
 
 
 def new_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The workers' client, authenticating to the departments and the platform as ENROLL_OUTBOUND_AUTH says."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.http_timeout_seconds),
         limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        verify=outbound_tls(settings),
+        auth=outbound_auth(settings),
     )
 
 
@@ -61,6 +67,7 @@ def build_workers(
             raise ValueError("the case worker needs the case store (archive activities)")
         platform = PlatformActivities(http, settings.platform_url)
         intake = IntakeActivities(settings)
+        identity = IdentityActivities(IdentityProvider(settings.identity_issuer, http))
         workers.append(
             Worker(
                 client,
@@ -78,6 +85,7 @@ def build_workers(
                     platform.sync_result,
                     archive.record_progress,
                     archive.archive_case,
+                    identity.trusted_identity_keys,
                 ],
                 **worker_options,
             )
