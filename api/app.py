@@ -13,11 +13,14 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import applications, health, problems, reference
+from api import applications, audit_events, health, problems, reference
 from api.callers import ClientRegistry, forget_old_nonces
 from api.limits import BodyLimit, RateLimiter, retry_after
 from api.temporal import TemporalConnection
+from enrollment.identity import LookupSecret
+from enrollment.oidc import IdentityProvider
 from enrollment.settings import Settings
+from starter.cases import Prover
 from starter.hand_in import IntakeUnavailable
 
 API_VERSION = "1.0"
@@ -41,13 +44,17 @@ class ApiLimits:
 def create_app(
     settings: Settings,
     clients: ClientRegistry,
-    lookup_key: bytes,
+    lookup_key: LookupSecret,
     connect: Callable[[], Awaitable[Client]],
     open_pool: Callable[[], Awaitable[AsyncConnectionPool]],
+    prove: Prover,
     limits: ApiLimits = ApiLimits(),
+    identity: IdentityProvider | None = None,
 ) -> FastAPI:
     """The API. `connect` and `open_pool` run on the server's own event loop at start-up (the pool) or when
-    first needed (Temporal, so the API starts and says so in /readyz while Temporal is down)."""
+    first needed (Temporal, so the API starts and says so in /readyz while Temporal is down). `prove` gets
+    the identity provider's proof for each applicant message the API relays; `identity` verifies the tokens
+    of services reporting audit events (none: the API takes no such report)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -70,6 +77,8 @@ def create_app(
     app.state.settings = settings
     app.state.clients = clients
     app.state.lookup_key = lookup_key
+    app.state.prove = prove
+    app.state.identity = identity
     app.state.temporal = TemporalConnection(connect)
     app.state.rate = RateLimiter(limits.requests_per_second, limits.burst)
     problems.install(app)
@@ -91,5 +100,6 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     app.include_router(applications.router)
     app.include_router(reference.router)
+    app.include_router(audit_events.router)
     app.include_router(health.router)
     return app

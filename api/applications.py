@@ -16,18 +16,20 @@ from pydantic import BaseModel, Field, StringConstraints, ValidationError
 from temporalio.client import Client
 
 from api.callers import Caller, RegisteredClient
+from api.limits import retry_after
 from api.problems import ApiProblem, documented
 from api.temporal import TemporalConnection
 from enrollment.application import Application, SchoolChoice, describe_errors
 from enrollment.case import CaseView, Receipt, SchoolSelection, Supplement, Withdrawal, workflow_id_for
 from enrollment.logs import mask_text
+from enrollment.oidc import IdentityError
 from enrollment.policy import intake_problems, policy_book
 from enrollment.statuses import FINAL_STATUSES, STATUS_LABELS, CaseStatus, Decision, Outcome, RoutingPhase
 from enrollment.verifiers import Verifier
 from starter.cases import CaseActionError, CaseNotFound, case_status, send_message
 from starter.hand_in import HandInResult, IntakeUnavailable, hand_in
+from store import audit
 from store import intake as store
-from workflows.enrollment_case import EnrollmentCase
 
 router = APIRouter(prefix="/v1/applications", tags=["applications"])
 MAX_BATCH = 200
@@ -115,6 +117,11 @@ class SupplementRequest(BaseModel):
 
 class WithdrawalRequest(BaseModel):
     reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
+
+
+class SchoolChoiceRequest(BaseModel):
+    zone_id: str
+    school_id: str
 
 
 def _handed_in(result: HandInResult) -> HandedIn:
@@ -224,18 +231,32 @@ async def _check_visible(request: Request, client: RegisteredClient, application
         raise _not_found(application_id)
 
 
-async def _visible_case(request: Request, client: RegisteredClient, application_id: str) -> CaseView:
+async def _visible_case(request: Request, client: RegisteredClient, application_id: str, read: str) -> CaseView:
+    """The case, for a client that may see it; the read goes into the audit trail (who saw this child's case)."""
     await _check_visible(request, client, application_id)
     try:
-        return await case_status(await _temporal(request), application_id)
+        view = await case_status(await _temporal(request), application_id)
     except CaseNotFound:
         raise _not_found(application_id) from None
+    await audit.record(
+        request.app.state.pool,
+        audit.AuditEvent(
+            actor=f"client:{client.client_id}",
+            role=client.kind,
+            district=client.district_code,
+            source=request.client.host if request.client else None,
+            case_id=application_id,
+            action=read,
+            outcome="ok",
+        ),
+    )
+    return view
 
 
 @router.get("/{application_id}", responses=PROBLEMS)
 async def application_status(request: Request, client: Caller, application_id: Id) -> ApplicationStatus:
     """The case's status for the system that handed it in; no names or identity numbers."""
-    view = await _visible_case(request, client, application_id)
+    view = await _visible_case(request, client, application_id, "api_status")
     return ApplicationStatus(
         application_id=view.application_id,
         status=view.status,
@@ -256,7 +277,7 @@ async def application_status(request: Request, client: Caller, application_id: I
 @router.get("/{application_id}/result", responses=PROBLEMS)
 async def application_result(request: Request, client: Caller, application_id: Id) -> ApplicationResult:
     """The result (办结) as the applicant sees it, once the case has ended."""
-    view = await _visible_case(request, client, application_id)
+    view = await _visible_case(request, client, application_id, "api_result")
     decided = view.status in FINAL_STATUSES
     review = view.review if decided and view.status in ("approved", "rejected") else None
     ended = next((entry.at for entry in reversed(view.timeline) if entry.step == view.status), None)
@@ -272,24 +293,30 @@ async def application_result(request: Request, client: Caller, application_id: I
     )
 
 
-async def _relay(request: Request, client: RegisteredClient, application_id: str, update: Any, message: Any) -> Receipt:
-    # The case answers for itself (a missing or finished case raises CaseActionError): no status query first.
+async def _relay(request: Request, client: RegisteredClient, application_id: str, message: Any) -> Receipt:
+    """Send the applicant's message with this API's proof (the provider signs it for the `platform` role).
+
+    The case answers for itself (a missing or finished case raises CaseActionError): no status query first.
+    """
     await _check_visible(request, client, application_id)
     try:
-        receipt = await send_message(await _temporal(request), application_id, update, message)
+        receipt = await send_message(await _temporal(request), application_id, message, request.app.state.prove)
     except CaseNotFound:
         raise _not_found(application_id) from None
     except CaseActionError as err:
         raise ApiProblem(409, [str(err)]) from None
+    except IdentityError as err:
+        # The provider would not prove the message (down, or this API's client refused): nothing was sent.
+        raise ApiProblem(503, [f"identity: {err.reason}; try again later"], headers=retry_after(5)) from None
     if not receipt.accepted:
         raise ApiProblem(409, [receipt.reason or "refused"], detail=f"the case is {receipt.status}")
     return receipt
 
 
 @router.post("/{application_id}/school-choice", responses=PROBLEMS)
-async def choose_school(request: Request, client: Caller, application_id: Id, choice: SchoolSelection) -> Receipt:
+async def choose_school(request: Request, client: Caller, application_id: Id, choice: SchoolChoiceRequest) -> Receipt:
     """The applicant's zone and school (报名片区与学校), relayed by the system that signed the applicant in."""
-    return await _relay(request, client, application_id, EnrollmentCase.select_school, choice)
+    return await _relay(request, client, application_id, SchoolSelection(**choice.model_dump()))
 
 
 @router.post("/{application_id}/supplement", responses=PROBLEMS)
@@ -300,7 +327,7 @@ async def send_supplement(
     message = Supplement(
         submitted_by=f"applicant via {client.client_id}", materials=supplement.materials, note=supplement.note
     )
-    return await _relay(request, client, application_id, EnrollmentCase.supplement, message)
+    return await _relay(request, client, application_id, message)
 
 
 @router.post("/{application_id}/withdrawal", responses=PROBLEMS)
@@ -309,4 +336,4 @@ async def withdraw(
 ) -> Receipt:
     """Withdraw the application before the bureau decides."""
     message = Withdrawal(requested_by=f"applicant via {client.client_id}", reason=withdrawal.reason)
-    return await _relay(request, client, application_id, EnrollmentCase.withdraw, message)
+    return await _relay(request, client, application_id, message)

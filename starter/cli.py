@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import functools
 import json
 import os
@@ -25,21 +24,24 @@ from temporalio.service import RPCError
 
 from api.callers import registered_clients
 from api.signing import SignedRequests
-from enrollment import deployment_secrets, logs, tokens
+from enrollment import deployment_secrets, logs
 from enrollment.application import describe_errors
-from enrollment.case import OfflineRegistration, Review, SchoolSelection, Supplement, Withdrawal
+from enrollment.case import OfflineRegistration, Review, SchoolSelection
 from enrollment.client import connect
+from enrollment.oidc import IdentityError
 from enrollment.policy import policy_book
 from enrollment.search_attributes import ALL as ALL_SEARCH_ATTRIBUTES
 from enrollment.search_attributes import ensure_registered
 from enrollment.settings import Settings
 from enrollment.statuses import CASE_STATUSES, DECISIONS
+from starter.audit_commands import add_audit_commands
 from starter.cases import CaseActionError, case_status, cases_awaiting, send_message
 from starter.intake import Intake, submit_file, submit_one
 from starter.output import Output, progress
+from starter.signin import SignedIn, login, logout, signed_in
+from store import audit, roles
 from store.cases import case_record, list_cases
 from store.database import embedded, migrate, open_pool, resolve_url
-from workflows.enrollment_case import EnrollmentCase
 
 SETUP_ATTEMPTS = 30
 log = structlog.get_logger()
@@ -90,15 +92,60 @@ async def _submit_with(args, settings: Settings, intake: Intake) -> int:
     return 0 if set(counts) <= {"started"} else 1
 
 
+# Who may read what: a bureau's people their own district's cases, ops and auditors every district's.
+BUREAU_ROLES = ("reviewer", "staff")
+READER_ROLES = ("reviewer", "staff", "ops", "auditor")
+
+
+def _may_read_district(person: SignedIn, district_code: str) -> None:
+    identity = person.identity
+    if identity.role in BUREAU_ROLES and identity.district != district_code:
+        raise CaseActionError(
+            f"district: a {identity.role} of {identity.district} cannot read cases of {district_code}"
+        )
+
+
+async def _audited(settings: Settings, person: SignedIn, case_id: str | None, action: str, outcome: str) -> None:
+    """What a person read or did at the command line, into the audit trail (who saw this child's data)."""
+    pool = await open_pool(resolve_url(settings.reveal_database_url()), max_size=1)
+    identity = person.identity
+    try:
+        await audit.record(
+            pool,
+            audit.AuditEvent(
+                actor=identity.sub,
+                role=identity.role,
+                district=identity.district,
+                source="enroll command line",
+                case_id=case_id,
+                action=action,
+                outcome=outcome,
+                detail={"session": identity.sid},
+            ),
+        )
+    finally:
+        await pool.close()
+
+
 async def _status(args, settings: Settings) -> int:
+    person = await signed_in(args.token, settings, READER_ROLES)
     view = await case_status(await connect(settings), args.application_id)
+    try:
+        _may_read_district(person, view.district_code)
+    except CaseActionError:
+        await _audited(settings, person, args.application_id, "cli_status", "refused")
+        raise
+    await _audited(settings, person, args.application_id, "cli_status", "ok")
     document = view.model_dump(mode="json")
     _out(args).document(document, timeline=document["timeline"])
     return 0
 
 
 async def _awaiting_review(args, settings: Settings) -> int:
+    person = await signed_in(args.token, settings, READER_ROLES)
+    _may_read_district(person, args.district)
     cases = await cases_awaiting(await connect(settings), "awaiting_review", args.district)
+    await _audited(settings, person, None, f"cli_awaiting_review:{args.district}", "ok")
     _out(args).table(
         sorted(cases, key=lambda c: c["started"] or ""),
         ["application_id", "stage", "registration_type", "routing_phase", "started"],
@@ -106,83 +153,59 @@ async def _awaiting_review(args, settings: Settings) -> int:
     return 0
 
 
-async def _message(args, settings: Settings, update, message) -> int:
-    """Send a person's message and print the case's receipt; a refusal exits 1 with the reason."""
-    receipt = await send_message(await connect(settings), args.application_id, update, message)
+async def _message(args, settings: Settings, person: SignedIn, message: Review | OfflineRegistration) -> int:
+    """Send a person's proven message and print the case's receipt; a refusal exits 1 with the reason."""
+    receipt = await send_message(await connect(settings), args.application_id, message, person.prove)
+    action = "review" if isinstance(message, Review) else "register_offline"
+    await _audited(settings, person, args.application_id, action, "ok" if receipt.accepted else "refused")
     if not receipt.accepted:
         raise CaseActionError(f"refused: {receipt.reason}")
     _out(args).document({"application_id": args.application_id, "accepted": True, "status": receipt.status})
     return 0
 
 
-def _identity(args, settings: Settings, role: tokens.Role) -> tokens.Claims:
-    """Who is acting, from their signed token (--token or ENROLL_TOKEN), never from what they type."""
-    token = args.token or os.environ.get("ENROLL_TOKEN")
-    if not token:
-        raise CaseActionError(f"token: a signed {role} token is required (--token or ENROLL_TOKEN)")
-    try:
-        return tokens.verify(deployment_secrets.token_secret(settings), token, role=role)
-    except tokens.TokenError as err:
-        log.warning("action refused", command=args.command, application_id=args.application_id, reason=str(err))
-        raise CaseActionError(str(err)) from None
-
-
 async def _review(args, settings: Settings) -> int:
-    reviewer = _identity(args, settings, "reviewer")
+    reviewer = await signed_in(args.token, settings, ("reviewer",))
     message = Review(
-        reviewer_id=reviewer.sub,
-        district_code=reviewer.district or "",  # never empty: a reviewer token names a district
+        reviewer_id=reviewer.identity.sub,
+        district_code=reviewer.identity.district or "",  # never empty: a reviewer acts for a district
         decision=args.decision,
         opinion=args.opinion,
-        credential=reviewer.jti,
     )
-    return await _message(args, settings, EnrollmentCase.review, message)
+    return await _message(args, settings, reviewer, message)
 
 
 async def _register_offline(args, settings: Settings) -> int:
     if bool(args.zone) != bool(args.school):
         raise CaseActionError("--zone and --school go together: give both or neither")
-    staff = _identity(args, settings, "staff")
+    staff = await signed_in(args.token, settings, ("staff",))
     choice = SchoolSelection(zone_id=args.zone, school_id=args.school) if args.zone else None
     message = OfflineRegistration(
-        staff_id=staff.sub,
-        district_code=staff.district or "",  # never empty: a staff token names a district
+        staff_id=staff.identity.sub,
+        district_code=staff.identity.district or "",  # never empty: staff act for a district
         materials=args.material or [],
         note=args.note,
         school_choice=choice,
-        credential=staff.jti,
     )
-    return await _message(args, settings, EnrollmentCase.register_offline, message)
+    return await _message(args, settings, staff, message)
 
 
-async def _issue_token(args, settings: Settings) -> int:
-    if args.role in ("reviewer", "staff") and not args.district:
-        raise CaseActionError(f"--district: a {args.role} acts for one district")
-    print(
-        tokens.issue(
-            deployment_secrets.token_secret(settings),
-            args.subject,
-            args.role,
-            args.district,
-            dt.timedelta(hours=args.hours),
-        )
-    )
+async def _login(args, settings: Settings) -> int:
+    identity = await login(settings)
+    _out(args).document({"signed_in": identity.sub, "role": identity.role, "district": identity.district})
     return 0
 
 
-async def _supplement(args, settings: Settings) -> int:
-    return await _message(
-        args, settings, EnrollmentCase.supplement, Supplement(materials=args.material or [], note=args.note)
-    )
+async def _access_token(args, settings: Settings) -> int:
+    """The signed-in person's access token, for `temporal --codec-auth "Bearer ..."` and the codec's /login."""
+    person = await signed_in(args.token, settings, READER_ROLES)
+    print(person.access_token)
+    return 0
 
 
-async def _withdraw(args, settings: Settings) -> int:
-    return await _message(args, settings, EnrollmentCase.withdraw, Withdrawal(reason=args.reason))
-
-
-async def _select_school(args, settings: Settings) -> int:
-    selection = SchoolSelection(zone_id=args.zone, school_id=args.school)
-    return await _message(args, settings, EnrollmentCase.select_school, selection)
+async def _logout(args, settings: Settings) -> int:
+    _out(args).document({"signed_out": await logout(settings)})
+    return 0
 
 
 async def _setup(args, settings: Settings) -> int:
@@ -194,7 +217,9 @@ async def _setup(args, settings: Settings) -> int:
         try:
             client = await connect(settings)
             await ensure_registered(client)
-            applied = await migrate(resolve_url(settings.reveal_database_url()))
+            owner_url = resolve_url(settings.reveal_database_url())
+            applied = await migrate(owner_url)
+            logins = await _service_logins(settings, owner_url)
             break
         except (RuntimeError, RPCError, psycopg.OperationalError) as err:
             if attempt == SETUP_ATTEMPTS:
@@ -202,12 +227,32 @@ async def _setup(args, settings: Settings) -> int:
             print(f"enroll setup: attempt {attempt} failed ({err}); retrying", file=sys.stderr)
             await asyncio.sleep(2)
     _out(args).document(
-        {"search_attributes": [key.name for key in ALL_SEARCH_ATTRIBUTES], "migrations_applied": applied}
+        {
+            "search_attributes": [key.name for key in ALL_SEARCH_ATTRIBUTES],
+            "migrations_applied": applied,
+            "database_logins": logins,
+        }
     )
     return 0
 
 
+async def _service_logins(settings: Settings, owner_url: str) -> list[str]:
+    """Each service's own PostgreSQL login, for the services given a password (ENROLL_<SERVICE>_DB_PASSWORD)."""
+    passwords = {
+        "worker": settings.worker_db_password,
+        "console": settings.console_db_password,
+        "api": settings.api_db_password,
+        "auditor": settings.auditor_db_password,
+    }
+    return [
+        await roles.ensure_login_role(owner_url, service, password.get_secret_value())
+        for service, password in passwords.items()
+        if password is not None
+    ]
+
+
 async def _archive(args, settings: Settings) -> int:
+    person = await signed_in(args.token, settings, READER_ROLES)
     pool = await open_pool(resolve_url(settings.reveal_database_url()), max_size=1)
     try:
         record = await case_record(pool, args.application_id)
@@ -215,6 +260,8 @@ async def _archive(args, settings: Settings) -> int:
         await pool.close()
     if record is None:
         raise CaseActionError(f"application_id: the case store holds nothing for {args.application_id}")
+    _may_read_district(person, record["case"]["district_code"])
+    await _audited(settings, person, args.application_id, "cli_archive", "ok")
     out = _out(args)
     if out.as_json:
         out.document(record)
@@ -227,6 +274,9 @@ async def _archive(args, settings: Settings) -> int:
 
 
 async def _cases(args, settings: Settings) -> int:
+    person = await signed_in(args.token, settings, READER_ROLES)
+    _may_read_district(person, args.district)
+    await _audited(settings, person, None, f"cli_cases:{args.district}", "ok")
     pool = await open_pool(resolve_url(settings.reveal_database_url()), max_size=1)
     try:
         rows = await list_cases(pool, args.district, args.status)
@@ -239,6 +289,8 @@ async def _cases(args, settings: Settings) -> int:
 
 
 async def _platform_record(args, settings: Settings) -> int:
+    person = await signed_in(args.token, settings, ("ops", "auditor"))
+    await _audited(settings, person, args.application_id, "cli_platform_record", "ok")
     async with httpx.AsyncClient(timeout=10) as http:
         response = await http.get(f"{settings.platform_url}/v1/cases/{args.application_id}")
         response.raise_for_status()
@@ -265,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enroll", description="Sichuan enrollment 'one thing' cases.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="JSON for scripts instead of readable tables")
+    common.add_argument("--token", help="an access token from the identity provider (default: `enroll login`'s)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -284,36 +337,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     review = command("review", help="send a reviewer's decision (办理意见)")
     review.add_argument("application_id")
-    review.add_argument("--token", help="the reviewer's signed token (default: $ENROLL_TOKEN)")
     review.add_argument("--decision", required=True, choices=DECISIONS)
     review.add_argument("--opinion", required=True)
     review.set_defaults(handler=_review)
 
     offline = command("register-offline", help="register a case at the service point")
     offline.add_argument("application_id")
-    offline.add_argument("--token", help="the service-point staff member's signed token (default: $ENROLL_TOKEN)")
     offline.add_argument("--material", action="append", help="a material registered (repeatable)")
     offline.add_argument("--note", default="")
     offline.add_argument("--zone")
     offline.add_argument("--school")
     offline.set_defaults(handler=_register_offline)
-
-    supplement = command("supplement", help="submit supplementary materials")
-    supplement.add_argument("application_id")
-    supplement.add_argument("--material", action="append")
-    supplement.add_argument("--note", default="")
-    supplement.set_defaults(handler=_supplement)
-
-    select = command("select-school", help="choose the enrollment zone and school")
-    select.add_argument("application_id")
-    select.add_argument("--zone", required=True)
-    select.add_argument("--school", required=True)
-    select.set_defaults(handler=_select_school)
-
-    withdraw = command("withdraw", help="withdraw an application before the decision")
-    withdraw.add_argument("application_id")
-    withdraw.add_argument("--reason", default="")
-    withdraw.set_defaults(handler=_withdraw)
 
     call = command("call", help="a signed request to the HTTP API as a registered client (ENROLL_API_CLIENTS_FILE)")
     call.add_argument("method", choices=("GET", "POST"))
@@ -339,13 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     setup = command("setup", help="register search attributes and migrate the case store")
     setup.set_defaults(handler=_setup)
 
-    token = command("token", help="issue a signed identity token (account administrators)")
-    token.add_argument("action", choices=("issue",))
-    token.add_argument("--subject", required=True, help="the person's account id, e.g. r-01")
-    token.add_argument("--role", required=True, choices=("reviewer", "staff", "ops"))
-    token.add_argument("--district", help="the district a reviewer or staff member acts for")
-    token.add_argument("--hours", type=float, default=8.0, help="validity (default: one working day)")
-    token.set_defaults(handler=_issue_token, application_id=None)
+    add_audit_commands(commands)
+
+    signin = command("login", help="sign in at the identity provider (prints a code to enter in a browser)")
+    signin.set_defaults(handler=_login, application_id=None)
+
+    token = command("access-token", help="print the signed-in person's access token (for the codec server)")
+    token.set_defaults(handler=_access_token, application_id=None)
+
+    signout = command("logout", help="sign out: revoke this machine's tokens at the identity provider")
+    signout.set_defaults(handler=_logout, application_id=None)
 
     worker = command("worker", help="run the workers (same as python -m workers)")
     worker.add_argument("--role", choices=("case", "verification"), action="append")
@@ -375,6 +412,8 @@ def run(argv: list[str] | None = None) -> int:
         return asyncio.run(args.handler(args, Settings.from_env()))
     except (CaseActionError, RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
         print(f"enroll {args.command}: {err}", file=sys.stderr)
+    except IdentityError as err:
+        print(f"enroll {args.command}: identity provider: {err.reason}", file=sys.stderr)
     except (httpx.HTTPError, OSError) as err:
         print(f"enroll {args.command}: cannot reach {type(err).__name__}: {err}", file=sys.stderr)
     except RuntimeError as err:

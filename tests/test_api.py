@@ -20,6 +20,7 @@ from temporalio.service import RPCError
 
 from api.callers import RegisteredClient
 from api.signing import MISMATCH, SignedRequests
+from enrollment.identity import LookupSecret
 from stack.temporal_server import DevServer, free_port
 from standins.population import Population
 from store import intake as intake_store
@@ -30,7 +31,7 @@ from tests.support.waiting import wait_until
 
 SECRETS = {"platform": "platform-secret", "enrollment-system": "front-end-secret"}
 # The worker process hashes with this key too (tests/support/processes.py).
-LOOKUP_KEY = b"end-to-end-test-key"
+LOOKUP_KEY = LookupSecret(b"end-to-end-test-key", "standard")
 
 
 def registered(districts: list[str]) -> list[RegisteredClient]:

@@ -24,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
 
 from api.callers import RegisteredClient
 from api.signing import CLIENT_HEADER, NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, SignedRequests
+from enrollment.identity import LookupSecret
 from tests.support.api import served_api
 from tests.support.served import ServedApp
 
@@ -50,7 +51,8 @@ class _Signed(requests.auth.AuthBase):
 @pytest.fixture(scope="module")
 async def schema_target(dev_server, environment, worker, database_url) -> AsyncIterator[ServedApp]:
     platform = RegisteredClient(client_id="platform", kind="platform", secret=SecretStr(SECRET.decode()))
-    async with served_api(dev_server.address, database_url, [platform], b"schema-key") as served:
+    lookup = LookupSecret(b"schema-key", "standard")
+    async with served_api(dev_server.address, database_url, [platform], lookup) as served:
         yield served
 
 

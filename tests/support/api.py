@@ -9,16 +9,26 @@ from temporalio.client import Client
 
 from api.app import ApiLimits, create_app
 from api.callers import ClientRegistry, RegisteredClient
+from enrollment.identity import LookupSecret
+from enrollment.oidc import IdentityProvider
+from enrollment.provers import ClientProver
 from enrollment.settings import Settings
 from store.database import open_pool
+from tests.support.identity import CLIENT_SECRETS
 from tests.support.keys import TEST_CONVERTER
 from tests.support.served import ServedApp
 
+API_CLIENT = "enroll-api"
+
 
 def served_api(
-    temporal_address: str, database_url: str, clients: list[RegisteredClient], lookup_key: bytes, **limits: Any
+    temporal_address: str, database_url: str, clients: list[RegisteredClient], lookup_key: LookupSecret, **limits: Any
 ) -> ServedApp:
-    """The API on a free port (`async with`), with these registered clients and limits (ApiLimits fields)."""
+    """The API on a free port (`async with`), with these registered clients and limits (ApiLimits fields).
+
+    It relays applicants' messages proven as its own client at the identity provider the tests run
+    (ENROLL_IDENTITY_ISSUER), as `python -m api` does.
+    """
 
     async def temporal() -> Client:
         return await Client.connect(temporal_address, data_converter=TEST_CONVERTER)
@@ -26,5 +36,7 @@ def served_api(
     async def case_store() -> AsyncConnectionPool:
         return await open_pool(database_url, max_size=4)
 
+    settings = Settings.from_env()
+    prove = ClientProver(IdentityProvider(settings.identity_issuer), API_CLIENT, CLIENT_SECRETS[API_CLIENT])
     registry = ClientRegistry(clients)
-    return ServedApp(create_app(Settings.from_env(), registry, lookup_key, temporal, case_store, ApiLimits(**limits)))
+    return ServedApp(create_app(settings, registry, lookup_key, temporal, case_store, prove, ApiLimits(**limits)))
