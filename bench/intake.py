@@ -52,11 +52,13 @@ from bench.run import (
     product_environment,
     run_to_exit,
     say,
+    start_identity_provider,
     sustained_rate,
 )
 from enrollment.application import Application
 from enrollment.case import CASE_TASK_QUEUE, CaseInput, workflow_id_for
 from enrollment.client import connect
+from enrollment.identity import LookupSecret
 from enrollment.policy import PolicyBook, policy_book
 from enrollment.settings import Settings
 from enrollment.verifiers import VERIFIERS
@@ -71,6 +73,8 @@ from workflows.enrollment_case import EnrollmentCase
 MODES = ("direct", "core", "api", "direct_again")
 WARMUP_MODES = ("direct", "core", "api")
 API_CLIENT = "platform"
+# The `enroll-api` client's secret at the stand-in identity provider (standins/identity_provider/clients.json).
+API_IDENTITY_SECRET = "demo-api-secret"
 # The same pool size the API process opens (api/__main__.py), so core and API wait on PostgreSQL alike.
 POOL_SIZE = 8
 TARGET_RATIO = 0.90
@@ -328,6 +332,7 @@ async def main_async(args: argparse.Namespace) -> None:
     )
     database = EmbeddedDatabase(work / "postgres")
     processes: list[subprocess.Popen] = []
+    stops: list[Callable[[], None]] = []
     pool: AsyncConnectionPool | None = None
     try:
         await temporal_server.wait_until_serving(server.address)
@@ -340,7 +345,9 @@ async def main_async(args: argparse.Namespace) -> None:
         dealt = deal(groups, args.seed, work / "standins")
         standins_port = temporal_server.free_port()
         standins_url = f"http://127.0.0.1:{standins_port}"
-        env = product_environment(server.address, standins_url, database_url)
+        identity = start_identity_provider(work)
+        stops.append(identity.stop)
+        env = product_environment(server.address, standins_url, database_url, identity.base_url)
         os.environ.update({k: v for k, v in env.items() if k.startswith(("TEMPORAL_", "ENROLL_", "DATABASE_URL"))})
         standins = start_process(
             ["standins", "serve", "--port", str(standins_port), "--data", str(work / "standins")],
@@ -370,6 +377,9 @@ async def main_async(args: argparse.Namespace) -> None:
         api_env = {
             **env,
             "ENROLL_API_CLIENTS_FILE": str(clients_file),
+            # The API's own client at the provider, with which it would prove applicants' messages
+            # (the stand-in's demo secret; this run sends none, but the API will not start without it).
+            "ENROLL_IDENTITY_CLIENT_SECRET": API_IDENTITY_SECRET,
             "ENROLL_API_REQUESTS_PER_SECOND": "1000000",
             "ENROLL_API_BURST": "1000000",
         }
@@ -380,7 +390,7 @@ async def main_async(args: argparse.Namespace) -> None:
         settings = Settings.from_env()
         client = await connect(settings)
         pool = await open_pool(database_url, max_size=POOL_SIZE)
-        intake = Intake(client, pool, LOOKUP_KEY.encode(), API_CLIENT)
+        intake = Intake(client, pool, LookupSecret(LOOKUP_KEY.encode(), "standard"), API_CLIENT)
         policies = policy_book(settings.policies_dir)
         pids = {"api": [api.pid], "workers": [w.pid for w in workers], "temporal_server": [server.process.pid]}
         if (pg := postmaster_pid(database)) is not None:
@@ -467,6 +477,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 process.wait(60)
             except subprocess.TimeoutExpired:
                 process.kill()
+        for stop in stops:
+            stop()
         server.stop()
         database.stop_if_started_here()
 

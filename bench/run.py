@@ -4,7 +4,8 @@ In one invocation, on one fresh dev server: (1) the engine ceiling, a trivial
 workflow of the same shape; (2) the direct floor, the same department and
 platform calls with plain asyncio; (3) the product, N generated cases through
 `W` worker processes with a reviewer bot approving each case as soon as it
-awaits review. Figures come from the case store's event log (timestamps the
+awaits review (one reviewer per district, signed in at the stand-in identity
+provider, proving each review as production requires). Figures come from the case store's event log (timestamps the
 workflow itself recorded) and from the stand-ins' own counters.
 """
 
@@ -31,20 +32,31 @@ from psycopg import AsyncConnection
 from temporalio.client import Client
 
 from bench.ceiling import CEILING_QUEUE, CeilingCase
+from enrollment import logs
 from enrollment.application import Application
 from enrollment.case import Review
 from enrollment.client import data_converter
 from enrollment.codec import new_key_spec
+from enrollment.identity import LookupSecret
+from enrollment.oidc import DEVICE_CODE, IdentityProvider
+from enrollment.provers import PersonProver
 from enrollment.settings import Settings
 from enrollment.verifiers import VERIFIERS
 from stack import temporal_server
+from standins.identity_provider.runner import RunningIdentityProvider
+from standins.identity_provider.runner import start_in_thread as start_identity_provider_thread
 from standins.population import generate
+from starter.cases import send_message
 from starter.intake import Intake, submit_one
 from store.database import EmbeddedDatabase, open_pool
-from workflows.enrollment_case import EnrollmentCase
 
 FLOOR_CONCURRENCY = 8
 LOOKUP_KEY = "bench"
+# The reviewer bot signs in as the command line does (device flow, client enroll-cli), as the stand-in
+# provider's demo reviewer of each district (standins/identity_provider/accounts.json: password demo-<sub>).
+BOT_CLIENT = "enroll-cli"
+# Signed in again this long after signing in: access tokens live 10 minutes.
+BOT_SIGN_IN_SECONDS = 8 * 60
 
 
 def say(text: str) -> None:
@@ -111,6 +123,54 @@ def sustained_rate(finish_times: list[float]) -> float:
         return 0.0
     low, high = ordered[len(ordered) // 10], ordered[(len(ordered) * 9) // 10]
     return round((len(ordered) * 0.8) / max(high - low, 1e-9), 2)
+
+
+def start_identity_provider(work: Path) -> RunningIdentityProvider:
+    """The stand-in identity provider on a thread of this process, its state in the run's folder; its URL is
+    the issuer the product's processes trust (ENROLL_IDENTITY_ISSUER). Its log (a line per token issued)
+    is kept to warnings, as the product's processes are in a benchmark."""
+    logs.configure(level="WARNING")
+    return start_identity_provider_thread(work / "identity")
+
+
+def reviewer_of(district_code: str) -> str:
+    return f"r-{district_code}-1"
+
+
+class Reviewers:
+    """One reviewer per district, signed in at the provider; each review is proven with that person's token."""
+
+    def __init__(self, issuer: str):
+        self.provider = IdentityProvider(issuer)
+        self._http = httpx.AsyncClient(timeout=30)
+        self._tokens: dict[str, tuple[str, float]] = {}
+        self._lock = asyncio.Lock()
+
+    async def _sign_in(self, sub: str) -> str:
+        """The device flow, approved on the provider's device page as the person would."""
+        flow = await self.provider.start_device_flow(BOT_CLIENT)
+        issuer = self.provider.issuer
+        form = {"user_code": flow.user_code, "username": sub, "password": f"demo-{sub}", "decision": "approve"}
+        (await self._http.post(f"{issuer}/device", data=form)).raise_for_status()
+        answer = await self._http.post(
+            f"{issuer}/token",
+            data={"grant_type": DEVICE_CODE, "device_code": flow.device_code, "client_id": BOT_CLIENT},
+        )
+        answer.raise_for_status()
+        token: str = answer.json()["access_token"]
+        return token
+
+    async def prover(self, district_code: str) -> PersonProver:
+        async with self._lock:
+            token, at = self._tokens.get(district_code, ("", float("-inf")))
+            if time.monotonic() - at > BOT_SIGN_IN_SECONDS:
+                token = await self._sign_in(reviewer_of(district_code))
+                self._tokens[district_code] = (token, time.monotonic())
+        return PersonProver(self.provider, token, BOT_CLIENT)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self.provider.aclose()
 
 
 async def count_rows(conn: AsyncConnection, query: LiteralString) -> int:
@@ -204,7 +264,7 @@ async def direct_floor(standins_url: str, applications: list[dict], concurrency:
 
 
 async def product(
-    args, address: str, standins_url: str, database_url: str, env: dict, applications: list[dict]
+    args, address: str, standins_url: str, database_url: str, env: dict, applications: list[dict], issuer: str
 ) -> dict:
     say(f"[product] {len(applications)} cases through {args.workers} worker process(es)")
     # --split-roles: the first process runs the cases, the others the verifiers, as compose deploys them.
@@ -251,6 +311,16 @@ async def product(
                 return
             await asyncio.sleep(2)
 
+    reviewers = Reviewers(issuer)
+
+    async def approve(app_id: str, district_code: str) -> None:
+        message = Review(
+            reviewer_id=reviewer_of(district_code), district_code=district_code, decision="approve", opinion="同意"
+        )
+        receipt = await send_message(client, app_id, message, await reviewers.prover(district_code))
+        if not receipt.accepted:
+            raise RuntimeError(f"{app_id}: the review was refused: {receipt.reason}")
+
     async def reviewer_bot() -> None:
         """Approves each case as soon as the case store shows it awaiting review."""
         if args.hold_reviews:
@@ -266,22 +336,14 @@ async def product(
             for app_id, _ in fresh:
                 reviewed.add(app_id)
                 signalled_at[app_id] = time.time()
-            await asyncio.gather(
-                *(
-                    client.get_workflow_handle(f"case-{a}").execute_update(
-                        EnrollmentCase.review,
-                        Review(reviewer_id="bench-bot", district_code=d, decision="approve", opinion="同意"),
-                    )
-                    for a, d in fresh
-                )
-            )
+            await asyncio.gather(*(approve(a, d) for a, d in fresh))
             await asyncio.sleep(0.2)
 
     submitted_at: dict[str, float] = {}
 
     # The product's own intake path (the API and `enroll submit` share it): hand-in record, the
     # one-open-application rule, and Update-with-Start answering the acceptance conditions.
-    intake = Intake(client, pool, LOOKUP_KEY.encode(), "bench")
+    intake = Intake(client, pool, LookupSecret(LOOKUP_KEY.encode(), "standard"), "bench")
 
     async def start(app: dict) -> None:
         submitted_at[app["application_id"]] = time.time()
@@ -299,9 +361,12 @@ async def product(
         say(f"  results at the platform and archived: {synced}/{len(applications)}")
         if synced >= len(applications):
             break
+        if bot.done():
+            await bot  # the bot stopped: a review refused, or the provider unreachable
         await asyncio.sleep(2)
     done.set()
     await bot
+    await reviewers.aclose()
     elapsed = time.monotonic() - t0
     usage = sampler.stop()
     stats = httpx.get(f"{standins_url}/admin/stats").json()["stats"]
@@ -385,8 +450,9 @@ async def main_async(args) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    identity = start_identity_provider(work)
     limits = ",".join(f"{v}={args.verifier_rate_limit}" for v in VERIFIERS) if args.verifier_rate_limit else ""
-    env = product_environment(server.address, standins_url, database_url, limits)
+    env = product_environment(server.address, standins_url, database_url, identity.base_url, limits)
     os.environ.update(
         {
             k: env[k]
@@ -396,7 +462,7 @@ async def main_async(args) -> None:
                 "DATABASE_URL",
                 "ENROLL_LOOKUP_KEY",
                 "ENROLL_PAYLOAD_KEYS",
-                "ENROLL_TOKEN_SECRET",
+                "ENROLL_IDENTITY_ISSUER",
             )
         }
     )
@@ -432,7 +498,9 @@ async def main_async(args) -> None:
             # The floor is the calls' own latency, so it runs at a modest concurrency the stand-ins do not queue on.
             "floor": await direct_floor(standins_url, applications[: min(len(applications), 500)], FLOOR_CONCURRENCY),
         }
-        report["product"] = await product(args, server.address, standins_url, database_url, env, applications)
+        report["product"] = await product(
+            args, server.address, standins_url, database_url, env, applications, identity.base_url
+        )
         report["product_vs_ceiling"] = round(
             report["product"]["sustained_per_second"] / max(report["ceiling"]["sustained_per_second"], 1e-9), 2
         )
@@ -446,6 +514,7 @@ async def main_async(args) -> None:
         say(f"written {path}")
     finally:
         standins.terminate()
+        identity.stop()
         server.stop()
         database.stop_if_started_here()
 
@@ -481,8 +550,11 @@ def main() -> None:
     run_to_exit(main_async(parser.parse_args()))
 
 
-def product_environment(address: str, standins_url: str, database_url: str, rate_limits: str = "") -> dict[str, str]:
-    """What the product's processes (workers, the API) run with in a benchmark."""
+def product_environment(
+    address: str, standins_url: str, database_url: str, identity_issuer: str, rate_limits: str = ""
+) -> dict[str, str]:
+    """What the product's processes (workers, the API) run with in a benchmark; `identity_issuer` is the
+    provider they trust (start_identity_provider)."""
     return {
         **os.environ,
         "TEMPORAL_ADDRESS": address,
@@ -490,7 +562,7 @@ def product_environment(address: str, standins_url: str, database_url: str, rate
         "DATABASE_URL": database_url,
         "ENROLL_LOOKUP_KEY": LOOKUP_KEY,
         "ENROLL_PAYLOAD_KEYS": new_key_spec("bench"),
-        "ENROLL_TOKEN_SECRET": "bench",
+        "ENROLL_IDENTITY_ISSUER": identity_issuer,
         "ENROLL_ROUTING_PHASE": "phase_one",
         "ENROLL_METRICS_ADDRESS": "",
         "ENROLL_LOG_LEVEL": "WARNING",

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from enrollment.codec import new_key_spec
+from enrollment.identity import LookupSecret
 from enrollment.settings import Settings
 
 DEV_SECRETS = Path(__file__).resolve().parent.parent / ".data" / "secrets"
@@ -45,22 +46,30 @@ def _random_secret() -> str:
 
 
 def _development_key_spec() -> str:
-    return new_key_spec("dev-1")
+    """A key for each profile's cipher, so a laptop can switch ENROLL_CRYPTO_PROFILE and still read its cases."""
+    return f"{new_key_spec('dev-1', 'standard')},{new_key_spec('dev-gm-1', 'gm')}"
 
 
-def lookup_key(settings: Settings) -> bytes:
-    """Secret of the keyed hash that stands in for identity numbers in the case store."""
-    return _configured_or_development(settings.lookup_key, "ENROLL_LOOKUP_KEY", settings, _random_secret).encode()
+def lookup_key(settings: Settings) -> LookupSecret:
+    """Secret of the keyed hash that stands in for identity numbers in the case store, with the profile's hash."""
+    secret = _configured_or_development(settings.lookup_key, "ENROLL_LOOKUP_KEY", settings, _random_secret)
+    return LookupSecret(secret.encode(), settings.crypto_profile)
 
 
 def payload_keys(settings: Settings) -> str:
-    """`id:base64key,...` for payload encryption; the first is active unless ENROLL_PAYLOAD_KEY_ID says otherwise."""
+    """`id:base64key,...` for payload encryption; ENROLL_PAYLOAD_KEY_ID (default: the profile's first) encrypts."""
     return _configured_or_development(settings.payload_keys, "ENROLL_PAYLOAD_KEYS", settings, _development_key_spec)
 
 
-def token_secret(settings: Settings) -> bytes:
-    """Secret that signs the identity tokens of reviewers, service-point staff and ops."""
-    return _configured_or_development(settings.token_secret, "ENROLL_TOKEN_SECRET", settings, _random_secret).encode()
+def identity_client_secret(settings: Settings, client_id: str) -> str:
+    """This process's client secret at the identity provider (console, API, codec server).
+
+    For the demo, one per client under .data/secrets, which the stand-in provider is started with.
+    """
+    if settings.identity_client_secret:
+        return settings.identity_client_secret.get_secret_value()
+    variable = "ENROLL_IDENTITY_CLIENT_SECRET"
+    return _development_file(variable, f"identity_client_{client_id}", settings, _random_secret).read_text().strip()
 
 
 def api_clients_file(settings: Settings, make: Callable[[], str]) -> Path:

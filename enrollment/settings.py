@@ -26,6 +26,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from enrollment.china_time import china_date
+from enrollment.crypto_profile import CryptoProfile
 from enrollment.policy import DEFAULT_POLICIES_DIR
 from enrollment.statuses import RoutingPhase
 from enrollment.verifiers import VERIFIERS
@@ -72,11 +73,26 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = _env("DATABASE_URL", None)
     # Secret for the keyed hash of identity numbers; None only with the embedded database.
     lookup_key: SecretStr | None = _env("ENROLL_LOOKUP_KEY", None)
-    # Payload encryption keys `id:base64,...` and the one new payloads use (default: the first).
+    # Payload encryption keys `id:base64,...` and the one new payloads use (default: the first of the profile's
+    # length; enrollment/codec.py).
     payload_keys: SecretStr | None = _env("ENROLL_PAYLOAD_KEYS", None)
     payload_key_id: str | None = _env("ENROLL_PAYLOAD_KEY_ID", None)
-    # Signs identity tokens (enrollment/tokens.py).
-    token_secret: SecretStr | None = _env("ENROLL_TOKEN_SECRET", None)
+    # Payload cipher and look-up hash: standard (AES-256-GCM, HMAC-SHA256) or gm (SM4-GCM, HMAC-SM3; 国密).
+    crypto_profile: CryptoProfile = _env(
+        "ENROLL_CRYPTO_PROFILE", "standard", "must be standard (AES-256-GCM, HMAC-SHA256) or gm (SM4-GCM, HMAC-SM3)"
+    )
+    # The identity provider (OpenID Connect issuer) people sign in with, and which signs message proofs.
+    # Product processes hold only its public keys, fetched from its discovery document.
+    identity_issuer: str = _env("ENROLL_IDENTITY_ISSUER", "http://127.0.0.1:8900")
+    # This process's own client secret at the provider (console, API, codec server); workers need none.
+    identity_client_secret: SecretStr | None = _env("ENROLL_IDENTITY_CLIENT_SECRET", None)
+    # The review console's sessions: ended this long after sign-in, or after this long unused.
+    console_session_hours: PositiveFloat = _env(
+        "ENROLL_CONSOLE_SESSION_HOURS", 8.0, "must be a positive number of hours, as 8 or 0.5"
+    )
+    console_idle_minutes: PositiveFloat = _env(
+        "ENROLL_CONSOLE_IDLE_MINUTES", 30.0, "must be a positive number of minutes, as 30"
+    )
     # host:port of the workers' Prometheus endpoint; empty (the default) turns it off, so several
     # workers can share a machine. docker-compose and the demo set it.
     metrics_address: str = _env("ENROLL_METRICS_ADDRESS", "")
@@ -96,6 +112,28 @@ class Settings(BaseSettings):
     )
     api_burst: PositiveInt = _env("ENROLL_API_BURST", 100, "must be a positive whole number")
     api_max_body_bytes: PositiveInt = _env("ENROLL_API_MAX_BODY_BYTES", 1 << 20, "must be a positive number of bytes")
+    # Passwords of the services' own PostgreSQL roles, which `enroll setup` (run as the schema's owner)
+    # creates or updates (store/roles.py); a service not given one is left as it is.
+    worker_db_password: SecretStr | None = _env("ENROLL_WORKER_DB_PASSWORD", None)
+    console_db_password: SecretStr | None = _env("ENROLL_CONSOLE_DB_PASSWORD", None)
+    api_db_password: SecretStr | None = _env("ENROLL_API_DB_PASSWORD", None)
+    auditor_db_password: SecretStr | None = _env("ENROLL_AUDITOR_DB_PASSWORD", None)
+    # How long the audit trail keeps who did and who saw what: six months at least (store/audit.py).
+    audit_retention_days: Annotated[int, Field(ge=183)] = _env(
+        "ENROLL_AUDIT_RETENTION_DAYS", 183, "must be a whole number of days, at least 183"
+    )
+    # How the workers prove themselves to the departments and the platform (activities/outbound.py): none, a
+    # client certificate (mtls: certificate and key files) or signed requests (signed: the id and secret the
+    # gateway issued). ENROLL_OUTBOUND_CA, in any mode: the CA of the gateway's server certificate, trusted
+    # besides the usual ones. Each set checked below, so an incomplete configuration refuses to start.
+    outbound_auth: Literal["none", "mtls", "signed"] = _env(
+        "ENROLL_OUTBOUND_AUTH", "none", "must be none, mtls or signed"
+    )
+    outbound_client_cert: Path | None = _env("ENROLL_OUTBOUND_CLIENT_CERT", None)
+    outbound_client_key: Path | None = _env("ENROLL_OUTBOUND_CLIENT_KEY", None)
+    outbound_ca: Path | None = _env("ENROLL_OUTBOUND_CA", None)
+    outbound_client_id: str | None = _env("ENROLL_OUTBOUND_CLIENT_ID", None)
+    outbound_signing_secret: SecretStr | None = _env("ENROLL_OUTBOUND_SIGNING_SECRET", None)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -106,7 +144,7 @@ class Settings(BaseSettings):
             # `from None`: the ValidationError's text quotes the values.
             raise SettingsError([_problem(item) for item in error.errors(include_input=False)]) from None
 
-    @field_validator("standins_url")
+    @field_validator("standins_url", "identity_issuer")
     @classmethod
     def _without_trailing_slash(cls, url: str) -> str:
         return url.rstrip("/")
@@ -119,6 +157,17 @@ class Settings(BaseSettings):
             return url
         prefix = str(info.field_name).removesuffix("_url").replace("_", "-")
         return f"{info.data['standins_url']}/{prefix}"
+
+    @field_validator("outbound_client_cert", "outbound_client_key", "outbound_client_id", "outbound_signing_secret")
+    @classmethod
+    def _outbound_complete(cls, value: object, info: ValidationInfo) -> object:
+        """What ENROLL_OUTBOUND_AUTH's mode needs is set. A field validator, not a model validator, so these are
+        reported with every other wrong variable in the same error (an "after" model validator runs only
+        once all fields are valid)."""
+        mode = info.data.get("outbound_auth")
+        if value is None and info.field_name in _OUTBOUND_NEEDS.get(str(mode), ()):
+            raise ValueError(f"required when ENROLL_OUTBOUND_AUTH is {mode}")
+        return value
 
     @field_validator("verifier_rate_limits", mode="before")
     @classmethod
@@ -136,9 +185,19 @@ class Settings(BaseSettings):
         return self.database_url.get_secret_value() if self.database_url else None
 
 
+# The settings each ENROLL_OUTBOUND_AUTH mode cannot do without.
+_OUTBOUND_NEEDS = {
+    "mtls": ("outbound_client_cert", "outbound_client_key"),
+    "signed": ("outbound_client_id", "outbound_signing_secret"),
+}
+
+
 def _problem(error: ErrorDetails) -> str:
     """`VARIABLE: rule` for one refused variable: our validators' own message, else the field's declared rule."""
     variable = str(error["loc"][0])
+    # A value left at its default (validate_default) is located by the field's name, not its variable.
+    if variable in Settings.model_fields:
+        variable = str(Settings.model_fields[variable].validation_alias)
     if error["type"] == "value_error":
         return f"{variable}: {error['ctx']['error']}"
     rules = {field.validation_alias: field.description for field in Settings.model_fields.values()}

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import os
 import signal
@@ -24,14 +23,22 @@ from pathlib import Path
 
 import httpx
 
+from api.__main__ import API_IDENTITY_CLIENT
 from api.callers import clients_file as api_clients_file
-from enrollment import deployment_secrets, tokens
+from codec_server.__main__ import CODEC_IDENTITY_CLIENT
+from console.backends import CONSOLE_CLIENT
+from enrollment import deployment_secrets
 from enrollment.case import CaseView, Review
 from enrollment.client import connect
+from enrollment.oidc import IdentityProvider
+from enrollment.provers import PersonProver
 from enrollment.settings import Settings
 from enrollment.statuses import CASE_STATUSES
 from stack import temporal_server
-from starter.cases import case_handle
+from standins.identity_provider import people
+from standins.identity_provider.accounts import DEFAULT_CLIENTS, hash_secret
+from starter.cases import case_handle, send_message
+from store import roles
 from store.database import EMBEDDED_DATA, embedded, migrate, open_pool, resolve_url
 from workflows.enrollment_case import EnrollmentCase
 
@@ -139,12 +146,33 @@ async def settle(settings: Settings, application_ids: list[str], seconds: float 
         await asyncio.sleep(2)
 
 
+def identity_clients_file(settings: Settings, folder: Path) -> Path:
+    """The stand-in provider's clients with this machine's development secrets, so each of the demo's
+    processes is given its own secret and nothing else (`deployment_secrets.identity_client_secret`)."""
+    document = json.loads(DEFAULT_CLIENTS.read_text(encoding="utf-8"))
+    for client in document["clients"]:
+        if "secret_hash" in client:
+            client["secret_hash"] = hash_secret(
+                deployment_secrets.identity_client_secret(settings, client["client_id"])
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "clients.json"
+    path.write_text(json.dumps(document, indent=2), encoding="utf-8")
+    return path
+
+
 async def review_some(settings: Settings, views: dict[str, CaseView]) -> Counter:
-    """Approve about half of the cases awaiting review and reject a quarter, as reviewers of their districts."""
+    """Approve about half of the cases awaiting review and reject a quarter, as reviewers of their districts.
+
+    Each district's reviewer signs in at the provider (its sign-in page, as a browser would) and proves
+    each decision with their own token, as the console does for a person.
+    """
     client = await connect(settings)
+    provider = IdentityProvider(settings.identity_issuer)
+    console_secret = deployment_secrets.identity_client_secret(settings, CONSOLE_CLIENT)
+    signed_in: dict[str, str] = {}
     decisions: Counter = Counter()
     waiting = sorted(app_id for app_id, view in views.items() if view.status == "awaiting_review")
-    secret = deployment_secrets.token_secret(settings)
     for index, app_id in enumerate(waiting):
         slot = index % 4
         if slot == 3:
@@ -154,26 +182,15 @@ async def review_some(settings: Settings, views: dict[str, CaseView]) -> Counter
             if slot < 2
             else ("reject", "所报学校学位已满，请服从片区统筹")
         )
-        view = views[app_id]
-        # Each district's reviewer acts under a token of their own, as people do.
-        reviewer = tokens.verify(
-            secret,
-            tokens.issue(
-                secret, f"reviewer-{view.district_code}", "reviewer", view.district_code, dt.timedelta(hours=1)
-            ),
-        )
-        # temporalio types `@workflow.update(name=...)` on an async handler as returning the coroutine, not its result.
-        await case_handle(client, app_id).execute_update(  # type: ignore[unused-coroutine]
-            EnrollmentCase.review,
-            Review(
-                reviewer_id=reviewer.sub,
-                district_code=reviewer.district or "",  # never empty: a reviewer token names a district
-                decision=decision,
-                opinion=opinion,
-                credential=reviewer.jti,
-            ),
-        )
-        decisions[decision] += 1
+        district = views[app_id].district_code
+        reviewer = f"r-{district}-1"  # the stand-in provider's reviewer of the district (accounts.json)
+        if reviewer not in signed_in:
+            tokens = await people.console_tokens(settings.identity_issuer, reviewer, console_secret)
+            signed_in[reviewer] = tokens["access_token"]
+        prove = PersonProver(provider, signed_in[reviewer], CONSOLE_CLIENT, console_secret)
+        message = Review(reviewer_id=reviewer, district_code=district, decision=decision, opinion=opinion)
+        receipt = await send_message(client, app_id, message, prove)
+        decisions[decision if receipt.accepted else "refused"] += 1
     decisions["left_for_a_person"] = len(waiting) - decisions["approve"] - decisions["reject"]
     return decisions
 
@@ -203,7 +220,11 @@ async def run_demo(args) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, main_task.cancel)
     standins_url = f"http://127.0.0.1:{args.standins_port}"
-    os.environ.update(TEMPORAL_ADDRESS=f"127.0.0.1:{args.temporal_port}", ENROLL_STANDINS_URL=standins_url)
+    os.environ.update(
+        TEMPORAL_ADDRESS=f"127.0.0.1:{args.temporal_port}",
+        ENROLL_STANDINS_URL=standins_url,
+        ENROLL_IDENTITY_ISSUER=f"http://127.0.0.1:{args.identity_port}",
+    )
     settings = Settings.from_env()
     server = None
     try:
@@ -214,19 +235,43 @@ async def run_demo(args) -> None:
         database_url = resolve_url(settings.reveal_database_url())
         applied = await migrate(database_url)
         say(f"  migrations applied: {applied or 'none needed'}")
+        # Each service connects as its own PostgreSQL role and is given only the secrets it needs
+        # (deploy/README.md, "Who holds what").
+        database_urls = await roles.service_urls(database_url)
+        identity_url = f"http://127.0.0.1:{args.identity_port}"
         env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            # The children get a DATABASE_URL, so they need the secrets spelled out.
-            "ENROLL_LOOKUP_KEY": deployment_secrets.lookup_key(settings).decode(),
-            "ENROLL_PAYLOAD_KEYS": deployment_secrets.payload_keys(settings),
-            "ENROLL_TOKEN_SECRET": deployment_secrets.token_secret(settings).decode(),
-            # One worker process at a time in the demo, so one metrics port.
-            "ENROLL_METRICS_ADDRESS": os.environ.get("ENROLL_METRICS_ADDRESS") or "127.0.0.1:9464",
+            **{name: value for name, value in os.environ.items() if not name.startswith("ENROLL_")},
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{args.temporal_port}",
+            "ENROLL_STANDINS_URL": standins_url,
+            "ENROLL_IDENTITY_ISSUER": identity_url,
         }
+        payload_keys = {"ENROLL_PAYLOAD_KEYS": deployment_secrets.payload_keys(settings)}
+        lookup_key = {"ENROLL_LOOKUP_KEY": deployment_secrets.lookup_key(settings).secret.decode()}
+
+        def client_secret(client_id: str) -> dict[str, str]:
+            return {"ENROLL_IDENTITY_CLIENT_SECRET": deployment_secrets.identity_client_secret(settings, client_id)}
+
+        say(f"  identity provider (stand-in for 统一身份认证) on {identity_url}")
+        processes.start(
+            "identity-provider",
+            [
+                sys.executable,
+                "-m",
+                "standins.identity_provider",
+                "--port",
+                str(args.identity_port),
+                "--state",
+                str(data / "identity"),
+                "--clients",
+                str(identity_clients_file(settings, data / "identity")),
+            ],
+            env,
+        )
+        wait_for_http(f"{identity_url}/.well-known/openid-configuration")
         say(f"[1/6] Temporal dev server (state in {data / 'temporal' / 'temporal.db'}) and the codec server")
         codec_url = f"http://127.0.0.1:{args.codec_port}"
         ui_origins = [f"http://127.0.0.1:{args.ui_port}", f"http://localhost:{args.ui_port}"]
+        api_url = f"http://127.0.0.1:{args.api_port}"
         processes.start(
             "codec-server",
             [
@@ -235,9 +280,11 @@ async def run_demo(args) -> None:
                 "codec_server",
                 "--port",
                 str(args.codec_port),
+                "--audit-url",
+                api_url,
                 *[part for o in ui_origins for part in ("--cors-origin", o)],
             ],
-            env,
+            {**env, **payload_keys, **client_secret(CODEC_IDENTITY_CLIENT)},
         )
         server = temporal_server.start(
             data / "temporal" / "temporal.db",
@@ -247,11 +294,17 @@ async def run_demo(args) -> None:
             ui_codec_endpoint=codec_url,
         )
         await temporal_server.wait_until_serving(server.address)
-        api_url = f"http://127.0.0.1:{args.api_port}"
         say(f"[2/6] the API (front door) on {api_url}; stand-in departments, platform and front end on {standins_url}")
         clients_file = api_clients_file(settings)
-        env["ENROLL_API_CLIENTS_FILE"] = str(clients_file)
-        processes.start("api", [sys.executable, "-m", "api", "--port", str(args.api_port)], env)
+        api_env = {
+            **env,
+            **payload_keys,
+            **lookup_key,
+            **client_secret(API_IDENTITY_CLIENT),
+            "DATABASE_URL": database_urls["api"],
+            "ENROLL_API_CLIENTS_FILE": str(clients_file),
+        }
+        processes.start("api", [sys.executable, "-m", "api", "--port", str(args.api_port)], api_env)
         wait_for_http(f"{api_url}/healthz")
         processes.start(
             "standins",
@@ -282,10 +335,26 @@ async def run_demo(args) -> None:
         half = len(applications) // 2
 
         console_url = f"http://127.0.0.1:{args.console_port}"
-        processes.start("console", [sys.executable, "-m", "console", "--port", str(args.console_port)], env)
+        console_env = {
+            **env,
+            **payload_keys,
+            **lookup_key,
+            **client_secret(CONSOLE_CLIENT),
+            "DATABASE_URL": database_urls["console"],
+            "ENROLL_PLATFORM_URL": f"{standins_url}/platform",
+        }
+        processes.start("console", [sys.executable, "-m", "console", "--port", str(args.console_port)], console_env)
+        workers_env = {
+            **env,
+            **payload_keys,
+            **lookup_key,
+            "DATABASE_URL": database_urls["worker"],
+            # One worker process at a time in the demo, so one metrics port.
+            "ENROLL_METRICS_ADDRESS": os.environ.get("ENROLL_METRICS_ADDRESS") or "127.0.0.1:9464",
+        }
         say("[3/6] workers in phase one; parents apply in the enrollment system's front end (first half)")
         processes.start(
-            "workers-phase-one", [sys.executable, "-m", "workers"], {**env, "ENROLL_ROUTING_PHASE": "phase_one"}
+            "workers-phase-one", [sys.executable, "-m", "workers"], {**workers_env, "ENROLL_ROUTING_PHASE": "phase_one"}
         )
         await hand_in_batch(standins_url, "/enrollment-system/admin/apply", applications[:half], "phase one")
         await wait_until_accepted(settings, [a["application_id"] for a in applications[:half]])
@@ -293,7 +362,7 @@ async def run_demo(args) -> None:
         say("[4/6] cut-over: workers redeployed in phase two; the platform accepts (受理) and dispatches the rest")
         processes.stop("workers-phase-one")
         processes.start(
-            "workers-phase-two", [sys.executable, "-m", "workers"], {**env, "ENROLL_ROUTING_PHASE": "phase_two"}
+            "workers-phase-two", [sys.executable, "-m", "workers"], {**workers_env, "ENROLL_ROUTING_PHASE": "phase_two"}
         )
         await hand_in_batch(standins_url, "/platform/admin/accept", applications[half:], "phase two")
 
@@ -322,21 +391,22 @@ async def run_demo(args) -> None:
         say("")
         say(f"Temporal UI: {server.ui_url}/namespaces/default/workflows")
         say('  filter: CaseStatus="awaiting_review"')
-        say("  payloads are encrypted; to read them in the UI, sign in to the codec server once:")
-        say(f"  {codec_url}/login?token=$(.venv/bin/enroll token issue --subject ops-01 --role ops)")
+        say("  read-only for ops: terminate, reset, signal and the other write actions are switched off.")
+        say("  payloads are encrypted; to read them in the UI, sign in as ops and hand the codec server your token:")
+        say("  .venv/bin/enroll login    # as ops-1, password demo-ops-1 (stand-in accounts: docs/identity.md)")
+        say(f"  open {codec_url}/login?token=$(.venv/bin/enroll access-token)")
         say("  (then, in the UI's data encoder settings, tick 'include cross-origin credentials')")
         if waiting is not None:
+            reviewer = f"r-{waiting.district_code}-1"
             say("Try, in another terminal (from this folder):")
-            say(f"  export TEMPORAL_ADDRESS=127.0.0.1:{args.temporal_port} ENROLL_STANDINS_URL={standins_url}")
+            say(f"  export TEMPORAL_ADDRESS=127.0.0.1:{args.temporal_port} ENROLL_IDENTITY_ISSUER={identity_url}")
+            say(f"  .venv/bin/enroll login    # as {reviewer}, password demo-{reviewer}")
             say(f"  .venv/bin/enroll awaiting-review --district {waiting.district_code}")
-            issue = f"enroll token issue --subject r-01 --role reviewer --district {waiting.district_code}"
-            say(f"  export ENROLL_TOKEN=$(.venv/bin/{issue})")
             say(f"  .venv/bin/enroll review {waiting.application_id} --decision approve --opinion 同意入学")
             say(f"  .venv/bin/enroll status {waiting.application_id}")
-            say(f"  .venv/bin/enroll platform-record {waiting.application_id}")
-            say(f"  .venv/bin/enroll archive {waiting.application_id}")
+            say(f"  .venv/bin/enroll audit case {waiting.application_id}    # who saw and did what")
         say(f"API (front door): {api_url}/openapi.json; signed clients in {clients_file}")
-        say(f"Review console: {console_url} (sign in with a token from `enroll token issue --role reviewer ...`)")
+        say(f"Review console: {console_url} (signs in at the identity provider, {identity_url})")
         say("Worker metrics (Prometheus): http://127.0.0.1:9464/metrics")
         say(f"Logs: {logs}. Press Ctrl-C to stop everything.")
         if args.exit_after_summary:
@@ -361,6 +431,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--codec-port", type=int, default=8081)
     parser.add_argument("--console-port", type=int, default=8090)
     parser.add_argument("--api-port", type=int, default=8000)
+    parser.add_argument("--identity-port", type=int, default=8900)
     parser.add_argument("--exit-after-summary", action="store_true", help="stop instead of waiting for Ctrl-C")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):

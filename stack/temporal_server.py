@@ -1,13 +1,19 @@
-"""The Temporal development server (with its Web UI), built from the CLI's Go module.
+"""The Temporal development server, built from the CLI's Go module, and its Web UI, read-only.
 
 The CLI is found at $TEMPORAL_CLI, in the project's git-ignored `.tools/bin`,
 or on PATH; `scripts/install-temporal-cli` builds it there. The server keeps
 its state in a SQLite file, so a restart keeps every case.
+
+The UI is not the one the CLI embeds (which cannot switch write actions off)
+but the same UI server run on its own with every write action disabled: ops
+read cases there, and cases change only through the product, where every
+message is proven and audited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -29,12 +35,66 @@ _TYPE_NAMES = {
 }
 
 
-def find_cli() -> Path | None:
-    candidates = [os.environ.get("TEMPORAL_CLI"), str(ROOT / ".tools" / "bin" / "temporal"), shutil.which("temporal")]
+def _find(configured: str | None, name: str) -> Path | None:
+    candidates = [configured, str(ROOT / ".tools" / "bin" / name), shutil.which(name)]
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return Path(candidate)
     return None
+
+
+def find_cli() -> Path | None:
+    return _find(os.environ.get("TEMPORAL_CLI"), "temporal")
+
+
+def find_ui_server() -> Path | None:
+    return _find(os.environ.get("TEMPORAL_UI_SERVER"), "temporal-ui-server")
+
+
+# Every action the UI could take on a workflow, switched off (the UI server's own configuration keys).
+READ_ONLY_UI = {
+    "disableWriteActions": True,
+    "workflowTerminateDisabled": True,
+    "workflowCancelDisabled": True,
+    "workflowSignalDisabled": True,
+    "workflowUpdateDisabled": True,
+    "workflowResetDisabled": True,
+    "batchActionsDisabled": True,
+    "startWorkflowDisabled": True,
+    "activityCommandsDisabled": True,
+}
+
+
+def ui_config(temporal_address: str, port: int, codec_endpoint: str | None) -> dict[str, object]:
+    """The UI server's configuration: read-only, on loopback, decoding through the codec server if given."""
+    config: dict[str, object] = {
+        "temporalGrpcAddress": temporal_address,
+        "host": "127.0.0.1",
+        "port": port,
+        "enableUi": True,
+        "defaultNamespace": "default",
+        "notifyOnNewVersion": False,
+        "refreshInterval": "1m",
+        "cors": {"cookieInsecure": True, "allowOrigins": [f"http://127.0.0.1:{port}", f"http://localhost:{port}"]},
+        **READ_ONLY_UI,
+    }
+    if codec_endpoint:
+        config["codec"] = {"endpoint": codec_endpoint, "includeCredentials": True}
+    return config
+
+
+def start_ui(
+    temporal_address: str, port: int, config_dir: Path, codec_endpoint: str | None, log_file: Path | None
+) -> subprocess.Popen[bytes]:
+    """Run the UI server with `ui_config` (JSON is YAML, so the file needs no YAML writer)."""
+    ui_server = find_ui_server()
+    if ui_server is None:
+        raise RuntimeError("Temporal UI server not found: run scripts/install-temporal-cli (or set TEMPORAL_UI_SERVER)")
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "readonly.yaml").write_text(json.dumps(ui_config(temporal_address, port, codec_endpoint)))
+    command = [str(ui_server), "--root", str(config_dir.parent), "--config", config_dir.name, "--env", "readonly"]
+    with open(log_file or os.devnull, "ab") as output:
+        return subprocess.Popen([*command, "start"], stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def search_attribute_flags() -> list[str]:
@@ -51,21 +111,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _stop(process: subprocess.Popen[bytes] | None, timeout: float) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @dataclass
 class DevServer:
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     address: str
     ui_url: str
     db_file: Path
+    ui_process: subprocess.Popen[bytes] | None = None
 
     def stop(self, timeout: float = 15.0) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        _stop(self.ui_process, timeout)
+        _stop(self.process, timeout)
 
 
 def start(
@@ -96,8 +163,7 @@ def start(
         "127.0.0.1",
         "--port",
         str(port),
-        "--ui-port",
-        str(ui_port),
+        "--headless",
         "--http-port",
         str(free_port()),
         "--metrics-port",
@@ -117,13 +183,15 @@ def start(
         "matching.numTaskqueueReadPartitions=1",
         "--dynamic-config-value",
         "matching.numTaskqueueWritePartitions=1",
-        *(["--ui-codec-endpoint", ui_codec_endpoint] if ui_codec_endpoint else []),
         *extra_flags,
     ]
     # The server writes to its own copy of the descriptor; this process need not keep one open.
     with open(log_file or os.devnull, "ab") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-    server = DevServer(process, f"127.0.0.1:{port}", f"http://127.0.0.1:{ui_port}", db_file)
+    address = f"127.0.0.1:{port}"
+    ui_log = log_file.with_name(log_file.stem + "-ui.log") if log_file else None
+    ui = start_ui(address, ui_port, db_file.parent / "ui-config", ui_codec_endpoint, ui_log)
+    server = DevServer(process, address, f"http://127.0.0.1:{ui_port}", db_file, ui)
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:

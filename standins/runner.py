@@ -2,71 +2,36 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
+from api.signing import CLIENT_ID
 from standins.applicants import FrontDoor
 from standins.population import DEFAULT_POLICIES, Population, generate
 from standins.server import create_app
+from standins.threaded import ThreadedServer, base_url, listen
 
 
-class RunningStandins:
+class RunningStandins(ThreadedServer):
     """A stand-in server on its own thread and event loop; `stop()` (or leaving the `with`) ends it."""
 
     def __init__(
-        self, population: Population | Mapping[str, Any], host: str, port: int, front_door: FrontDoor | None = None
+        self,
+        population: Population | Mapping[str, Any],
+        host: str,
+        port: int,
+        front_door: FrontDoor | None = None,
+        signature_clients: Mapping[str, str] | None = None,
     ):
-        self.app = create_app(population, front_door)
-        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted sockets only when the listening
-        # socket names its protocol, and without it every answer waits ~40 ms for a delayed ACK.
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._socket.bind((host, port))
+        self.app = create_app(population, front_door, signature_clients)
+        super().__init__(listen(host, port), "standins")
         self.host = host
-        self.port = self._socket.getsockname()[1]
-        url_host = f"[{host}]" if ":" in host else host
-        self.base_url = f"http://{url_host}:{self.port}"
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-            backlog=4096,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, name=f"standins-{self.port}", daemon=True
-        )
-
-    def start(self, timeout: float = 10.0) -> RunningStandins:
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("stand-in server did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        self._socket.close()
-
-    def __enter__(self) -> RunningStandins:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self.base_url = base_url(host, self.port)
+        self.serve(self.app, backlog=4096)
 
 
 def start_in_thread(
@@ -74,9 +39,29 @@ def start_in_thread(
     host: str = "127.0.0.1",
     port: int = 0,
     front_door: FrontDoor | None = None,
+    signature_clients: Mapping[str, str] | None = None,
 ) -> RunningStandins:
-    """Start the stand-ins in a background thread; port 0 picks a free port (see `.base_url`)."""
-    return RunningStandins(population, host, port, front_door).start()
+    """Start the stand-ins in a background thread; port 0 picks a free port (see `.base_url`).
+
+    `signature_clients` ({client_id: secret}): every department and platform call must be signed by one.
+    """
+    return RunningStandins(population, host, port, front_door, signature_clients).start()
+
+
+def read_signature_clients(path: Path) -> dict[str, str]:
+    """The `{client_id: secret}` file of `serve --require-signature`; a ValueError says what is wrong, not a secret."""
+    try:
+        clients = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"not a readable JSON file ({type(error).__name__})") from None
+    if not isinstance(clients, dict) or not clients:
+        raise ValueError('must be a JSON object of at least one {"client_id": "secret"}')
+    for client_id, secret in clients.items():
+        if not CLIENT_ID.match(client_id):
+            raise ValueError(f"client id {client_id!r}: lower-case letters, digits and '-', 2 to 64 of them")
+        if not isinstance(secret, str) or not secret:
+            raise ValueError(f"client {client_id}: the secret must be a non-empty string")
+    return clients
 
 
 def load_or_generate(
@@ -90,8 +75,12 @@ def load_or_generate(
 
 
 def serve(
-    population: Population, host: str = "127.0.0.1", port: int = 8700, front_door: FrontDoor | None = None
+    population: Population,
+    host: str = "127.0.0.1",
+    port: int = 8700,
+    front_door: FrontDoor | None = None,
+    signature_clients: Mapping[str, str] | None = None,
 ) -> None:
     """Serve in the foreground until interrupted."""
-    app = create_app(population, front_door)
+    app = create_app(population, front_door, signature_clients)
     uvicorn.run(app, host=host, port=port, access_log=False, log_level="info", backlog=4096)

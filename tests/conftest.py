@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from subprocess import Popen
@@ -12,14 +13,20 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.archive import ArchiveActivities
 from stack.temporal_server import DevServer
+from standins.identity_provider.runner import RunningIdentityProvider
+from standins.identity_provider.runner import start_in_thread as start_identity_provider
 from standins.population import Population, generate
 from standins.runner import RunningStandins, start_in_thread
 from store.database import open_pool
-from tests.support.keys import TEST_CONVERTER, TEST_TOKEN_SECRET
+from tests.support.keys import LOOKUP_KEY, TEST_CONVERTER
+from tests.support.outsider import Product
+from tests.support.people import People
 from tests.support.processes import product_environment, start_dev_server, start_worker
 from tests.support.served import ServedApp
 from tests.support.stack import Stack, running_workers, settings_for, start_afresh, start_time_skipping
+from workers.build import build_workers, new_http_client
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +54,22 @@ async def store_pool(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
     await pool.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def identity_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningIdentityProvider]:
+    """The stand-in identity provider, whose issuer every product process and in-process worker trusts."""
+    with (
+        start_identity_provider(tmp_path_factory.mktemp("identity")) as provider,
+        pytest.MonkeyPatch.context() as environment,
+    ):
+        environment.setenv("ENROLL_IDENTITY_ISSUER", provider.base_url)
+        yield provider
+
+
+@pytest.fixture(scope="session")
+def people(identity_provider: RunningIdentityProvider) -> People:
+    return People(identity_provider.base_url)
+
+
 @pytest.fixture(scope="session")
 def standins(population: Population) -> Iterator[RunningStandins]:
     running = start_in_thread(population)
@@ -65,10 +88,14 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture
 async def stack(
-    env: WorkflowEnvironment, standins: RunningStandins, population: Population, store_pool: AsyncConnectionPool
+    env: WorkflowEnvironment,
+    standins: RunningStandins,
+    population: Population,
+    store_pool: AsyncConnectionPool,
+    people: People,
 ) -> AsyncIterator[Stack]:
     await start_afresh(store_pool, standins)
-    test_stack = Stack(env, standins, population, store_pool)
+    test_stack = Stack(env, standins, population, store_pool, people)
     yield test_stack
     test_stack.admin.close()
 
@@ -114,16 +141,29 @@ def worker(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="module")
-async def console(dev_server: DevServer, standins: RunningStandins, database_url: str) -> AsyncIterator[ServedApp]:
-    """The review console on a free port, against the module's dev server and the stand-in platform."""
-    from console.app import create_app
+async def console(
+    dev_server: DevServer, standins: RunningStandins, database_url: str, identity_provider: RunningIdentityProvider
+) -> AsyncIterator[ServedApp]:
+    """The review console on a free port, against the module's dev server, the stand-in platform and provider."""
+    from tests.support.identity_console import served_console
 
-    async def temporal_client() -> Client:
-        return await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
-
-    async def case_store() -> AsyncConnectionPool:
-        return await open_pool(database_url, max_size=2)
-
-    app = create_app(temporal_client, case_store, TEST_TOKEN_SECRET, f"{standins.base_url}/platform")
-    async with ServedApp(app) as served:
+    platform = f"{standins.base_url}/platform"
+    async with served_console(dev_server.address, platform, database_url, identity_provider.base_url) as served:
         yield served
+
+
+@pytest.fixture(scope="module")
+async def product(
+    dev_server: DevServer, standins: RunningStandins, store_pool: AsyncConnectionPool
+) -> AsyncIterator[Product]:
+    """The product's workers in this process on the module's dev server, and a client with the product's codec."""
+    await start_afresh(store_pool, standins)
+    client = await Client.connect(dev_server.address, data_converter=TEST_CONVERTER)
+    settings = settings_for(standins)
+    http = new_http_client(settings)
+    workers = build_workers(client, settings, http, ArchiveActivities(store_pool, LOOKUP_KEY))
+    tasks = [asyncio.create_task(worker.run()) for worker in workers]
+    yield Product(client, store_pool)
+    await asyncio.gather(*(worker.shutdown() for worker in workers))
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await http.aclose()

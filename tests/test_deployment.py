@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml  # PyYAML, from the test extras
 
+from stack.temporal_server import READ_ONLY_UI
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -31,7 +33,28 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 ENV_BLOCK = "x-enrollment-env"
 # Services that run project code with the shared settings.
-SETTINGS_SERVICES = ("setup", "case-worker", "verification-worker")
+SETTINGS_SERVICES = ("setup", "case-worker", "verification-worker", "api", "console", "codec-server")
+# Least privilege: the secrets each project service is given, and nothing more (deploy/README.md,
+# "Who holds what", says the same; a test holds the two together).
+HOLDS = {
+    "setup": {
+        "DATABASE_URL",
+        "ENROLL_WORKER_DB_PASSWORD",
+        "ENROLL_CONSOLE_DB_PASSWORD",
+        "ENROLL_API_DB_PASSWORD",
+        "ENROLL_AUDITOR_DB_PASSWORD",
+    },
+    "case-worker": {"DATABASE_URL", "ENROLL_LOOKUP_KEY", "ENROLL_PAYLOAD_KEYS"},
+    "verification-worker": {"ENROLL_PAYLOAD_KEYS"},
+    "api": {"DATABASE_URL", "ENROLL_LOOKUP_KEY", "ENROLL_PAYLOAD_KEYS", "ENROLL_IDENTITY_CLIENT_SECRET"},
+    "console": {"DATABASE_URL", "ENROLL_LOOKUP_KEY", "ENROLL_PAYLOAD_KEYS", "ENROLL_IDENTITY_CLIENT_SECRET"},
+    "codec-server": {"ENROLL_PAYLOAD_KEYS", "ENROLL_IDENTITY_CLIENT_SECRET"},
+    "standins": set(),
+    "identity-provider": set(),
+}
+# The case store role each service's DATABASE_URL connects as (store/roles.py); setup is the owner.
+DATABASE_ROLES = {"case-worker": "worker", "api": "api", "console": "console"}
+DEPLOY_README = ROOT / "deploy" / "README.md"
 TEMPORAL_SERVICE, CASESTORE_SERVICE, TEMPORAL_DB_SERVICE = "temporal", "casestore-db", "postgresql"
 STANDINS_SERVICE, UI_SERVICE, SETUP_SERVICE = "standins", "temporal-ui", "setup"
 EXPECTED_SERVICES = {
@@ -57,7 +80,16 @@ ENV_READ_PATTERNS = [
 # Read by the code but not deployment settings; each entry says why.
 NOT_DEPLOYMENT_SETTINGS = {
     "TEMPORAL_CLI": "stack/temporal_server.py: path of the local dev server binary for scripts/demo",
-    "ENROLL_TOKEN": "starter/cli.py: a person's own identity token in their shell, never a service setting",
+    "ENROLL_TOKEN": "starter/signin.py: a person's own access token in their shell, never a service setting",
+    "ENROLL_SESSION_FILE": "starter/signin.py: where `enroll login` keeps a person's tokens on their machine",
+    "TEMPORAL_UI_SERVER": "stack/temporal_server.py: path of the local UI server binary for scripts/demo",
+}
+# Read by the code and named like secrets, but needed only in one mode of ENROLL_OUTBOUND_AUTH: compose may not
+# default a secret, and requiring them would stop every deployment not in that mode, so an operator gives them
+# in a docker-compose.override.yml (deploy/README.md, "Calls to the departments and the platform").
+OVERRIDE_ONLY_SETTINGS = {
+    "ENROLL_OUTBOUND_SIGNING_SECRET": "the gateway's signing secret, for ENROLL_OUTBOUND_AUTH=signed",
+    "ENROLL_OUTBOUND_CLIENT_KEY": "path of the client certificate's key, for ENROLL_OUTBOUND_AUTH=mtls",
 }
 # Required in the deployment even before a scan finds them: they were being added to the code when
 # this test was written, and a deployment without them must not pass (the case store and the
@@ -151,7 +183,7 @@ def settings_read_by_code() -> set[str]:
 def deployment_settings() -> set[str]:
     read = settings_read_by_code()
     relevant = {name for name in read if name.startswith(("TEMPORAL_", "ENROLL_")) or name == "DATABASE_URL"}
-    return (relevant - set(NOT_DEPLOYMENT_SETTINGS)) | REQUIRED_SETTINGS
+    return (relevant - set(NOT_DEPLOYMENT_SETTINGS) - set(OVERRIDE_ONLY_SETTINGS)) | REQUIRED_SETTINGS
 
 
 def worker_roles() -> tuple[str, ...]:
@@ -232,11 +264,18 @@ def check_images_pinned(compose: dict) -> None:
                 )
 
 
+def is_secret(name: str) -> bool:
+    return bool(SECRET_NAME.search(name)) or name == "DATABASE_URL"
+
+
 def check_settings_block(compose: dict) -> None:
     block = compose.get(ENV_BLOCK)
     assert isinstance(block, dict), f"docker-compose.yml has no {ENV_BLOCK} block"
-    missing = deployment_settings() - set(block)
-    assert not missing, f"settings the code reads but {ENV_BLOCK} does not set: {sorted(missing)}"
+    secrets_in_block = sorted(name for name in block if is_secret(name))
+    assert not secrets_in_block, f"{ENV_BLOCK} is given to every service: no secrets in it, {secrets_in_block}"
+    given = set(block).union(*(env_of(compose["services"][name]) for name in SETTINGS_SERVICES))
+    missing = deployment_settings() - given
+    assert not missing, f"settings the code reads but no service is given: {sorted(missing)}"
     for name in SETTINGS_SERVICES:
         env = env_of(compose["services"][name])
         not_passed = set(block) - set(env)
@@ -246,8 +285,17 @@ def check_settings_block(compose: dict) -> None:
     for name in DEPARTMENT_URLS:
         assert resolve(block[name]) == "", f"{name} must default to empty so the code falls back to ENROLL_STANDINS_URL"
     assert resolve(block["ENROLL_LOG_FORMAT"]) == "json", "production logs are JSON"
-    assert resolve(block["ENROLL_ROUTING_PHASE"]) == "auto"
+    assert resolve(block.get("ENROLL_ROUTING_PHASE", "")) == "auto"
     assert resolve(block["ENROLL_PHASE_TWO_FROM"]) == "2024-09-01"
+
+
+def check_least_privilege(compose: dict) -> None:
+    for name, svc in project_services(compose).items():
+        held = {key for key in env_of(svc) if is_secret(key)}
+        assert name in HOLDS, f"{name}: not in the table of who holds which secret"
+        assert held == HOLDS[name], f"{name}: holds {sorted(held)}, should hold exactly {sorted(HOLDS[name])}"
+    mounted = {name for name, svc in project_services(compose).items() if "api_clients.json" in str(svc.get("volumes"))}
+    assert mounted == {"api"}, f"only the api holds the API clients' secrets, not {sorted(mounted - {'api'})}"
 
 
 def check_worker_roles(compose: dict) -> None:
@@ -318,7 +366,16 @@ def check_databases_healthy(compose: dict) -> None:
 
 
 def check_database_url(compose: dict) -> None:
-    raw = str(compose[ENV_BLOCK]["DATABASE_URL"])
+    services = compose["services"]
+    setup_env = env_of(services[SETUP_SERVICE])
+    check_one_database_url(compose, str(setup_env["DATABASE_URL"]), None)
+    for name, role in DATABASE_ROLES.items():
+        password = setup_env[f"ENROLL_{role.upper()}_DB_PASSWORD"]
+        check_one_database_url(compose, str(env_of(services[name])["DATABASE_URL"]), (role, password))
+
+
+def check_one_database_url(compose: dict, raw: str, service_role: tuple[str, str] | None) -> None:
+    """The owner's URL (setup), or a service's, whose user is its login role and whose password setup sets."""
     url = urlsplit(resolve(raw))
     assert url.scheme in ("postgresql", "postgres"), f"DATABASE_URL scheme {url.scheme!r}"
     assert url.hostname == CASESTORE_SERVICE and url.hostname in compose["services"], (
@@ -326,13 +383,16 @@ def check_database_url(compose: dict) -> None:
     )
     assert (url.port or 5432) == 5432
     db_env = env_of(compose["services"][CASESTORE_SERVICE])
-    assert url.username == resolve(db_env["POSTGRES_USER"]), "DATABASE_URL user differs from the case store's"
+    owner = resolve(db_env["POSTGRES_USER"])
+    expected_user = f"enroll_{service_role[0]}_login" if service_role else owner
+    assert url.username == expected_user, f"DATABASE_URL user {url.username!r} should be {expected_user!r}"
     assert url.path.lstrip("/") == resolve(db_env.get("POSTGRES_DB", db_env["POSTGRES_USER"])), "DATABASE_URL database"
     userinfo = re.match(r"^[a-z]+://(?:\$\{[^}]*\}|[^:@$])+:((?:\$\{[^}]*\}|[^@$])+)@", raw)
     assert userinfo, f"DATABASE_URL {raw!r} has no user:password@"
     password = userinfo.group(1)
     assert SECRET_REFERENCE.fullmatch(password), f"DATABASE_URL password must be a ${{...}} reference, not {password!r}"
-    assert password == db_env["POSTGRES_PASSWORD"], "DATABASE_URL and the case store use different password variables"
+    expected = service_role[1] if service_role else db_env["POSTGRES_PASSWORD"]
+    assert password == expected, "DATABASE_URL and the role's creation use different password variables"
 
 
 def check_standins(compose: dict) -> None:
@@ -350,7 +410,7 @@ def check_standins(compose: dict) -> None:
     assert url.port == int(flag_value(command, "--port")), "ENROLL_STANDINS_URL port differs from the stand-ins' --port"
     assert standins.get("profiles") == ["standins"], "the stand-ins run only in the standins profile"
     profiled = {name for name, svc in services.items() if svc.get("profiles")}
-    optional = {STANDINS_SERVICE, *MONITORING_SERVICES}
+    optional = {STANDINS_SERVICE, "identity-provider", *MONITORING_SERVICES}
     assert profiled == optional, f"only the stand-ins and monitoring are optional, not {sorted(profiled - optional)}"
     for name in MONITORING_SERVICES:
         assert services[name]["profiles"] == ["monitoring"], f"{name} runs only in the monitoring profile"
@@ -372,7 +432,11 @@ def check_workers_scalable(compose: dict) -> None:
 def check_ui(compose: dict) -> None:
     ui = compose["services"][UI_SERVICE]
     assert resolve(ui["image"]).startswith("temporalio/ui:")
-    assert env_of(ui).get("TEMPORAL_ADDRESS") == f"{TEMPORAL_SERVICE}:{TEMPORAL_FRONTEND_PORT}"
+    env = env_of(ui)
+    assert env.get("TEMPORAL_ADDRESS") == f"{TEMPORAL_SERVICE}:{TEMPORAL_FRONTEND_PORT}"
+    for key in READ_ONLY_UI:
+        variable = "TEMPORAL_" + re.sub(r"(?<!^)([A-Z])", r"_\1", key).upper()
+        assert str(env.get(variable)).lower() == "true", f"temporal-ui: {variable} must be true (read-only for ops)"
     assert 8080 in {container_port(p) for p in ui.get("ports", [])}, "the UI must publish its port 8080"
 
 
@@ -478,6 +542,7 @@ COMPOSE_CHECKS = [
     check_services_exist,
     check_images_pinned,
     check_settings_block,
+    check_least_privilege,
     check_worker_roles,
     check_temporal_address,
     check_temporal_persistence,
@@ -517,6 +582,25 @@ def test_settings_scan_finds_what_the_code_reads() -> None:
     assert set(NOT_DEPLOYMENT_SETTINGS) <= read
 
 
+def test_the_deploy_readme_says_who_holds_what() -> None:
+    text = DEPLOY_README.read_text(encoding="utf-8")
+    section = text.split("## Who holds what", 1)[1].split("\n## ", 1)[0]
+    table = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].startswith("`") and cells[0].strip("`") in HOLDS:
+            table[cells[0].strip("`")] = set(re.findall(r"`([A-Z][A-Z0-9_]*)`", cells[1]))
+    assert table == HOLDS
+
+
+def test_settings_given_only_by_an_override_are_read_and_documented() -> None:
+    assert set(OVERRIDE_ONLY_SETTINGS) <= settings_read_by_code()
+    text = DEPLOY_README.read_text(encoding="utf-8")
+    section = text.split("## Calls to the departments and the platform", 1)[1].split("\n## ", 1)[0]
+    undocumented = {name for name in OVERRIDE_ONLY_SETTINGS if f"`{name}`" not in section}
+    assert not undocumented, f"deploy/README.md does not say how to give {sorted(undocumented)}"
+
+
 def test_env_example_documents_the_secrets(compose: dict) -> None:
     required: set[str] = set()
     for _, _, value in walk_environments(compose):
@@ -544,8 +628,27 @@ def _set(path: str, value) -> Callable[[dict], None]:
 
 _DELETE = object()
 MUTATIONS = [
-    ("lookup key dropped", _set(f"{ENV_BLOCK}/ENROLL_LOOKUP_KEY", _DELETE), check_settings_block),
-    ("database url dropped", _set(f"{ENV_BLOCK}/DATABASE_URL", _DELETE), check_settings_block),
+    (
+        "lookup key in the shared block",
+        _set(f"{ENV_BLOCK}/ENROLL_LOOKUP_KEY", "${ENROLL_LOOKUP_KEY:?x}"),
+        check_settings_block,
+    ),
+    (
+        "payload keys for the setup job",
+        _set("services/setup/environment/ENROLL_PAYLOAD_KEYS", "${K:?x}"),
+        check_least_privilege,
+    ),
+    (
+        "database for the verifiers",
+        _set("services/verification-worker/environment/DATABASE_URL", "${U:?x}"),
+        check_least_privilege,
+    ),
+    (
+        "client secret for the workers",
+        _set("services/case-worker/environment/ENROLL_IDENTITY_CLIENT_SECRET", "${S:?x}"),
+        check_least_privilege,
+    ),
+    ("ui writable", _set("services/temporal-ui/environment/TEMPORAL_WORKFLOW_SIGNAL_DISABLED", "false"), check_ui),
     ("routing phase dropped", _set(f"{ENV_BLOCK}/ENROLL_ROUTING_PHASE", _DELETE), check_settings_block),
     ("department url default", _set(f"{ENV_BLOCK}/ENROLL_PLATFORM_URL", "http://x"), check_settings_block),
     (
@@ -574,14 +677,22 @@ MUTATIONS = [
     (
         "database url host",
         _set(
-            f"{ENV_BLOCK}/DATABASE_URL",
+            "services/setup/environment/DATABASE_URL",
             "postgresql://enrollment:${CASESTORE_DB_PASSWORD:?x}@postgresql:5432/enrollment",
         ),
         check_database_url,
     ),
     (
         "database url literal password",
-        _set(f"{ENV_BLOCK}/DATABASE_URL", "postgresql://enrollment:hunter2@casestore-db:5432/enrollment"),
+        _set("services/setup/environment/DATABASE_URL", "postgresql://enrollment:hunter2@casestore-db:5432/enrollment"),
+        check_database_url,
+    ),
+    (
+        "console as the owner",
+        _set(
+            "services/console/environment/DATABASE_URL",
+            "postgresql://enrollment:${CASESTORE_DB_PASSWORD:?x}@casestore-db:5432/enrollment",
+        ),
         check_database_url,
     ),
     ("standins port", _set(f"{ENV_BLOCK}/ENROLL_STANDINS_URL", "http://standins:8701"), check_standins),
@@ -607,7 +718,7 @@ MUTATIONS = [
     ),
     (
         "defaulted lookup key",
-        _set(f"{ENV_BLOCK}/ENROLL_LOOKUP_KEY", "${ENROLL_LOOKUP_KEY:-dev}"),
+        _set("services/api/environment/ENROLL_LOOKUP_KEY", "${ENROLL_LOOKUP_KEY:-dev}"),
         check_no_literal_secrets,
     ),
     ("latest image", _set("services/temporal-ui/image", "temporalio/ui:latest"), check_images_pinned),

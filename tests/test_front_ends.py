@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from api.callers import RegisteredClient
+from enrollment.identity import LookupSecret
 from standins.applicants import FrontDoor
 from standins.population import Population
 from standins.runner import RunningStandins, start_in_thread
@@ -30,7 +31,7 @@ CLIENTS = [
 
 @pytest.fixture(scope="module")
 async def dispatching_api(dev_server, environment, worker, database_url) -> AsyncIterator[ServedApp]:
-    async with served_api(dev_server.address, database_url, CLIENTS, b"front-ends") as served:
+    async with served_api(dev_server.address, database_url, CLIENTS, LookupSecret(b"front-ends", "standard")) as served:
         yield served
 
 

@@ -110,12 +110,12 @@ def test_secrets_never_show_and_empty_ones_are_unset(monkeypatch):
         monkeypatch,
         DATABASE_URL="postgresql://u:pw-123@db/enrollment",
         ENROLL_LOOKUP_KEY="lookup-123",
-        ENROLL_TOKEN_SECRET="",
+        ENROLL_IDENTITY_CLIENT_SECRET="",
     )
     assert "pw-123" not in repr(configured) and "lookup-123" not in str(configured)
     assert configured.reveal_database_url() == "postgresql://u:pw-123@db/enrollment"
     assert configured.lookup_key is not None and configured.lookup_key.get_secret_value() == "lookup-123"
-    assert configured.token_secret is None and configured.payload_keys is None
+    assert configured.identity_client_secret is None and configured.payload_keys is None
     assert settings(monkeypatch).reveal_database_url() is None
 
 

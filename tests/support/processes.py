@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from temporalio.client import Client
 
 from stack import temporal_server
 from starter.cases import case_status as query_status
-from tests.support.keys import TEST_PAYLOAD_ACTIVE, TEST_PAYLOAD_KEYS, TEST_TOKEN_SECRET
+from tests.support.keys import TEST_PAYLOAD_ACTIVE, TEST_PAYLOAD_KEYS
 from tests.support.waiting import wait_until
 
 BIN = Path(sys.executable).parent
@@ -46,7 +44,6 @@ def product_environment(temporal_address: str, standins_url: str, database_url: 
         "ENROLL_LOOKUP_KEY": "end-to-end-test-key",
         "ENROLL_PAYLOAD_KEYS": TEST_PAYLOAD_KEYS,
         "ENROLL_PAYLOAD_KEY_ID": TEST_PAYLOAD_ACTIVE,
-        "ENROLL_TOKEN_SECRET": TEST_TOKEN_SECRET.decode(),
         # Several worker processes may overlap between tests; the metrics endpoint has its own test.
         "ENROLL_METRICS_ADDRESS": "",
         **extra,
@@ -63,24 +60,6 @@ def enroll(environment: dict[str, str], *args: str, readable: bool = False) -> s
     """Run `enroll`; its output is JSON (--json) unless the test reads what a person would see."""
     command = [str(BIN / "enroll"), *args, *([] if readable else ["--json"])]
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
-
-
-def case_status(environment: dict[str, str], application_id: str) -> dict[str, Any]:
-    done = enroll(environment, "status", application_id)
-    assert done.returncode == 0, done.stderr
-    shown: dict[str, Any] = json.loads(done.stdout)
-    return shown
-
-
-def issue_token(
-    environment: dict[str, str], subject: str, role: str, district: str | None = None, hours: float = 1.0
-) -> str:
-    args = ["token", "issue", "--subject", subject, "--role", role, "--hours", str(hours)]
-    if district:
-        args += ["--district", district]
-    done = enroll(environment, *args)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 async def wait_for_status(client: Client, application_id: str, *statuses: str, timeout: float = 30.0) -> None:
