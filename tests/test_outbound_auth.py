@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import os
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,21 +27,12 @@ from standins import VERIFIER_PATHS, Population
 from standins.__main__ import main as standins_cli
 from standins.runner import RunningStandins, start_in_thread
 from standins.threaded import ThreadedServer, listen
+from tests.support.environment import settings_from as settings
 from workers.build import new_http_client
 
 CLIENT_ID = "enrollment-workers"
 SECRET = "gateway-issued-secret-0123456789"
 UNKNOWN_NUMBER = identity.make("510104", dt.date(2020, 5, 1), 999, "male")
-
-
-def settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
-    """Settings from exactly `env`: every ENROLL_*, TEMPORAL_* and DATABASE_URL of the outer environment removed."""
-    for name in list(os.environ):
-        if name.startswith(("ENROLL_", "TEMPORAL_")) or name == "DATABASE_URL":
-            monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return Settings.from_env()
 
 
 # -- settings ---------------------------------------------------------------------------------------

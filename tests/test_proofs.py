@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from enrollment.oidc import IdentityProvider
 from enrollment.proofs import ACTION_ROLES, ProofCheck, TrustedKeys, check_proof, message_digest
-from standins.identity_provider import RunningIdentityProvider, start_in_thread
+from standins.identity_provider import RunningIdentityProvider
 from tests.support.identity import CLIENT_SECRETS, CONSOLE, console_tokens
 from tests.support.stack import TEST_SERVER
 
@@ -42,11 +42,10 @@ class Decision(BaseModel):
 MESSAGE = Decision(application_id="SC2027-000042", decision="approve", opinion="材料齐全")
 
 
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningIdentityProvider]:
-    running = start_in_thread(tmp_path_factory.mktemp("identity"))
-    yield running
-    running.stop()
+@pytest.fixture
+def provider(identity_provider: RunningIdentityProvider) -> RunningIdentityProvider:
+    """The session's provider (conftest), under the short name these tests use."""
+    return identity_provider
 
 
 @pytest.fixture

@@ -2,23 +2,13 @@
 Temporal connection from the SDK's environment configuration."""
 
 import datetime as dt
-import os
 
 import pytest
 from pydantic import ValidationError
 
 from enrollment.client import connect_options
-from enrollment.settings import Settings, SettingsError
-
-
-def settings(monkeypatch, **env) -> Settings:
-    """Settings from exactly `env`: every ENROLL_*, TEMPORAL_* and DATABASE_URL of the outer environment removed."""
-    for name in list(os.environ):
-        if name.startswith(("ENROLL_", "TEMPORAL_")) or name == "DATABASE_URL":
-            monkeypatch.delenv(name)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return Settings.from_env()
+from enrollment.settings import SettingsError
+from tests.support.environment import settings_from as settings
 
 
 def test_the_phase_follows_the_cut_over_date_in_china_time(monkeypatch):
