@@ -126,6 +126,14 @@ class Withdrawal(_Message):
     proof: str | None = None
 
 
+class Reverification(_Message):
+    """Ops ask a case sent offline because a department did not answer to ask that department again."""
+
+    requested_by: str
+    reason: str = ""
+    proof: str | None = None
+
+
 # The Update each message is sent as: the action its proof must name.
 ACTIONS: dict[type[BaseModel], str] = {
     Review: "review",
@@ -133,6 +141,7 @@ ACTIONS: dict[type[BaseModel], str] = {
     Supplement: "supplement",
     Withdrawal: "withdraw",
     SchoolSelection: "select_school",
+    Reverification: "reverify",
 }
 
 
@@ -232,6 +241,10 @@ class CaseFile(BaseModel):
     offline_registered: bool = False
     supplemented: bool = False
     withdrawal: Withdrawal | None = None
+    # The departments a case is still asking after they did not answer in time (release 1.2).
+    delayed: list[Verifier] = Field(default_factory=list)
+    # Ops asked to verify again what no department answered; the flow does it and clears this.
+    reverification: Reverification | None = None
     platform_synced: bool = False
     timeline: list[TimelineEntry] = Field(default_factory=list)
     # True while the flow waits for a person's message or a deadline, so a message's handler knows

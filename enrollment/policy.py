@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from enrollment.application import Application, RegistrationType, Stage, age_on
 from enrollment.verifiers import Verifier
@@ -54,6 +54,26 @@ class Deadlines(_Frozen):
         return self
 
 
+class VerificationPatience(_Frozen):
+    """How long a case keeps asking a department that does not answer, before it sends the family to the
+    service point. A department that is down has not said the family's data is wrong: waiting a working
+    day costs the family nothing, a trip to the service point costs it a morning (减跑动)."""
+
+    default_hours: float = Field(default=24, gt=0)
+    hours: dict[Verifier, float] = Field(default_factory=dict)
+
+    @field_validator("hours")
+    @classmethod
+    def _positive(cls, hours: dict[Verifier, float]) -> dict[Verifier, float]:
+        for verifier, value in hours.items():
+            if value <= 0:
+                raise ValueError(f"{verifier}: must be more than 0 hours")
+        return hours
+
+    def of(self, verifier: Verifier) -> dt.timedelta:
+        return dt.timedelta(hours=self.hours.get(verifier, self.default_hours))
+
+
 class School(_Frozen):
     school_id: str
     name: str
@@ -78,6 +98,7 @@ class DistrictPolicy(_Frozen):
     stages: dict[Stage, StageRule]
     registration_types: dict[RegistrationType, RegistrationRule]
     deadlines: Deadlines
+    verification_patience: VerificationPatience = VerificationPatience()
     zones: list[Zone]
 
     def required_verifications(self, registration_type: RegistrationType) -> list[Verifier]:

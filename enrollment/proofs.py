@@ -43,6 +43,7 @@ ACTION_ROLES: Mapping[str, frozenset[str]] = MappingProxyType(
         "supplement": frozenset({"platform"}),
         "withdraw": frozenset({"platform"}),
         "select_school": frozenset({"platform"}),
+        "reverify": frozenset({"ops"}),
     }
 )
 # Roles that belong to one district, whose proofs must name the case's district.

@@ -13,6 +13,7 @@ from enrollment.labels import Label
 CaseStatus = Literal[
     "submitted",
     "verifying",
+    "verification_delayed",
     "not_eligible",
     "awaiting_offline_registration",
     "awaiting_school_selection",
@@ -26,6 +27,8 @@ CaseStatus = Literal[
 STATUS_LABELS: dict[CaseStatus, Label] = {
     "submitted": Label("已提交", "submitted"),
     "verifying": Label("核验中", "verifying"),
+    # A department has not answered yet: the case keeps asking (an outage is a delay, not a failed check).
+    "verification_delayed": Label("核验延迟", "verification delayed"),
     "not_eligible": Label("不符合受理条件", "not eligible"),
     "awaiting_offline_registration": Label("待线下登记", "awaiting offline registration"),
     "awaiting_school_selection": Label("待选择学校", "awaiting school selection"),

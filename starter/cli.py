@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import functools
 import json
 import os
@@ -26,7 +27,7 @@ from api.callers import registered_clients
 from api.signing import SignedRequests
 from enrollment import deployment_secrets, logs
 from enrollment.application import describe_errors
-from enrollment.case import OfflineRegistration, Review, SchoolSelection
+from enrollment.case import OfflineRegistration, Reverification, Review, SchoolSelection
 from enrollment.client import connect
 from enrollment.oidc import IdentityError
 from enrollment.policy import policy_book
@@ -38,6 +39,7 @@ from starter.audit_commands import add_audit_commands
 from starter.cases import CaseActionError, case_status, cases_awaiting, send_message
 from starter.intake import Intake, submit_file, submit_one
 from starter.output import Output, progress
+from starter.reverify import CaseResult, Window, cases_in, reverify
 from starter.signin import SignedIn, login, logout, signed_in
 from store import audit, roles
 from store.cases import case_record, list_cases
@@ -313,6 +315,35 @@ async def _call(args, settings: Settings) -> int:
     return 0 if response.status_code < 400 else 1
 
 
+async def _reverify(args, settings: Settings) -> int:
+    """Ask again for the cases an outage sent offline in a time window: ops only, paced, a result per case."""
+    person = await signed_in(args.token, settings, ("ops",))
+    window = Window(since=args.since, until=args.until, district_code=args.district)
+    pool = await open_pool(resolve_url(settings.reveal_database_url()), max_size=1)
+    try:
+        cases = await cases_in(pool, window)
+    finally:
+        await pool.close()
+    out = _out(args)
+    if args.dry_run:
+        out.table([{"application_id": case} for case in cases], ["application_id"])
+        return 0
+    done: list[CaseResult] = []
+
+    def show(result: CaseResult) -> None:
+        done.append(result)
+        progress(len(done), len(cases), "re-verified")
+
+    message = Reverification(requested_by=person.identity.sub, reason=args.reason)
+    results = await reverify(await connect(settings), cases, person.prove, message, args.rate, on_result=show)
+    for result in results:
+        await _audited(settings, person, result.application_id, "reverify", result.result)
+    out.table([vars(result) for result in results], ["application_id", "result", "status", "reason"])
+    counts = {kind: sum(r.result == kind for r in results) for kind in ("online", "still_offline", "refused", "failed")}
+    print("; ".join(f"{kind} {count}" for kind, count in counts.items()), file=sys.stderr)
+    return 1 if counts["failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="enroll", description="Sichuan enrollment 'one thing' cases.")
     common = argparse.ArgumentParser(add_help=False)
@@ -369,6 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--district", required=True)
     listing.add_argument("--status", choices=CASE_STATUSES)
     listing.set_defaults(handler=_cases)
+
+    again = command("reverify", help="ops: ask again for the cases an outage sent offline in a time window")
+    again.add_argument("--from", dest="since", required=True, type=dt.datetime.fromisoformat, help="ISO time, zoned")
+    again.add_argument("--to", dest="until", required=True, type=dt.datetime.fromisoformat, help="ISO time, zoned")
+    again.add_argument("--district", help="only this district's cases")
+    again.add_argument("--rate", type=float, default=5.0, help="cases started a second (default 5)")
+    again.add_argument("--reason", default="", help="why, for the cases' timelines (e.g. the outage's ticket)")
+    again.add_argument("--dry-run", action="store_true", help="list the cases, send nothing")
+    again.set_defaults(handler=_reverify, application_id=None)
 
     setup = command("setup", help="register search attributes and migrate the case store")
     setup.set_defaults(handler=_setup)

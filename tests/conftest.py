@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from subprocess import Popen
 
 import pytest
@@ -15,6 +16,7 @@ from temporalio.worker import Worker
 
 from activities.archive import ArchiveActivities
 from stack.temporal_server import DevServer
+from standins.identity_provider.grants import Lifetimes
 from standins.identity_provider.runner import RunningIdentityProvider
 from standins.identity_provider.runner import start_in_thread as start_identity_provider
 from standins.population import Population, generate
@@ -62,6 +64,14 @@ def identity_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runn
         pytest.MonkeyPatch.context() as environment,
     ):
         environment.setenv("ENROLL_IDENTITY_ISSUER", provider.base_url)
+        yield provider
+
+
+@pytest.fixture
+def slow_clock_provider(tmp_path: Path) -> Iterator[RunningIdentityProvider]:
+    """A provider whose proofs outlive the days a test skips: it signs by the wall clock while the case
+    checks by the test server's, which skipping moves hours or weeks ahead of it."""
+    with start_identity_provider(tmp_path / "identity", lifetimes=Lifetimes(proof=30 * 86400)) as provider:
         yield provider
 
 

@@ -12,7 +12,6 @@ from tests.support.keys import LOOKUP_KEY
 from tests.support.people import review_by
 from tests.support.stack import running_workers, settings_for
 from workers.build import new_http_client
-from workflows.enrollment_case import VERIFICATION_BUDGET
 
 
 async def test_transient_errors_and_timeouts_are_retried_until_the_answer_comes(stack, workers):
@@ -38,28 +37,6 @@ async def test_a_department_down_for_a_while_is_waited_for(stack, workers):
 
     view = await stack.wait_for(handle, "awaiting_review", timeout=60)
     assert view.verifications["hukou"].outcome == "matched"
-
-
-async def test_a_department_down_past_its_retry_budget_sends_the_case_offline_not_through(stack, workers):
-    stack.set_faults("hukou", outage=True)
-    application = stack.application("hukou_verified", index=10)
-    handle = await stack.submit(application)
-    # Nobody registers the case offline, so after the budget runs out it waits, then expires.
-    view = await stack.result(handle)
-    assert [e.step for e in view.timeline][3:7] == [
-        "hukou_verified",
-        "awaiting_offline_registration",
-        "applicant_notified:go_to_service_point",
-        "deadline_passed",
-    ]
-    hukou = view.verifications["hukou"]
-    assert hukou.outcome == "unavailable" and "retry budget" in hukou.reason
-    assert view.auto_filled_count == len([e for e, s in view.auto_filled.items() if s != "public_security.hukou"])
-    attempts = stack.stats()["hukou"]["by_code"]["5030"]
-    # Backoff 1s doubling to 30s: a 5-minute budget allows about a dozen attempts, not hundreds.
-    assert 5 <= attempts <= VERIFICATION_BUDGET.total_seconds() / 15, attempts
-    notices = stack.platform_record(application.application_id)["notice"]
-    assert [n["body"]["kind"] for n in notices] == ["go_to_service_point"]
 
 
 async def test_a_platform_outage_delays_the_result_but_delivers_it_exactly_once(stack, workers):

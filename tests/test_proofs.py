@@ -119,6 +119,7 @@ def test_every_action_has_its_roles():
         "supplement": {"platform"},
         "withdraw": {"platform"},
         "select_school": {"platform"},
+        "reverify": {"ops"},
     }
 
 

@@ -17,7 +17,6 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
@@ -28,14 +27,13 @@ from enrollment.case import (
     CaseInput,
     CaseView,
     OfflineRegistration,
+    Reverification,
     Review,
     SchoolSelection,
     Supplement,
     Withdrawal,
 )
 from enrollment.codec import WORKFLOW_ID as WORKFLOW_ID_METADATA
-from standins.identity_provider.grants import Lifetimes
-from standins.identity_provider.runner import start_in_thread as start_identity_provider
 from tests.support.keys import TEST_CONVERTER
 from tests.support.people import People, reviewer_of, staff_of
 from tests.support.policies import district_policy
@@ -43,7 +41,7 @@ from tests.support.stack import running_workers, settings_for
 from workflows.enrollment_case import EnrollmentCase
 
 HISTORIES = Path(__file__).parent / "histories"
-MESSAGES = {"hand_in", "review", "register_offline", "supplement", "withdraw", "select_school"}
+MESSAGES = {"hand_in", "review", "register_offline", "supplement", "withdraw", "select_school", "reverify"}
 
 
 def replayer(workflow_class: type = EnrollmentCase) -> Replayer:
@@ -108,14 +106,6 @@ def _review(application, decision: str, opinion: str = "同意", district: str |
     return Review(reviewer_id=reviewer_of(district), district_code=district, decision=decision, opinion=opinion)
 
 
-@pytest.fixture
-def slow_clock_provider(tmp_path):
-    """A provider whose proofs outlive the weeks a test skips: it signs by the wall clock while the case
-    checks by the test server's, which skipping to the review escalation moves days ahead of it."""
-    with start_identity_provider(tmp_path / "identity", lifetimes=Lifetimes(proof=30 * 86400)) as provider:
-        yield provider
-
-
 async def _record(stack, handles: dict[str, WorkflowHandle]) -> None:
     for name, handle in handles.items():
         await stack.result(handle)
@@ -177,6 +167,18 @@ async def _every_path(stack, people: People) -> None:
     assert (await people.send(handle, Withdrawal(reason="搬家"))).accepted
 
     handles["expired"] = await stack.submit(stack.application("verification_failed_not_found", index=3))
+
+    # Hukou down past the policy's patience: delayed, then offline, then verified again when ops ask.
+    stack.set_faults("hukou", outage=True)
+    delayed = stack.application("hukou_verified", index=17)
+    handles["delayed_offline_reverified"] = handle = await stack.submit(delayed)
+    await stack.wait_through_retries([handle], "verification_delayed")
+    patience = district_policy(delayed.district_code).verification_patience.of("hukou")
+    await stack.env.sleep(patience + timedelta(hours=1))
+    await stack.wait_for(handle, "awaiting_offline_registration")
+    stack.set_faults("hukou", outage=False)
+    assert (await people.send(handle, Reverification(requested_by="ops-1"))).status == "awaiting_review"
+    assert (await people.send(handle, _review(delayed, "approve"))).accepted
     await _record(stack, handles)
 
 

@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         IntakeAnswer,
         OfflineRegistration,
         Receipt,
+        Reverification,
         Review,
         ReviewRecord,
         SchoolSelection,
@@ -56,15 +57,23 @@ with workflow.unsafe.imports_passed_through():
     from enrollment.proofs import ProofCheck, TrustedKeys, check_proof, message_digest
     from enrollment.statuses import DECISIONS, FINAL_STATUSES, CaseStatus
     from enrollment.verification import Person, VerificationRequest, VerificationResult
-    from enrollment.verifiers import REGISTRY, VERIFIERS, Verifier
+    from enrollment.verifiers import REGISTRY, VERIFIERS, Verifier, VerifierSpec
     from store.cases import CaseSnapshot
 
-# A verifier gets a bounded budget: past it the case goes to the service point
-# instead of waiting on a department that is down.
+# A department gets five minutes to answer at once. Past them, the case tells the applicant that checking
+# is delayed and keeps asking for as long as its policy's patience allows (release 1.2); only then does
+# it send the family to the service point. Before 1.2 it sent them there at once.
 VERIFICATION_BUDGET = timedelta(minutes=5)
 VERIFICATION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
 )
+# While a department is down, its waiting cases ask at most every three minutes: a department back up
+# answers them within minutes, and the verifier queue's rate limit paces them so it is not flooded.
+OUTAGE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=30), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=3)
+)
+# Release 1.2: a department that does not answer is a delay, not a failed verification.
+OUTAGE_IS_A_DELAY_PATCH = "1.2-outage-is-a-delay"
 # The platform must always receive what the case owes it, so these retry until accepted.
 PLATFORM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=5)
@@ -91,7 +100,7 @@ T = TypeVar("T")
 KEYS_UNAVAILABLE = "proof: the identity provider's keys could not be fetched; nothing changed, send it again"
 # Before a case has fetched any key, every proof names a key it has not seen.
 _NO_KEYS = TrustedKeys(issuer="", jwks={"keys": []}, fetched_at=datetime.min.replace(tzinfo=UTC))
-_Proven = Review | OfflineRegistration | Supplement | Withdrawal | SchoolSelection
+_Proven = Review | OfflineRegistration | Supplement | Withdrawal | SchoolSelection | Reverification
 
 
 class _Sender(BaseModel):
@@ -182,7 +191,8 @@ class EnrollmentCase:
                 self.case.verifications[verifier] = VerifierReport(outcome="not_required")
         await asyncio.gather(*(self._verify(verifier, policy) for verifier in required))
 
-    async def _verify(self, verifier: Verifier, policy: DistrictPolicy) -> None:
+    async def _verify(self, verifier: Verifier, policy: DistrictPolicy, patient: bool = True) -> None:
+        """Ask one department; when it does not answer, keep asking for the policy's patience (if `patient`)."""
         app = self.case.application
         spec = REGISTRY[verifier]
         request = VerificationRequest(
@@ -195,22 +205,23 @@ class EnrollmentCase:
             student=Person(name=app.student.name, id_number=app.student.id_number),
             guardians=[Person(name=g.name, id_number=g.id_number) for g in app.guardians],
         )
+        result: VerificationResult | None = None
         try:
-            result = await workflow.execute_activity(
-                spec.activity,
-                request,
-                result_type=VerificationResult,
-                task_queue=spec.task_queue,
-                schedule_to_close_timeout=VERIFICATION_BUDGET,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=VERIFICATION_RETRY,
-                summary=f"{spec.label.en} verification",
-            )
+            result = await self._ask(spec, request, VERIFICATION_BUDGET, VERIFICATION_RETRY)
         except ActivityError as err:
-            # The SDK always converts an activity's failure to a FailureError; `cause` is typed as any exception.
-            cause = cast(FailureError, err.cause).message if err.cause is not None else str(err)
-            report = VerifierReport(outcome="unavailable", reason=f"no answer within the retry budget: {cause}")
-        else:
+            unanswered = f"no answer within the retry budget: {_cause(err)}"
+            if patient and workflow.patched(OUTAGE_IS_A_DELAY_PATCH):
+                patience = policy.verification_patience.of(verifier)
+                await self._delayed(verifier)
+                try:
+                    result = await self._ask(spec, request, patience, OUTAGE_RETRY)
+                except ActivityError as still:
+                    unanswered = f"no answer for {patience.total_seconds() / 3600:g} hours: {_cause(still)}"
+                finally:
+                    self.case.delayed.remove(verifier)
+            if result is None:
+                report = VerifierReport(outcome="unavailable", reason=unanswered)
+        if result is not None:
             report = VerifierReport(outcome=result.outcome, reason=result.reason, elements=sorted(result.elements))
             for element, value in result.elements.items():
                 self.case.filled[element] = FilledElement(element=element, value=value, source=spec.source)
@@ -222,23 +233,65 @@ class EnrollmentCase:
             f"{verifier}_verified", spec.source, report.outcome + (f": {report.reason}" if report.reason else "")
         )
 
+    async def _ask(
+        self, spec: VerifierSpec, request: VerificationRequest, budget: timedelta, retry: RetryPolicy
+    ) -> VerificationResult:
+        result: VerificationResult = await workflow.execute_activity(
+            spec.activity,
+            request,
+            result_type=VerificationResult,
+            task_queue=spec.task_queue,
+            schedule_to_close_timeout=budget,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=retry,
+            summary=f"{spec.label.en} verification",
+        )
+        return result
+
+    async def _delayed(self, verifier: Verifier) -> None:
+        """A department did not answer in time: say so once, and keep the family's case online."""
+        self.case.delayed.append(verifier)
+        self._record(f"{verifier}_delayed", REGISTRY[verifier].source, "no answer yet; asking again with backoff")
+        if self.case.status != "verifying":
+            return
+        await self._enter("verification_delayed", "system", REGISTRY[verifier].label.en)
+        await self._notify(
+            "verification_delayed",
+            "核验延迟: a department has not answered yet. Your application is kept and checked again "
+            "automatically; you need not go to the service point unless we tell you so.",
+        )
+
+    def _verified(self) -> bool:
+        return all(report.outcome in ("matched", "not_required") for report in self.case.verifications.values())
+
+    def _offline_notice(self) -> str:
+        unanswered = [REGISTRY[v].label.zh for v, r in self.case.verifications.items() if r.outcome == "unavailable"]
+        if unanswered and any(entry.step.endswith("_delayed") for entry in self.case.timeline):
+            return (
+                f"核验未完成: {'、'.join(unanswered)} did not answer within the policy's time; please register at "
+                "your local education bureau's enrollment service point (登记后仍可恢复线上核验)"
+            )
+        return "符合申请条件但核验未通过: please register at your local education bureau's enrollment service point"
+
     async def _route(self, policy: DistrictPolicy) -> CaseStatus | None:
         """Send the case offline or to school selection; a final status if it ends while waiting."""
         deadlines = policy.deadlines
-        verified = all(report.outcome in ("matched", "not_required") for report in self.case.verifications.values())
         if self.case.application.channel == "service_point":
             # Registered at the service point with paper materials: straight to review.
             return None
-        if not verified:
+        if not self._verified():
             await self._enter("awaiting_offline_registration", "system")
-            await self._notify(
-                "go_to_service_point",
-                "符合申请条件但核验未通过: please register at your local education bureau's enrollment service point",
-            )
-            if not await self._wait_for(lambda: self.case.offline_registered, deadlines.offline_registration_days):
-                return "expired"
-            # Staff registered the case with its materials: the bureau reviews it as it stands.
-            return "withdrawn" if self.case.withdrawal is not None else None
+            await self._notify("go_to_service_point", self._offline_notice())
+            while not self._verified():
+                if not await self._wait_for(
+                    lambda: self.case.offline_registered or self.case.reverification is not None,
+                    deadlines.offline_registration_days,
+                ):
+                    return "expired"
+                if self.case.offline_registered or self.case.withdrawal is not None:
+                    # Staff registered the case with its materials: the bureau reviews it as it stands.
+                    return "withdrawn" if self.case.withdrawal is not None else None
+                await self._verify_again(policy)
         self._drop_school_choice_the_district_does_not_offer(policy)
         if self.case.withdrawal is None and self.case.school_choice is None:
             await self._enter("awaiting_school_selection", "system")
@@ -246,6 +299,17 @@ class EnrollmentCase:
             if not await self._wait_for(lambda: self.case.school_choice is not None, deadlines.school_selection_days):
                 return "expired"
         return "withdrawn" if self.case.withdrawal is not None else None
+
+    async def _verify_again(self, policy: DistrictPolicy) -> None:
+        """Ops asked: ask again the departments that did not answer. Verified now, the family need not come in."""
+        unanswered = [v for v, report in self.case.verifications.items() if report.outcome == "unavailable"]
+        await asyncio.gather(*(self._verify(verifier, policy, patient=False) for verifier in unanswered))
+        self.case.reverification = None
+        if self._verified():
+            await self._notify(
+                "verified_after_outage",
+                "核验通过: the departments have now confirmed your information; you need not go to the service point",
+            )
 
     def _drop_school_choice_the_district_does_not_offer(self, policy: DistrictPolicy) -> None:
         """An application from another intake path may name a school the policy does not offer: ask again."""
@@ -736,6 +800,33 @@ class EnrollmentCase:
     def _select_school_past_the_cap(self, selection: SchoolSelection) -> None:
         self._refuse_unproven_past_the_cap(selection)
 
+    @workflow.update(name="reverify")
+    async def reverify(self, message: Reverification) -> Receipt:
+        """Ops ask a case that went offline for want of an answer to ask again (a new message in release 1.2:
+        no case recorded before it has one in its history, so it needs no patch)."""
+        sender = await self._sender(message, f"ops:{message.requested_by}", message.requested_by, None)
+        refusal = sender.refusal or self._not_accepting("awaiting_offline_registration", self.case.offline_registered)
+        if refusal is None and self.case.reverification is not None:
+            refusal = "a re-verification is already under way"
+        if refusal is None and not any(r.outcome == "unavailable" for r in self.case.verifications.values()):
+            refusal = "every department answered: the family goes offline on their answer, not for an outage"
+        if refusal:
+            return self._refuse("reverification", sender.actor, refusal, sender.credential)
+        self.case.reverification = message
+        self._record("reverification_requested", sender.actor, message.reason or None, sender.credential)
+        # Answer once the flow has asked: moved on when verified, waiting offline again when not.
+        await workflow.wait_condition(
+            lambda: (
+                self.case.reverification is None
+                and (self.case.status != "awaiting_offline_registration" or self.case.waiting)
+            )
+        )
+        return Receipt(accepted=True, status=self.case.status)
+
+    @reverify.validator
+    def _reverify_past_the_cap(self, message: Reverification) -> None:
+        self._refuse_unproven_past_the_cap(message)
+
     @workflow.query(name="status")
     def status(self) -> CaseView:
         return self.case.view()
@@ -744,3 +835,8 @@ class EnrollmentCase:
     def filled_elements(self) -> list[FilledElement]:
         """The auto-filled elements with their values, for the reviewer of the case (personal data)."""
         return list(self.case.filled.values())
+
+
+def _cause(err: ActivityError) -> str:
+    # The SDK always converts an activity's failure to a FailureError; `cause` is typed as any exception.
+    return cast(FailureError, err.cause).message if err.cause is not None else str(err)

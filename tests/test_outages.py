@@ -1,0 +1,170 @@
+"""A department that is down delays a family's verification; it does not send the family to the service point.
+
+Days of waiting pass on the time-skipping test server: the case keeps asking a silent department for the
+policy's patience, tells the applicant once, and only sends the family offline when the patience runs
+out; ops can then have it ask again, and a family verified then goes on online.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from enrollment.case import Reverification
+from enrollment.policy import DEFAULT_POLICIES_DIR
+from starter.reverify import CaseResult, Window, cases_in, reverify
+from tests.support.people import People
+from tests.support.stack import Stack, running_workers, settings_for
+
+# A patience short enough that a test can skip past it in seconds, in a copy of the policies in force.
+PATIENCE_HOURS = 3
+T = TypeVar("T")
+
+
+@pytest.fixture
+def impatient_policies(tmp_path: Path) -> Path:
+    folder = tmp_path / "policies"
+    shutil.copytree(DEFAULT_POLICIES_DIR, folder)
+    for path in folder.glob("*.json"):
+        city = json.loads(path.read_text(encoding="utf-8"))
+        city["defaults"]["verification_patience"] = {"default_hours": 24, "hours": {"hukou": PATIENCE_HOURS}}
+        path.write_text(json.dumps(city, ensure_ascii=False), encoding="utf-8")
+    return folder
+
+
+def notices(stack: Stack, application_id: str) -> list[str]:
+    return [notice["body"]["kind"] for notice in stack.platform_record(application_id).get("notice", [])]
+
+
+async def skip_hours(stack: Stack, hours: float) -> None:
+    """Move the test server's clock a minute at a time, so each retry on the way runs when it falls due."""
+    for _ in range(int(hours * 60)):
+        await stack.env.sleep(60)
+
+
+async def while_skipping(stack: Stack, call: Awaitable[T]) -> T:
+    """Await `call` while moving the clock five seconds at a time (a client's call does not move it)."""
+    task = asyncio.ensure_future(call)
+    while not task.done():
+        await stack.env.sleep(5)
+    return await task
+
+
+async def test_a_two_hour_outage_during_a_batch_ends_with_the_families_verified_and_none_sent_offline(stack):
+    # Pacing against the department's agreed rate is the verifier queue's, whatever the backlog:
+    # tests/test_verifier_rate_limit.py measures it at the stand-ins.
+    async with running_workers(stack, settings_for(stack.standins)):
+        stack.set_faults("hukou", outage=True)
+        batch = [stack.application("hukou_verified", index=i) for i in range(20, 23)]
+        handles = [await stack.submit(application) for application in batch]
+        delayed = await stack.wait_through_retries(handles, "verification_delayed", timeout=90)
+        assert all(view.verifications.get("hukou") is None for view in delayed), "no outcome while it waits"
+
+        await skip_hours(stack, 2)
+        assert {(await stack.status(handle)).status for handle in handles} == {"verification_delayed"}
+        stack.set_faults("hukou", outage=False)
+        # Retries are at most three minutes apart: the department back, every case has its answer within them.
+        views = await stack.wait_through_retries(handles, "awaiting_review", "awaiting_school_selection", timeout=90)
+
+    for application, view in zip(batch, views, strict=True):
+        assert view.verifications["hukou"].outcome == "matched", view.application_id
+        kinds = notices(stack, application.application_id)
+        assert kinds.count("verification_delayed") == 1 and "go_to_service_point" not in kinds, kinds
+        steps = [entry.step for entry in view.timeline]
+        assert steps.index("hukou_delayed") < steps.index("verification_delayed") < steps.index("hukou_verified")
+    hukou = stack.stats()["hukou"]
+    assert hukou["by_code"]["5030"] >= len(batch) * 10, "the cases kept asking through the outage"
+
+
+async def test_an_outage_past_the_policys_patience_sends_the_family_offline_with_a_clear_notice(
+    stack, impatient_policies
+):
+    async with running_workers(stack, settings_for(stack.standins, policies_dir=impatient_policies)):
+        stack.set_faults("hukou", outage=True)
+        application = stack.application("hukou_verified", index=26)
+        handle = await stack.submit(application)
+        await stack.wait_through_retries([handle], "verification_delayed")
+        await skip_hours(stack, PATIENCE_HOURS + 0.5)
+        view = await stack.wait_for(handle, "awaiting_offline_registration")
+
+    hukou = view.verifications["hukou"]
+    assert hukou.outcome == "unavailable" and f"no answer for {PATIENCE_HOURS} hours" in (hukou.reason or "")
+    record = stack.platform_record(application.application_id)
+    assert [notice["body"]["kind"] for notice in record["notice"]] == ["verification_delayed", "go_to_service_point"]
+    offline = record["notice"][1]["body"]["message"]
+    assert "公安户籍" in offline or "did not answer" in offline, offline
+    # Retries backed off to three minutes: some tens of calls over the hours, not thousands.
+    assert 20 <= stack.stats()["hukou"]["by_code"]["5030"] <= 4 * 60, stack.stats()["hukou"]
+
+
+async def test_a_wrong_answer_still_sends_the_family_offline_at_once(stack, workers):
+    application = stack.application("verification_failed_mismatch", index=3)
+    handle = await stack.submit(application)
+    view = await stack.wait_for(handle, "awaiting_offline_registration")
+    assert "verification_delayed" not in [entry.step for entry in view.timeline]
+    assert notices(stack, application.application_id) == ["go_to_service_point"]
+
+
+async def test_ops_re_verification_after_an_outage_brings_the_families_back_online(
+    stack, impatient_policies, slow_clock_provider
+):
+    people = People(slow_clock_provider.base_url)
+    settings = settings_for(
+        stack.standins, policies_dir=impatient_policies, identity_issuer=slow_clock_provider.base_url
+    )
+    async with running_workers(stack, settings):
+        other = await stack.submit(stack.application("verification_failed_mismatch", index=4))
+        await stack.wait_for(other, "awaiting_offline_registration")
+        outage_began = await stack.env.get_current_time()
+        stack.set_faults("hukou", outage=True)
+        batch = [stack.application("hukou_verified", index=i) for i in (12, 13)]
+        handle, _ = handles = [await stack.submit(application) for application in batch]
+        await stack.wait_through_retries(handles, "verification_delayed")
+        await skip_hours(stack, PATIENCE_HOURS + 0.5)
+        for each in handles:
+            await stack.wait_for(each, "awaiting_offline_registration")
+        window = Window(since=outage_began, until=await stack.env.get_current_time())
+        assert await cases_in(stack.pool, window) == sorted(a.application_id for a in batch), "not the mismatch"
+        earlier = Window(since=outage_began - timedelta(hours=2), until=outage_began)
+        assert await cases_in(stack.pool, earlier) == []
+
+        request = Reverification(requested_by="ops-1", reason="户籍系统 outage 08:00-12:00")
+        # The case asks for its five minutes, which the test server skips only when told to.
+        still_down = await while_skipping(stack, people.send(handle, request))
+        assert still_down.accepted and still_down.status == "awaiting_offline_registration", still_down
+
+        stack.set_faults("hukou", outage=False)
+        refused = await people.send(other, request)
+        assert not refused.accepted and "every department answered" in (refused.reason or ""), refused
+        forged = request.model_copy(update={"requested_by": "r-510104-1"})
+        impostor = await people.send(handle, forged)
+        assert not impostor.accepted and "may not reverify" in (impostor.reason or ""), impostor
+
+        prove = await people.prover_for(request)
+        seen: list[CaseResult] = []
+        results = await reverify(stack.client, await cases_in(stack.pool, window), prove, request, 4, 2, seen.append)
+        assert [(r.result, r.status) for r in results] == [("online", "awaiting_review")] * 2, results
+        assert seen == results
+        again = await reverify(stack.client, [a.application_id for a in batch], prove, request, 4)
+        assert {r.result for r in again} == {"refused"}, "a case back online is not asked again"
+        views = [await stack.status(each) for each in handles]
+
+    for application, view in zip(batch, views, strict=True):
+        assert view.verifications["hukou"].outcome == "matched"
+        assert notices(stack, application.application_id)[-1] == "verified_after_outage"
+    steps = [entry.step for entry in views[0].timeline]
+    assert steps.count("reverification_requested") == 2 and "reverification_refused" in steps
+
+
+def test_the_window_must_be_zoned_and_forward():
+    with pytest.raises(ValueError, match="from, to: give a time zone"):
+        Window(since=datetime(2027, 6, 1, 8), until=datetime(2027, 6, 1, 12))
+    with pytest.raises(ValueError, match="to: must be later than from"):
+        Window(since=datetime(2027, 6, 1, 8, tzinfo=UTC), until=datetime(2027, 6, 1, 8, tzinfo=UTC))
