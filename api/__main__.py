@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     identity = IdentityProvider(settings.identity_issuer)
     prove = ClientProver(identity, API_IDENTITY_CLIENT, secret)
     lookup_key = deployment_secrets.lookup_key(settings)
-    app = create_app(settings, clients, lookup_key, temporal_client, case_store, prove, limits, identity)
+    app = create_app(settings, clients, lookup_key, temporal_client, case_store, prove, identity, limits)
     serve(app, args)
 
 

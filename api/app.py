@@ -48,13 +48,13 @@ def create_app(
     connect: Callable[[], Awaitable[Client]],
     open_pool: Callable[[], Awaitable[AsyncConnectionPool]],
     prove: Prover,
+    identity: IdentityProvider,
     limits: ApiLimits = ApiLimits(),
-    identity: IdentityProvider | None = None,
 ) -> FastAPI:
     """The API. `connect` and `open_pool` run on the server's own event loop at start-up (the pool) or when
     first needed (Temporal, so the API starts and says so in /readyz while Temporal is down). `prove` gets
     the identity provider's proof for each applicant message the API relays; `identity` verifies the tokens
-    of services reporting audit events (none: the API takes no such report)."""
+    of services reporting audit events."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

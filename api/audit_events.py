@@ -36,9 +36,9 @@ class ReportedEvent(BaseModel):
 
 async def reporting_service(request: Request) -> Identity:
     """The service reporting, from its bearer token; 401 without one, 403 for anything but a service."""
-    provider: IdentityProvider | None = request.app.state.identity
+    provider: IdentityProvider = request.app.state.identity
     authorization = request.headers.get("authorization", "")
-    if provider is None or not authorization.lower().startswith("bearer "):
+    if not authorization.lower().startswith("bearer "):
         raise ApiProblem(401, ["authorization: a service's bearer token is required"])
     try:
         return await provider.verify_access_token(authorization[7:], ("service",))

@@ -28,7 +28,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from temporalio.api.common.v1 import Payloads
 
-from enrollment.codec import EncryptionCodec, PayloadRefused
+from enrollment.case import application_id_of
+from enrollment.codec import WORKFLOW_ID, EncryptionCodec, PayloadRefused
 
 log = structlog.get_logger()
 MAX_REQUEST_BYTES = 4 << 20
@@ -56,13 +57,42 @@ class NotAuthorized(Exception):
 
 
 Authorize = Callable[[str], Awaitable[Caller]]
-# (who, how many payloads, the namespace the UI or CLI names) for each answered /decode.
-OnDecode = Callable[[Caller, int, str | None], Awaitable[None]]
 
 
-async def log_decode(caller: Caller, payloads: int, namespace: str | None) -> None:
+@dataclass(frozen=True)
+class Decoded:
+    """One answered /decode: who asked, how many payloads, the namespace the UI or CLI names, and the
+    applications the payloads belong to (each is sealed to its case), so the trail answers who saw a case."""
+
+    caller: Caller
+    payloads: int
+    namespace: str | None
+    applications: tuple[str, ...]
+
+
+OnDecode = Callable[[Decoded], Awaitable[None]]
+
+
+async def log_decode(decoded: Decoded) -> None:
     """The default `on_decode`: a log line per answered request."""
-    log.info("codec decode", subject=caller.sub, token=caller.jti, namespace=namespace, payloads=payloads)
+    caller = decoded.caller
+    log.info(
+        "codec decode",
+        subject=caller.sub,
+        token=caller.jti,
+        namespace=decoded.namespace,
+        payloads=decoded.payloads,
+        applications=list(decoded.applications),
+    )
+
+
+def _applications(payloads: Payloads) -> tuple[str, ...]:
+    bound = {
+        payload.metadata[WORKFLOW_ID].decode("utf-8", "replace")
+        for payload in payloads.payloads
+        if WORKFLOW_ID in payload.metadata
+    }
+    return tuple(sorted(application_id_of(case) for case in bound))
 
 
 def _presented_token(request: Request) -> str | None:
@@ -124,7 +154,7 @@ def create_app(
         except PayloadRefused as refusal:  # an unknown key id, a forged ciphertext: say which, not what
             log.warning("codec request failed", subject=caller.sub, token=caller.jti, reason=refusal.reason)
             return JSONResponse({"error": f"payloads: cannot decode ({refusal.reason})"}, status_code=422)
-        await on_decode(caller, len(decoded), request.headers.get("x-namespace"))
+        await on_decode(Decoded(caller, len(decoded), request.headers.get("x-namespace"), _applications(payloads)))
         return Response(json_format.MessageToJson(Payloads(payloads=decoded)), media_type="application/json")
 
     async def encode(request: Request) -> Response:

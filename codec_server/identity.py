@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import httpx
 
-from codec_server.app import Authorize, Caller, NotAuthorized, OnDecode
+from codec_server.app import Authorize, Caller, Decoded, NotAuthorized, OnDecode
 from enrollment.oidc import IdentityError, IdentityProvider
 
 # People who may read decoded payloads: ops run the season; auditors check who saw what.
@@ -48,19 +48,26 @@ def audit_reporter(issuer: str, audit_url: str, client_id: str, client_secret: s
     """Each answered decode into the audit trail, through the API, before the answer is sent."""
     provider = _Lazy(issuer)
 
-    async def on_decode(caller: Caller, payloads: int, namespace: str | None) -> None:
+    async def on_decode(decoded: Decoded) -> None:
         token = await provider().client_credentials(client_id, client_secret)
-        event = {
-            "actor": caller.sub,
-            "role": caller.role,
-            "action": "codec_decode",
-            "outcome": "ok",
-            "detail": {"payloads": payloads, "namespace": namespace, "token": caller.jti},
-        }
+        caller = decoded.caller
+        detail = {"payloads": decoded.payloads, "namespace": decoded.namespace, "token": caller.jti}
+        # One event per application seen, so `enroll audit case` lists it; one without a case otherwise.
         async with httpx.AsyncClient(timeout=10) as http:
-            response = await http.post(
-                f"{audit_url.rstrip('/')}/v1/audit-events", json=event, headers={"authorization": f"Bearer {token}"}
-            )
-        response.raise_for_status()
+            for application in decoded.applications or (None,):
+                event = {
+                    "actor": caller.sub,
+                    "role": caller.role,
+                    "case_id": application,
+                    "action": "codec_decode",
+                    "outcome": "ok",
+                    "detail": detail,
+                }
+                response = await http.post(
+                    f"{audit_url.rstrip('/')}/v1/audit-events",
+                    json=event,
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                response.raise_for_status()
 
     return on_decode

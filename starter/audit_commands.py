@@ -5,8 +5,8 @@
     enroll audit verify                        # exit 1 when the hash chain is broken
     enroll audit purge [--retention-days 365]  # as the database's owner
 
-DATABASE_URL picks the role: an auditor's (enroll_auditor) reads and verifies; purging needs the
-owner's. Dates are China's calendar days, both ends included; a time without a zone is China time.
+Reading and verifying need a signed-in auditor and DATABASE_URL with an auditor's role (enroll_auditor);
+purging needs the owner's. Dates are China's calendar days, both ends included; a time without a zone is China time.
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ from psycopg_pool import AsyncConnectionPool
 from enrollment.china_time import CHINA
 from enrollment.settings import Settings
 from starter.output import Output
+from starter.signin import signed_in
 from store import audit
 from store.database import open_pool, resolve_url
 
 READER = "an enroll_auditor login (or the owner)"
+# Who may read the trail: it says who saw which child's case, which is for auditors to know.
+AUDIT_READERS = ("auditor",)
 EVENT_COLUMNS = ("seq", "at", "actor", "role", "district", "case_id", "action", "outcome", "source", "detail")
 
 
@@ -35,6 +38,7 @@ def add_audit_commands(subparsers: Any) -> None:
     """Add `audit case|person|verify|purge` to `enroll`'s subcommands (the `add_subparsers()` object)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="JSON for scripts instead of readable tables")
+    common.add_argument("--token", help="an auditor's access token (default: `enroll login`'s)")
     group = subparsers.add_parser("audit", help="the audit trail: a case's or a person's events, verify, purge")
     commands = group.add_subparsers(dest="audit_command", required=True)
 
@@ -110,6 +114,7 @@ async def _store(settings: Settings, needs: str) -> AsyncIterator[AsyncConnectio
 
 
 async def _case(args: argparse.Namespace, settings: Settings) -> int:
+    await signed_in(args.token, settings, AUDIT_READERS)
     async with _store(settings, READER) as pool:
         events = await audit.events_for_case(pool, args.application_id, args.limit)
     Output(as_json=args.json).table(_rows(events, args.json), EVENT_COLUMNS)
@@ -118,6 +123,7 @@ async def _case(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _person(args: argparse.Namespace, settings: Settings) -> int:
     since = args.since[0] if args.since else None
+    await signed_in(args.token, settings, AUDIT_READERS)
     async with _store(settings, READER) as pool:
         events = await audit.events_for_actor(pool, args.subject, since, _until(args.until), args.limit)
     Output(as_json=args.json).table(_rows(events, args.json), EVENT_COLUMNS)
@@ -125,6 +131,7 @@ async def _person(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    await signed_in(args.token, settings, AUDIT_READERS)
     async with _store(settings, READER) as pool:
         report = await audit.verify_chain(pool)
     Output(as_json=args.json).document(report.model_dump())

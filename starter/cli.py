@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import psycopg
@@ -344,9 +345,18 @@ async def _reverify(args, settings: Settings) -> int:
     return 1 if counts["failed"] else 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors say what was wrong, never repeat what was typed: the stray word may be a token."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments"):
+            message = "unrecognized arguments (not repeated here; see --help)"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="enroll", description="Sichuan enrollment 'one thing' cases.")
-    common = argparse.ArgumentParser(add_help=False)
+    parser = _Parser(prog="enroll", description="Sichuan enrollment 'one thing' cases.")
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="JSON for scripts instead of readable tables")
     common.add_argument("--token", help="an access token from the identity provider (default: `enroll login`'s)")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -20,11 +20,15 @@ from temporalio.service import RPCError
 
 from api.callers import RegisteredClient
 from api.signing import MISMATCH, SignedRequests
+from codec_server.app import Caller, Decoded
+from codec_server.identity import audit_reporter
 from enrollment.identity import LookupSecret
 from stack.temporal_server import DevServer, free_port
 from standins.population import Population
+from store import audit
 from store import intake as intake_store
 from tests.support.api import served_api
+from tests.support.identity import console_tokens as people_tokens
 from tests.support.policies import district_policy
 from tests.support.served import ServedApp
 from tests.support.waiting import wait_until
@@ -354,3 +358,26 @@ async def test_nonces_are_forgotten_once_the_signature_window_refuses_them_anywa
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
     assert await intake_store.forget_nonces_before(store_pool, later) >= 1
     assert await intake_store.remember_nonce(store_pool, "platform", "forgetting-nonce-000001")
+
+
+async def test_the_codec_servers_decodes_reach_the_audit_trail_and_nobody_else_may_report(
+    front_door, identity_provider, store_pool
+):
+    """The codec server holds no database: it reports each decode here as itself, one event per case seen."""
+    report = audit_reporter(identity_provider.base_url, front_door.base_url, "enroll-codec", "demo-codec-secret")
+    ops = Caller(sub="ops-1", role="ops", jti="token-id-1", expires_at=None)
+    await report(Decoded(ops, 2, "default", ("SC2027-AUDIT-1", "SC2027-AUDIT-2")))
+    for application in ("SC2027-AUDIT-1", "SC2027-AUDIT-2"):
+        [event] = await audit.events_for_case(store_pool, application, 10)
+        assert (event.actor, event.role, event.action, event.outcome) == ("ops-1", "ops", "codec_decode", "ok")
+        assert event.detail["reported_by"] == "client:enroll-codec" and event.detail["token"] == "token-id-1"
+
+    forged = {"actor": "ops-1", "role": "ops", "case_id": "SC2027-AUDIT-3", "action": "codec_decode", "outcome": "ok"}
+    async with httpx.AsyncClient(base_url=front_door.base_url) as http:
+        anonymous = await http.post("/v1/audit-events", json=forged)
+        person = await people_tokens(identity_provider.base_url, "ops-1")
+        as_a_person = await http.post(
+            "/v1/audit-events", json=forged, headers={"authorization": f"Bearer {person['access_token']}"}
+        )
+    assert is_problem(anonymous, 401) and is_problem(as_a_person, 403)
+    assert await audit.events_for_case(store_pool, "SC2027-AUDIT-3", 10) == []

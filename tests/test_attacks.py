@@ -23,6 +23,7 @@ from enrollment.oidc import IdentityError
 from stack.temporal_server import DevServer, find_cli
 from standins.identity_provider.runner import RunningIdentityProvider
 from standins.population import Population
+from starter.cli import build_parser
 from tests.support.outsider import Product, case_awaiting_review, timeline
 from tests.support.people import People, reviewer_of, staff_of
 from tests.support.processes import needs_temporal_cli
@@ -172,3 +173,14 @@ def test_the_ui_refuses_every_write_action(dev_server: DevServer):
             assert answer.status_code in (400, 403, 405), (action, answer.status_code)
             if csrf:
                 assert answer.status_code == 405, (action, answer.text)
+
+
+def test_a_mistyped_command_never_repeats_a_token_or_an_identity_number(capsys):
+    """A stray word in a command (a token pasted after the wrong flag) is not echoed into a terminal log."""
+    token, number = "eyJhbGciOiJFUzI1NiJ9.secret.part", "11010519491231002X"
+    for argv in (["status", "SC2027-000001", "--tokn", token], ["audit", "case", "SC2027-000001", number]):
+        with pytest.raises(SystemExit) as exit_code:
+            build_parser().parse_args(argv)
+        assert exit_code.value.code == 2
+        error = capsys.readouterr().err
+        assert "unrecognized arguments" in error and token not in error and number not in error, error

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import re
 import uuid
 
 import psycopg
@@ -15,6 +16,7 @@ from pydantic import SecretStr
 
 from enrollment.settings import Settings, SettingsError
 from starter.audit_commands import add_audit_commands
+from starter.cases import CaseActionError
 from store import audit
 from store.audit import AuditEvent
 from tests.support.databases import fresh_store
@@ -271,21 +273,36 @@ async def test_a_retention_under_six_months_is_refused(database_url):
         assert wrong not in str(refused.value)
 
 
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d[T ][\d:.]+Z? \[(debug|info|warning|error)")
+
+
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="enroll")
     add_audit_commands(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(argv)
 
 
-async def test_the_audit_commands_print_tables_and_json(database_url, capsys):
+def printed(capsys: pytest.CaptureFixture[str]) -> str:
+    """What a command printed, without the log lines of the identity provider this process also runs."""
+    lines = capsys.readouterr().out.splitlines(keepends=True)
+    return "".join(line for line in lines if not LOG_LINE.match(line))
+
+
+async def test_the_audit_commands_print_tables_and_json(database_url, capsys, people):
     async with fresh_store(database_url) as (url, pool):
         await audit.record(pool, event("SC2027-000001", "r-01", detail={"意见": "同意"}))
         await audit.record(pool, event("SC2027-000001", "s-02", role="staff", action="register_offline"))
         settings = Settings().model_copy(update={"database_url": SecretStr(url)})
+        auditor = await people.access_token("audit-1")
+        reviewer = await people.access_token("r-510104-1")
+        for command in (("case", "SC2027-000001"), ("person", "s-02"), ("verify",)):
+            args = parse("audit", *command, "--token", reviewer)
+            with pytest.raises(CaseActionError, match="a reviewer cannot do this"):
+                await args.handler(args, settings)
 
-        args = parse("audit", "case", "SC2027-000001")
+        args = parse("audit", "case", "SC2027-000001", "--token", auditor)
         assert await args.handler(args, settings) == 0
-        table = capsys.readouterr().out.splitlines()
+        table = printed(capsys).splitlines()
         assert table[0].split() == [
             c.upper()
             for c in ("seq", "at", "actor", "role", "district", "case_id", "action", "outcome", "source", "detail")
@@ -293,32 +310,45 @@ async def test_the_audit_commands_print_tables_and_json(database_url, capsys):
         assert "r-01" in table[1] and '{"意见":"同意"}' in table[1] and table[-1] == "(2 rows)"
 
         china_today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date()
-        args = parse("audit", "person", "s-02", "--json", "--since", str(china_today), "--until", str(china_today))
+        args = parse(
+            "audit",
+            "person",
+            "s-02",
+            "--json",
+            "--since",
+            str(china_today),
+            "--until",
+            str(china_today),
+            "--token",
+            auditor,
+        )
         assert await args.handler(args, settings) == 0
-        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        lines = [json.loads(line) for line in printed(capsys).splitlines()]
         assert [(e["actor"], e["action"], e["case_id"]) for e in lines] == [
             ("s-02", "register_offline", "SC2027-000001")
         ]
-        args = parse("audit", "person", "s-02", "--json", "--until", str(china_today - dt.timedelta(days=1)))
+        args = parse(
+            "audit", "person", "s-02", "--json", "--until", str(china_today - dt.timedelta(days=1)), "--token", auditor
+        )
         assert await args.handler(args, settings) == 0
-        assert capsys.readouterr().out == ""
+        assert printed(capsys) == ""
 
-        args = parse("audit", "verify", "--json")
+        args = parse("audit", "verify", "--json", "--token", auditor)
         assert await args.handler(args, settings) == 0
-        assert json.loads(capsys.readouterr().out)["ok"] is True
+        assert json.loads(printed(capsys))["ok"] is True
 
         args = parse("audit", "purge", "--retention-days", "100")
         with pytest.raises(ValueError, match="at least 183"):
             await args.handler(args, settings)
         args = parse("audit", "purge", "--json")
         assert await args.handler(args, settings) == 0
-        assert json.loads(capsys.readouterr().out) == {"retention_days": 183, "purged": 0, "anchor_seq": None}
+        assert json.loads(printed(capsys)) == {"retention_days": 183, "purged": 0, "anchor_seq": None}
 
         await as_owner(
             url,
             "ALTER TABLE audit_events DISABLE TRIGGER audit_events_append_only",
             "DELETE FROM audit_events WHERE seq = 1",
         )
-        args = parse("audit", "verify")
+        args = parse("audit", "verify", "--token", auditor)
         assert await args.handler(args, settings) == 1
-        assert "broken_seq: 2" in capsys.readouterr().out
+        assert "broken_seq: 2" in printed(capsys)

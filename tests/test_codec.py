@@ -15,10 +15,10 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import ActivitySerializationContext, WorkflowSerializationContext
 
-from codec_server.app import Caller, create_app
+from codec_server.app import Decoded, create_app
 from codec_server.identity import provider_tokens
 from enrollment import identity
-from enrollment.case import Review
+from enrollment.case import Review, application_id_of
 from enrollment.codec import (
     CIPHER,
     ENCODING,
@@ -282,10 +282,10 @@ async def test_the_codec_server_decodes_only_for_authorised_callers_and_reports_
     forged = Payload(metadata=sealed.metadata, data=sealed.data[:-1] + bytes([sealed.data[-1] ^ 1]))
     ops = (await console_tokens(identity_provider.base_url, "ops-1"))["access_token"]
     reviewer = (await console_tokens(identity_provider.base_url, "r-510104-1"))["access_token"]
-    decodes: list[tuple[Caller, int, str | None]] = []
+    decodes: list[Decoded] = []
 
-    async def on_decode(caller: Caller, count: int, namespace: str | None) -> None:
-        decodes.append((caller, count, namespace))
+    async def on_decode(decoded: Decoded) -> None:
+        decodes.append(decoded)
 
     authorize = provider_tokens(identity_provider.base_url)
     app = create_app(standard(), authorize, ["http://127.0.0.1:8233"], on_decode=on_decode)
@@ -302,8 +302,10 @@ async def test_the_codec_server_decodes_only_for_authorised_callers_and_reports_
             assert decoded.status_code == 200
             [payload] = decoded.json()["payloads"]
             assert json.loads(base64.b64decode(payload["data"]))["name"] == "王小明"
-            [(caller, count, namespace)] = decodes
-            assert (caller.sub, caller.role, count, namespace) == ("ops-1", "ops", 1, "default") and caller.jti
+            [report] = decodes
+            caller = report.caller
+            assert (caller.sub, caller.role, report.payloads, report.namespace) == ("ops-1", "ops", 1, "default")
+            assert caller.jti and report.applications == (application_id_of(CASE_A.workflow_id),)
             tampered = await http.post("/decode", json=wire([forged]), headers=as_ops)
             assert tampered.status_code == 422 and "does not authenticate" in tampered.json()["error"]
             garbage = await http.post("/decode", content=b"not json", headers=as_ops)

@@ -37,6 +37,8 @@ def served_api(
         return await open_pool(database_url, max_size=4)
 
     settings = Settings.from_env()
-    prove = ClientProver(IdentityProvider(settings.identity_issuer), API_CLIENT, CLIENT_SECRETS[API_CLIENT])
+    identity = IdentityProvider(settings.identity_issuer)
+    prove = ClientProver(identity, API_CLIENT, CLIENT_SECRETS[API_CLIENT])
     registry = ClientRegistry(clients)
-    return ServedApp(create_app(settings, registry, lookup_key, temporal, case_store, prove, ApiLimits(**limits)))
+    app = create_app(settings, registry, lookup_key, temporal, case_store, prove, identity, ApiLimits(**limits))
+    return ServedApp(app)
