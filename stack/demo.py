@@ -1,6 +1,7 @@
 """The main job on one machine: dev server, stand-ins and workers, a realistic batch, some reviews.
 
-`scripts/demo` runs it. It starts every process it needs, submits the
+`scripts/demo` runs it (`scripts/demo --cluster`: on the production topology instead of the dev
+server, stack/cluster.py). It starts every process it needs, submits the
 generated applications (half before a phase-two cut-over, half after),
 approves and rejects some of the cases awaiting review as a bureau would,
 leaves the rest for a person, prints a summary and the UI address, and keeps
@@ -34,7 +35,9 @@ from enrollment.oidc import IdentityProvider
 from enrollment.provers import PersonProver
 from enrollment.settings import Settings
 from enrollment.statuses import CASE_STATUSES
+from stack import cluster as temporal_cluster
 from stack import temporal_server
+from stack.certificates import write_private
 from standins.identity_provider import people
 from standins.identity_provider.accounts import DEFAULT_CLIENTS, hash_secret
 from starter.cases import case_handle, send_message
@@ -225,26 +228,63 @@ async def run_demo(args) -> None:
         ENROLL_STANDINS_URL=standins_url,
         ENROLL_IDENTITY_ISSUER=f"http://127.0.0.1:{args.identity_port}",
     )
-    settings = Settings.from_env()
-    server = None
+    codec_url = f"http://127.0.0.1:{args.codec_port}"
+    cluster: temporal_cluster.Cluster | None = None
+    server: temporal_server.DevServer | temporal_cluster.Cluster | None = None
     try:
+        if args.cluster:
+            if not temporal_cluster.cluster_available():
+                # Built once (a few minutes): the server, its schema tool, PostgreSQL 15 when run as root.
+                subprocess.run([str(ROOT / "scripts" / "install-temporal-server")], check=True)
+            say(f"[0/6] the production topology (state in {data / 'cluster'}): PostgreSQL 15, Temporal frontend,")
+            say("  history, matching and worker as separate processes, mTLS on the frontend, the read-only UI")
+            cluster = server = await temporal_cluster.start_cluster(
+                data / "cluster", port=args.temporal_port, ui_port=args.ui_port, ui_codec_endpoint=codec_url
+            )
+            # This process connects as the operator; each product process below gets its own profile.
+            os.environ.update(cluster.profile_env("operator"))
+        settings = Settings.from_env()
         say(
             "[0/6] PostgreSQL case store"
-            + (" (DATABASE_URL)" if settings.database_url else f" (embedded, data in {EMBEDDED_DATA})")
+            + (
+                " (the cluster's PostgreSQL)"
+                if cluster
+                else " (DATABASE_URL)"
+                if settings.database_url
+                else f" (embedded, data in {EMBEDDED_DATA})"
+            )
         )
-        database_url = resolve_url(settings.reveal_database_url())
+        if cluster:
+            database_url = cluster.database.url(temporal_cluster.STORE_OWNER, temporal_cluster.STORE_DATABASE)
+        else:
+            database_url = resolve_url(settings.reveal_database_url())
         applied = await migrate(database_url)
         say(f"  migrations applied: {applied or 'none needed'}")
         # Each service connects as its own PostgreSQL role and is given only the secrets it needs
-        # (deploy/README.md, "Who holds what").
-        database_urls = await roles.service_urls(database_url)
+        # (deploy/README.md, "Who holds what"). The cluster's PostgreSQL wants passwords, kept in its state.
+        passwords = (
+            {service: cluster.database.password(roles.login_role(service)) for service in roles.SERVICES}
+            if cluster
+            else None
+        )
+        database_urls = await roles.service_urls(database_url, passwords)
         identity_url = f"http://127.0.0.1:{args.identity_port}"
         env = {
-            **{name: value for name, value in os.environ.items() if not name.startswith("ENROLL_")},
+            # A process gets a Temporal profile (client certificate) only when it talks to Temporal: profile().
+            **{
+                name: value
+                for name, value in os.environ.items()
+                if not name.startswith("ENROLL_") and name != "TEMPORAL_PROFILE"
+            },
             "TEMPORAL_ADDRESS": f"127.0.0.1:{args.temporal_port}",
             "ENROLL_STANDINS_URL": standins_url,
             "ENROLL_IDENTITY_ISSUER": identity_url,
         }
+
+        def profile(name: str) -> dict[str, str]:
+            """The process's own client certificate on the cluster (nothing on the dev server)."""
+            return cluster.profile_env(name) if cluster else {}
+
         payload_keys = {"ENROLL_PAYLOAD_KEYS": deployment_secrets.payload_keys(settings)}
         lookup_key = {"ENROLL_LOOKUP_KEY": deployment_secrets.lookup_key(settings).secret.decode()}
 
@@ -268,8 +308,10 @@ async def run_demo(args) -> None:
             env,
         )
         wait_for_http(f"{identity_url}/.well-known/openid-configuration")
-        say(f"[1/6] Temporal dev server (state in {data / 'temporal' / 'temporal.db'}) and the codec server")
-        codec_url = f"http://127.0.0.1:{args.codec_port}"
+        if cluster:
+            say("[1/6] the codec server")
+        else:
+            say(f"[1/6] Temporal dev server (state in {data / 'temporal' / 'temporal.db'}) and the codec server")
         ui_origins = [f"http://127.0.0.1:{args.ui_port}", f"http://localhost:{args.ui_port}"]
         api_url = f"http://127.0.0.1:{args.api_port}"
         processes.start(
@@ -284,16 +326,18 @@ async def run_demo(args) -> None:
                 api_url,
                 *[part for o in ui_origins for part in ("--cors-origin", o)],
             ],
-            {**env, **payload_keys, **client_secret(CODEC_IDENTITY_CLIENT)},
+            {**env, **payload_keys, **client_secret(CODEC_IDENTITY_CLIENT), **profile("codec-server")},
         )
-        server = temporal_server.start(
-            data / "temporal" / "temporal.db",
-            port=args.temporal_port,
-            ui_port=args.ui_port,
-            log_file=logs / "temporal.log",
-            ui_codec_endpoint=codec_url,
-        )
-        await temporal_server.wait_until_serving(server.address)
+        if cluster is None:
+            server = temporal_server.start(
+                data / "temporal" / "temporal.db",
+                port=args.temporal_port,
+                ui_port=args.ui_port,
+                log_file=logs / "temporal.log",
+                ui_codec_endpoint=codec_url,
+            )
+            await temporal_server.wait_until_serving(server.address)
+        assert server is not None, "the dev server or the cluster"
         say(f"[2/6] the API (front door) on {api_url}; stand-in departments, platform and front end on {standins_url}")
         clients_file = api_clients_file(settings)
         api_env = {
@@ -303,6 +347,7 @@ async def run_demo(args) -> None:
             **client_secret(API_IDENTITY_CLIENT),
             "DATABASE_URL": database_urls["api"],
             "ENROLL_API_CLIENTS_FILE": str(clients_file),
+            **profile("api"),
         }
         processes.start("api", [sys.executable, "-m", "api", "--port", str(args.api_port)], api_env)
         wait_for_http(f"{api_url}/healthz")
@@ -342,6 +387,7 @@ async def run_demo(args) -> None:
             **client_secret(CONSOLE_CLIENT),
             "DATABASE_URL": database_urls["console"],
             "ENROLL_PLATFORM_URL": f"{standins_url}/platform",
+            **profile("console"),
         }
         processes.start("console", [sys.executable, "-m", "console", "--port", str(args.console_port)], console_env)
         workers_env = {
@@ -351,6 +397,7 @@ async def run_demo(args) -> None:
             "DATABASE_URL": database_urls["worker"],
             # One worker process at a time in the demo, so one metrics port.
             "ENROLL_METRICS_ADDRESS": os.environ.get("ENROLL_METRICS_ADDRESS") or "127.0.0.1:9464",
+            **profile("workers"),
         }
         say("[3/6] workers in phase one; parents apply in the enrollment system's front end (first half)")
         processes.start(
@@ -400,14 +447,25 @@ async def run_demo(args) -> None:
             reviewer = f"r-{waiting.district_code}-1"
             say("Try, in another terminal (from this folder):")
             say(f"  export TEMPORAL_ADDRESS=127.0.0.1:{args.temporal_port} ENROLL_IDENTITY_ISSUER={identity_url}")
+            if cluster:
+                say(f"  {cluster.export_line()}    # the operator's client certificate")
             say(f"  .venv/bin/enroll login    # as {reviewer}, password demo-{reviewer}")
             say(f"  .venv/bin/enroll awaiting-review --district {waiting.district_code}")
             say(f"  .venv/bin/enroll review {waiting.application_id} --decision approve --opinion 同意入学")
             say(f"  .venv/bin/enroll status {waiting.application_id}")
+            if cluster:
+                # The auditor's own login on the cluster's PostgreSQL, password included: a file, not the screen.
+                auditor_url = cluster.state_dir / "secrets" / "auditor-database-url"
+                write_private(auditor_url, database_urls["auditor"].encode())
+                say(f'  export DATABASE_URL="$(cat {auditor_url})"    # the case store, as the auditor')
             say(f"  .venv/bin/enroll audit case {waiting.application_id}    # who saw and did what")
         say(f"API (front door): {api_url}/openapi.json; signed clients in {clients_file}")
         say(f"Review console: {console_url} (signs in at the identity provider, {identity_url})")
         say("Worker metrics (Prometheus): http://127.0.0.1:9464/metrics")
+        if cluster:
+            say("Temporal (production topology): frontend, history, matching and worker processes, mTLS only;")
+            say(f"  to connect your own `temporal` and `enroll` commands: {cluster.export_line()}")
+            say(f"  cluster logs: {cluster.logs}")
         say(f"Logs: {logs}. Press Ctrl-C to stop everything.")
         if args.exit_after_summary:
             return
@@ -432,6 +490,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--console-port", type=int, default=8090)
     parser.add_argument("--api-port", type=int, default=8000)
     parser.add_argument("--identity-port", type=int, default=8900)
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run on the production topology (PostgreSQL, separate Temporal services, mTLS) instead of the dev server",
+    )
     parser.add_argument("--exit-after-summary", action="store_true", help="stop instead of waiting for Ctrl-C")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt, asyncio.CancelledError):

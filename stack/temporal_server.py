@@ -65,8 +65,14 @@ READ_ONLY_UI = {
 }
 
 
-def ui_config(temporal_address: str, port: int, codec_endpoint: str | None) -> dict[str, object]:
-    """The UI server's configuration: read-only, on loopback, decoding through the codec server if given."""
+def ui_config(
+    temporal_address: str, port: int, codec_endpoint: str | None, tls: dict[str, object] | None = None
+) -> dict[str, object]:
+    """The UI server's configuration: read-only, on loopback, decoding through the codec server if given.
+
+    `tls` is the UI server's own `tls` section (caFile, certFile, keyFile, serverName, ...) for a
+    frontend that requires client certificates (stack/cluster.py).
+    """
     config: dict[str, object] = {
         "temporalGrpcAddress": temporal_address,
         "host": "127.0.0.1",
@@ -80,18 +86,25 @@ def ui_config(temporal_address: str, port: int, codec_endpoint: str | None) -> d
     }
     if codec_endpoint:
         config["codec"] = {"endpoint": codec_endpoint, "includeCredentials": True}
+    if tls:
+        config["tls"] = tls
     return config
 
 
 def start_ui(
-    temporal_address: str, port: int, config_dir: Path, codec_endpoint: str | None, log_file: Path | None
+    temporal_address: str,
+    port: int,
+    config_dir: Path,
+    codec_endpoint: str | None,
+    log_file: Path | None,
+    tls: dict[str, object] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Run the UI server with `ui_config` (JSON is YAML, so the file needs no YAML writer)."""
     ui_server = find_ui_server()
     if ui_server is None:
         raise RuntimeError("Temporal UI server not found: run scripts/install-temporal-cli (or set TEMPORAL_UI_SERVER)")
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "readonly.yaml").write_text(json.dumps(ui_config(temporal_address, port, codec_endpoint)))
+    (config_dir / "readonly.yaml").write_text(json.dumps(ui_config(temporal_address, port, codec_endpoint, tls)))
     command = [str(ui_server), "--root", str(config_dir.parent), "--config", config_dir.name, "--env", "readonly"]
     with open(log_file or os.devnull, "ab") as output:
         return subprocess.Popen([*command, "start"], stdout=output, stderr=subprocess.STDOUT, start_new_session=True)

@@ -5,7 +5,6 @@ nothing else does, and a client certificate passes a real mutual-TLS server buil
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import ssl
 from collections.abc import Iterator
@@ -14,15 +13,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from activities.gateway import post_json
 from api import signing
 from enrollment import identity
 from enrollment.settings import Settings, SettingsError
+from stack.certificates import ensure_certificates
 from standins import VERIFIER_PATHS, Population
 from standins.__main__ import main as standins_cli
 from standins.runner import RunningStandins, start_in_thread
@@ -247,88 +243,22 @@ class Pki:
     stranger_key: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _issue(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Certificate | None,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    usage: x509.ObjectIdentifier | None = None,
-) -> x509.Certificate:
-    """A certificate for `subject`: a self-signed CA without `issuer`, else an end entity for `usage`."""
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer.subject if issuer else _name(subject))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
-    )
-    if issuer is None:
-        builder = builder.add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    if usage is not None:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    if usage == ExtendedKeyUsageOID.SERVER_AUTH:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write(folder: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
-    cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """A throw-away CA with a server and a client certificate, and a stranger's CA and client certificate."""
-    folder = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _issue("Throw-away gateway CA", ca_key, None, ca_key)
-    ca_path, _ = _write(folder, "ca", ca, ca_key)
-    server_key, client_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    server_cert, server_key_path = _write(
-        folder, "server", _issue("localhost", server_key, ca, ca_key, ExtendedKeyUsageOID.SERVER_AUTH), server_key
+    """A throw-away CA with a server and a client certificate, and a stranger's CA and client certificate
+    (the project's own certificate authority, stack/certificates.py, twice)."""
+    gateway = ensure_certificates(tmp_path_factory.mktemp("gateway-pki"), clients=(CLIENT_ID,))
+    stranger = ensure_certificates(tmp_path_factory.mktemp("stranger-pki"), clients=(CLIENT_ID,))
+    client, someone_else = gateway.client(CLIENT_ID), stranger.client(CLIENT_ID)
+    return Pki(
+        gateway.ca,
+        gateway.frontend.cert,
+        gateway.frontend.key,
+        client.cert,
+        client.key,
+        someone_else.cert,
+        someone_else.key,
     )
-    client_cert, client_key_path = _write(
-        folder, "client", _issue(CLIENT_ID, client_key, ca, ca_key, ExtendedKeyUsageOID.CLIENT_AUTH), client_key
-    )
-    stranger_ca_key, stranger_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    stranger_ca = _issue("Someone else's CA", stranger_ca_key, None, stranger_ca_key)
-    stranger_cert, stranger_key_path = _write(
-        folder,
-        "stranger",
-        _issue(CLIENT_ID, stranger_key, stranger_ca, stranger_ca_key, ExtendedKeyUsageOID.CLIENT_AUTH),
-        stranger_key,
-    )
-    return Pki(ca_path, server_cert, server_key_path, client_cert, client_key_path, stranger_cert, stranger_key_path)
 
 
 async def _answer(scope, receive, send) -> None:
