@@ -1,14 +1,18 @@
 """The lists each role works from: cases awaiting review (reviewers) and offline registration (staff).
 
-Temporal's visibility store says which cases of the district wait at the step;
-each case's own `status` query adds its channel and verification outcomes.
+The review queue reads the case store, which each case writes at every step: one indexed query per
+page, however many thousand cases a district has, with filters, sorting, search and paging. The
+offline list still asks Temporal's visibility store which cases wait, and each case's `status` query
+for why its verification failed (the reasons are not in the store).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from starlette.authentication import requires
 from starlette.requests import Request
@@ -19,10 +23,16 @@ from temporalio.client import Client
 from console.auth import signed_in
 from console.backends import backends
 from console.pages import Refusal, render
+from console.results import key_of
+from enrollment.application import Channel, RegistrationType, Stage
 from enrollment.case import CaseView
-from enrollment.statuses import CaseStatus
+from enrollment.policy import policy_book
+from enrollment.statuses import OUTCOME_LABELS, CaseStatus, RoutingPhase
+from enrollment.verifiers import VERIFIERS
 from starter.cases import CaseActionError, case_status, cases_awaiting
+from store.console_reads import SORTS, QueueFilters, queue_page
 
+_APPLICATION_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{2,39}")
 # Status queries in flight at once for one list, so a long list does not flood the frontend.
 QUERY_CONCURRENCY = 16
 
@@ -74,10 +84,84 @@ async def waiting(request: Request, status: CaseStatus) -> list[Listed]:
     ]
 
 
+PAGE_SIZE = 50
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "stage": get_args(Stage),
+    "registration_type": get_args(RegistrationType),
+    "channel": get_args(Channel),
+    "routing_phase": get_args(RoutingPhase),
+}
+_OUTCOMES = tuple(OUTCOME_LABELS)
+
+
+def _queue_filters(request: Request) -> tuple[QueueFilters, str, int]:
+    """The filters, sort and page a reviewer asked for; a bad one is a 400 naming the field and its rule."""
+    asked = request.query_params
+    problems: list[str] = []
+
+    def choice(name: str, allowed: tuple[str, ...]) -> str | None:
+        value = asked.get(name) or None
+        if value is not None and value not in allowed:
+            problems.append(f"{name}: must be one of {', '.join(allowed)}")
+            return None
+        return value
+
+    fields: dict[str, object] = {name: choice(name, allowed) for name, allowed in _CHOICES.items()}
+    outcomes = {verifier: choice(verifier, _OUTCOMES) for verifier in VERIFIERS}
+    fields["outcomes"] = {verifier: outcome for verifier, outcome in outcomes.items() if outcome}
+    for flag in ("reminded", "escalated"):
+        fields[flag] = {"yes": True, "no": False, None: None}.get(choice(flag, ("yes", "no")))
+    days = asked.get("days") or None
+    if days is not None:
+        try:
+            fields["min_days_waiting"] = float(days)
+            if not 0 <= float(days) <= 365:
+                raise ValueError
+        except ValueError:
+            problems.append("days: a number of days from 0 to 365")
+    search = (asked.get("q") or "").strip()
+    if search:
+        key = key_of(search, request.app.state.result_lookups.lookup)
+        if key is not None:
+            fields["person_key"] = key
+        elif _APPLICATION_ID.fullmatch(search.upper()):
+            fields["application_id"] = search.upper()
+        else:
+            problems.append("q: an application id or a student's or guardian's identity number")
+    sort = choice("sort", tuple(SORTS)) or "oldest"
+    try:
+        page = max(1, int(asked.get("page") or 1))
+    except ValueError:
+        problems.append("page: a whole number from 1")
+        page = 1
+    if problems:
+        raise Refusal(400, "筛选条件有误 Bad filter", "; ".join(problems))
+    return QueueFilters.model_validate(fields), sort, page
+
+
 @requires(["authenticated", "reviewer"])
 async def review_queue(request: Request) -> Response:
-    cases = await waiting(request, "awaiting_review")
-    return render(request, "queue.html", {"title": "待审核 Review queue", "cases": cases})
+    """The district's cases awaiting review from the case store: filtered, sorted, paged, with their freshness."""
+    filters, sort, page = _queue_filters(request)
+    district = signed_in(request).district
+    listed = await queue_page(backends(request).pool, district, "awaiting_review", filters, sort, page, PAGE_SIZE)
+    policy = policy_book().district(district)
+    pages = max(1, -(-listed.total // PAGE_SIZE))
+    kept = {name: value for name, value in request.query_params.items() if name != "page" and value}
+    context = {
+        "title": "待审核 Review queue",
+        "queue": listed,
+        "deadlines": policy.deadlines if policy else None,
+        "page": page,
+        "pages": pages,
+        "kept": kept,
+        "asked": request.query_params,
+        "choices": _CHOICES,
+        "outcomes": _OUTCOMES,
+        "sorts": tuple(SORTS),
+        "now": dt.datetime.now(dt.UTC),
+    }
+    return render(request, "queue.html", context)
 
 
 @requires(["authenticated", "staff"])

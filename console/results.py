@@ -111,7 +111,7 @@ def _is_application_id(text: str) -> bool:
     return False
 
 
-def _key_of(number: str, lookup: LookupSecret) -> str | None:
+def key_of(number: str, lookup: LookupSecret) -> str | None:
     """The number's keyed hash, or None when it is no identity number at all (GB 11643's check digit)."""
     number = number.strip().upper()
     try:
@@ -139,7 +139,7 @@ async def result(request: Request) -> Response:
         response = _page(request, "rate_limited", 429, application_id=application_id)
         response.headers.update(retry_after(wait))
         return response
-    key = _key_of(fields.get("id_number", ""), lookups.lookup)
+    key = key_of(fields.get("id_number", ""), lookups.lookup)
     if key is None:
         return _page(request, "not_an_id_number", 422, application_id=application_id)
     held = backends(request)

@@ -278,6 +278,19 @@ class CaseFile(BaseModel):
             "platform_synced": self.platform_synced,
         }
 
+    def queue_facts(self) -> dict[str, Any]:
+        """What a reviewer's queue shows and filters on, for the case store's row: since when the case is at
+        its step, each verifier's outcome, how many materials, and whether the review is overdue."""
+        since = self.entered_at
+        steps_now = {entry.step for entry in self.timeline if entry.at >= since}
+        return {
+            "status_since": since,
+            "verification_outcomes": {verifier: report.outcome for verifier, report in self.verifications.items()},
+            "materials_count": len(self.materials),
+            "reminded": "review_reminder" in steps_now,
+            "escalated": "review_escalated" in steps_now,
+        }
+
     def view(self) -> CaseView:
         return CaseView(
             **self.summary(),

@@ -8,6 +8,7 @@ from typing import Any
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
+from pydantic import Field
 
 from enrollment import identity
 from enrollment.application import Application
@@ -30,6 +31,13 @@ class CaseSnapshot(CaseSummary):
     submitted_at: dt.datetime
     first_seq: int
     events: list[TimelineEntry]
+    # What the review queue shows and filters on (CaseFile.queue_facts); defaults for a case of an
+    # earlier release whose worker has not been replaced yet.
+    status_since: dt.datetime | None = None
+    verification_outcomes: dict[str, str] = Field(default_factory=dict)
+    materials_count: int = 0
+    reminded: bool = False
+    escalated: bool = False
 
 
 # A case that ends without a place lets the child's one open application go; an approved one keeps it.
@@ -44,20 +52,28 @@ async def save_progress(pool: AsyncConnectionPool, snapshot: CaseSnapshot, looku
     row = snapshot.model_dump(exclude={"events", "first_seq", "student_id_number", "guardian_id_numbers"})
     row["student_key"] = _hashed(snapshot.student_id_number, lookup)
     row["guardian_keys"] = [_hashed(number, lookup) for number in snapshot.guardian_id_numbers]
+    entered = (entry.at for entry in reversed(snapshot.events) if entry.step == snapshot.status)
+    row["status_since"] = snapshot.status_since or next(entered, snapshot.submitted_at)
+    row["verification_outcomes"] = Jsonb(snapshot.verification_outcomes)
     async with pool.connection() as conn, conn.transaction():
         await conn.execute(
             """
             INSERT INTO cases (application_id, workflow_id, status, progress, routing_phase, channel, stage,
                                registration_type, district_code, school_year, policy_version, student_key,
-                               guardian_keys, auto_filled_count, platform_synced, submitted_at, updated_at)
+                               guardian_keys, auto_filled_count, platform_synced, submitted_at, updated_at,
+                               status_since, verification_outcomes, materials_count, reminded, escalated)
             VALUES (%(application_id)s, %(workflow_id)s, %(status)s, %(progress)s, %(routing_phase)s, %(channel)s,
                     %(stage)s, %(registration_type)s, %(district_code)s, %(school_year)s, %(policy_version)s,
                     %(student_key)s, %(guardian_keys)s, %(auto_filled_count)s, %(platform_synced)s,
-                    %(submitted_at)s, now())
+                    %(submitted_at)s, now(), %(status_since)s, %(verification_outcomes)s, %(materials_count)s,
+                    %(reminded)s, %(escalated)s)
             ON CONFLICT (application_id) DO UPDATE SET
                 status = EXCLUDED.status, progress = EXCLUDED.progress, routing_phase = EXCLUDED.routing_phase,
                 policy_version = EXCLUDED.policy_version, auto_filled_count = EXCLUDED.auto_filled_count,
-                platform_synced = EXCLUDED.platform_synced, updated_at = now()
+                platform_synced = EXCLUDED.platform_synced, updated_at = now(),
+                status_since = EXCLUDED.status_since, verification_outcomes = EXCLUDED.verification_outcomes,
+                materials_count = EXCLUDED.materials_count, reminded = EXCLUDED.reminded,
+                escalated = EXCLUDED.escalated
             WHERE cases.progress <= EXCLUDED.progress
             """,
             row,

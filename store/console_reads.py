@@ -1,4 +1,5 @@
-"""What the review console reads from the case store: a case's archive card, and whether a student is the case's.
+"""What the review console reads from the case store: the district's review queue, a case's archive card,
+and whether a student is the case's.
 
 The console shows the card beside the case's own view, so a reviewer sees whether the
 store has caught up with the case and which documents were filed when it ended. The
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
@@ -62,3 +65,91 @@ async def student_matches(pool: AsyncConnectionPool, application_id: str, studen
             await conn.execute("SELECT case_student_matches(%s, %s)", (application_id, student_key))
         ).fetchone()
     return bool(row and row[0])
+
+
+class QueueFilters(BaseModel):
+    """A reviewer's filters on the district's queue; None leaves a filter off."""
+
+    stage: str | None = None
+    registration_type: str | None = None
+    channel: str | None = None
+    routing_phase: str | None = None
+    # verifier -> the outcome it must have had (e.g. {"hukou": "matched"})
+    outcomes: dict[str, str] = {}
+    min_days_waiting: float | None = None
+    reminded: bool | None = None
+    escalated: bool | None = None
+    application_id: str | None = None
+    # The keyed hash of a student's or guardian's identity number (never the number itself).
+    person_key: str | None = None
+
+
+class QueueRow(BaseModel):
+    application_id: str
+    stage: str
+    registration_type: str
+    routing_phase: str | None
+    channel: str
+    status_since: dt.datetime
+    verification_outcomes: dict[str, str]
+    auto_filled_count: int
+    materials_count: int
+    reminded: bool
+    escalated: bool
+
+
+class QueuePage(BaseModel):
+    rows: list[QueueRow]
+    total: int
+    # When the store last heard from any of the district's cases at this step: how fresh the page is.
+    as_of: dt.datetime | None
+
+
+SORTS = {"oldest": "status_since ASC, application_id ASC", "newest": "status_since DESC, application_id DESC"}
+
+
+async def queue_page(
+    pool: AsyncConnectionPool,
+    district_code: str,
+    status: str,
+    filters: QueueFilters,
+    sort: str = "oldest",
+    page: int = 1,
+    page_size: int = 50,
+) -> QueuePage:
+    """One page of a district's cases at `status`, filtered and sorted, from the case store (one indexed query).
+
+    The queue is the case store's row, which the case writes at each step; `as_of` says how recent it is.
+    """
+    where = ["district_code = %(district)s", "status = %(status)s"]
+    params: dict[str, object] = {"district": district_code, "status": status}
+    for column in ("stage", "registration_type", "channel", "routing_phase", "reminded", "escalated"):
+        value = getattr(filters, column)
+        if value is not None:
+            where.append(f"{column} = %({column})s")
+            params[column] = value
+    if filters.outcomes:
+        where.append("verification_outcomes @> %(outcomes)s")
+        params["outcomes"] = Jsonb(filters.outcomes)
+    if filters.min_days_waiting is not None:
+        where.append("status_since <= now() - make_interval(secs => %(waiting)s)")
+        params["waiting"] = filters.min_days_waiting * 86400
+    if filters.application_id:
+        where.append("application_id = %(application_id)s")
+        params["application_id"] = filters.application_id
+    if filters.person_key:
+        where.append("application_id IN (SELECT district_cases_of_person(%(district)s, %(person_key)s))")
+        params["person_key"] = filters.person_key
+    condition = " AND ".join(where)
+    params |= {"limit": page_size, "offset": (max(page, 1) - 1) * page_size}
+    query = (
+        "SELECT application_id, stage, registration_type, routing_phase, channel, status_since,"
+        " verification_outcomes, auto_filled_count, materials_count, reminded, escalated"
+        f" FROM cases WHERE {condition} ORDER BY {SORTS[sort]} LIMIT %(limit)s OFFSET %(offset)s"
+    )
+    summary = f"SELECT count(*), max(updated_at) FROM cases WHERE {condition}"
+    async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        rows = await (await cursor.execute(query, params)).fetchall()
+        counted = await (await cursor.execute(summary, params)).fetchone()
+    assert counted is not None, "an aggregate has one row"
+    return QueuePage(rows=[QueueRow(**row) for row in rows], total=counted["count"], as_of=counted["max"])

@@ -38,8 +38,10 @@ from enrollment.statuses import STATUS_LABELS
 from standins.identity_provider import RunningIdentityProvider
 from starter.cases import case_status
 from store import audit, console_sessions
+from store.cases import CaseSnapshot, save_progress
 from tests.support.identity import CLIENT_SECRETS, CONSOLE
 from tests.support.identity_console import (
+    PRODUCT_LOOKUP,
     provider_form,
     served_console,
     set_disabled,
@@ -591,3 +593,74 @@ def test_no_page_shows_a_full_identity_number_whatever_a_template_is_given(conso
         user=None, title="t", heading=Markup(f"<b>{number}</b>"), message="m"
     )
     assert number not in markup and f"<b>{identity.mask(number)}</b>" in markup, "markup stays markup, masked"
+
+
+def queue_ids(page: httpx.Response) -> list[str]:
+    assert page.status_code == 200, page.text
+    return re.findall(r'href="/cases/([A-Za-z0-9-]+)"', page.text)
+
+
+def queue_count(page: httpx.Response) -> int:
+    return int(first_group(r'id="queue-count">(\d+)<', page.text))
+
+
+async def test_the_queue_pages_filters_and_searches_a_districts_cases_from_the_store(console, cases, store_pool):
+    """120 service-point cases written into the store as their cases would: one indexed query a page."""
+    began = dt.datetime.now(dt.UTC) - dt.timedelta(days=6)
+    guardians = {}
+    for i in range(120):
+        guardians[i] = identity.make(DISTRICT, dt.date(1985, 1, 1) + dt.timedelta(days=i), 100 + i, "female")
+        snapshot = CaseSnapshot(
+            application_id=f"SC2027-Q{i:05d}",
+            workflow_id=f"case-SC2027-Q{i:05d}",
+            status="awaiting_review",
+            progress=1,
+            routing_phase="phase_one",
+            channel="service_point",
+            stage="junior" if i % 3 == 0 else "primary",
+            registration_type="hukou",
+            district_code=DISTRICT,
+            school_year=2027,
+            policy_version="510100@2027.2",
+            auto_filled_count=9,
+            platform_synced=False,
+            student_id_number=identity.make(DISTRICT, dt.date(2020, 1, 1) + dt.timedelta(days=i), 100 + i, "male"),
+            guardian_id_numbers=[guardians[i]],
+            submitted_at=began,
+            first_seq=0,
+            events=[],
+            status_since=began + dt.timedelta(hours=i),
+            verification_outcomes={"hukou": "mismatch" if i % 10 == 0 else "matched"},
+            materials_count=i % 4,
+            reminded=i % 5 == 0,
+            escalated=i % 20 == 0,
+        )
+        await save_progress(store_pool, snapshot, PRODUCT_LOOKUP)
+    reviewer = signed_in(console, REVIEWER)
+    ours = "/queue?channel=service_point"
+
+    first = reviewer.get(ours)
+    assert queue_count(first) == 120 and len(queue_ids(first)) == 50
+    assert queue_ids(first)[:2] == ["SC2027-Q00000", "SC2027-Q00001"], "oldest first"
+    assert "数据截至 as of" in text_of(first) and 'rel="next"' in first.text
+    last = reviewer.get(f"{ours}&page=3")
+    assert queue_ids(last) == [f"SC2027-Q{i:05d}" for i in range(100, 120)] and 'rel="next"' not in last.text
+    assert queue_ids(reviewer.get(f"{ours}&sort=newest"))[0] == "SC2027-Q00119"
+
+    assert queue_count(reviewer.get(f"{ours}&hukou=mismatch")) == 12
+    assert queue_count(reviewer.get(f"{ours}&stage=junior")) == 40
+    assert queue_count(reviewer.get(f"{ours}&reminded=yes")) == 24
+    assert queue_count(reviewer.get(f"{ours}&escalated=yes&stage=junior")) == 2
+    assert queue_count(reviewer.get(f"{ours}&days=5.5")) == 13, "waiting at least 5.5 days: the first 13"
+    escalated = reviewer.get(f"{ours}&escalated=yes")
+    assert escalated.text.count('class="escalated"') == 6
+
+    assert queue_ids(reviewer.get("/queue?q=SC2027-Q00042")) == ["SC2027-Q00042"]
+    assert queue_ids(reviewer.get(f"/queue?q={guardians[7]}")) == ["SC2027-Q00007"], "by the guardian's number"
+    outsider = signed_in(console, OUTSIDER)
+    assert queue_ids(outsider.get(f"/queue?q={guardians[7]}")) == [], "never another district's case"
+
+    for bad in ("q=not-a-thing!", "stage=college", "hukou=maybe", "days=-7.25", "page=two", "sort=random"):
+        refused = reviewer.get(f"/queue?{bad}")
+        name, value = bad.split("=")
+        assert refused.status_code == 400 and f"{name}:" in refused.text and value not in text_of(refused), bad

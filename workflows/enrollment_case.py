@@ -439,6 +439,7 @@ class EnrollmentCase:
             ArchiveActivities.record_progress,
             CaseSnapshot(
                 **self.case.summary(),
+                **self.case.queue_facts(),
                 workflow_id=workflow.info().workflow_id,
                 progress=upto,
                 student_id_number=app.student.id_number,
