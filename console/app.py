@@ -21,7 +21,7 @@ from starlette.routing import Route
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
-from console import auth, cases, pages, queue, results, signin
+from console import auth, bulk, cases, pages, queue, results, signin
 from console.backends import ClientSource, IdentityClient, PoolSource, lifespan
 from console.results import LookupLimits, ResultLookups
 from console.sessions import SESSION_COOKIE, SessionPolicy
@@ -57,6 +57,7 @@ def create_app(
         routes=[
             *signin.routes,
             *queue.routes,
+            *bulk.routes,
             *cases.routes,
             *results.routes,
             Route("/healthz", pages.healthz, methods=["GET"]),
@@ -84,4 +85,7 @@ def create_app(
     app.state.security_headers = headers
     app.state.session_policy = policy
     app.state.result_lookups = ResultLookups(lookup, lookup_limits or LookupLimits())
+    # Bulk approvals running in this process, and their tasks (held so they are not collected mid-way).
+    app.state.bulk_jobs = {}
+    app.state.bulk_tasks = set()
     return app

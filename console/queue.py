@@ -85,6 +85,8 @@ async def waiting(request: Request, status: CaseStatus) -> list[Listed]:
 
 
 PAGE_SIZE = 50
+# The most clean cases one bulk approval takes (console/bulk.py).
+BULK_LIMIT = 500
 _CHOICES: dict[str, tuple[str, ...]] = {
     "stage": get_args(Stage),
     "registration_type": get_args(RegistrationType),
@@ -94,7 +96,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _OUTCOMES = tuple(OUTCOME_LABELS)
 
 
-def _queue_filters(request: Request) -> tuple[QueueFilters, str, int]:
+def queue_filters(request: Request) -> tuple[QueueFilters, str, int]:
     """The filters, sort and page a reviewer asked for; a bad one is a 400 naming the field and its rule."""
     asked = request.query_params
     problems: list[str] = []
@@ -142,7 +144,7 @@ def _queue_filters(request: Request) -> tuple[QueueFilters, str, int]:
 @requires(["authenticated", "reviewer"])
 async def review_queue(request: Request) -> Response:
     """The district's cases awaiting review from the case store: filtered, sorted, paged, with their freshness."""
-    filters, sort, page = _queue_filters(request)
+    filters, sort, page = queue_filters(request)
     district = signed_in(request).district
     listed = await queue_page(backends(request).pool, district, "awaiting_review", filters, sort, page, PAGE_SIZE)
     policy = policy_book().district(district)
@@ -160,6 +162,7 @@ async def review_queue(request: Request) -> Response:
         "outcomes": _OUTCOMES,
         "sorts": tuple(SORTS),
         "now": dt.datetime.now(dt.UTC),
+        "bulk_limit": BULK_LIMIT,
     }
     return render(request, "queue.html", context)
 

@@ -82,6 +82,8 @@ class QueueFilters(BaseModel):
     application_id: str | None = None
     # The keyed hash of a student's or guardian's identity number (never the number itself).
     person_key: str | None = None
+    # Only cases whose every verification matched or was not required (what a bulk approval takes).
+    clean: bool = False
 
 
 class QueueRow(BaseModel):
@@ -140,6 +142,11 @@ async def queue_page(
     if filters.person_key:
         where.append("application_id IN (SELECT district_cases_of_person(%(district)s, %(person_key)s))")
         params["person_key"] = filters.person_key
+    if filters.clean:
+        where.append(
+            "verification_outcomes <> '{}' AND NOT EXISTS (SELECT FROM jsonb_each_text(verification_outcomes) AS o"
+            " WHERE o.value NOT IN ('matched', 'not_required'))"
+        )
     condition = " AND ".join(where)
     params |= {"limit": page_size, "offset": (max(page, 1) - 1) * page_size}
     query = (

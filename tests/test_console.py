@@ -38,6 +38,7 @@ from enrollment.statuses import STATUS_LABELS
 from standins.identity_provider import RunningIdentityProvider
 from starter.cases import case_status
 from store import audit, console_sessions
+from store import cases as store
 from store.cases import CaseSnapshot, save_progress
 from tests.support.identity import CLIENT_SECRETS, CONSOLE
 from tests.support.identity_console import (
@@ -664,3 +665,75 @@ async def test_the_queue_pages_filters_and_searches_a_districts_cases_from_the_s
         refused = reviewer.get(f"/queue?{bad}")
         name, value = bad.split("=")
         assert refused.status_code == 400 and f"{name}:" in refused.text and value not in text_of(refused), bad
+
+
+async def test_a_bulk_approval_decides_each_clean_case_once_and_skips_what_changed(
+    console, environment, dev_client, population, store_pool, tmp_path
+):
+    district, reviewer_id = "510106", "r-510106-1"
+    fresh = [
+        {**a, "channel": "enrollment_system"}
+        for a in population.by_scenario("hukou_verified")
+        if a["district_code"] == district
+    ][:4]
+    path = tmp_path / "bulk.jsonl"
+    path.write_text("\n".join(json.dumps(a, ensure_ascii=False) for a in fresh) + "\n", encoding="utf-8")
+    assert enroll(environment, "submit", str(path)).returncode == 0
+    for application in fresh:
+        await wait_for_status(dev_client, application["application_id"], "awaiting_review")
+    reviewer = signed_in(console, reviewer_id)
+    # One is decided on its own page; the store is then made to show it waiting still (a stale row).
+    decided = fresh[3]["application_id"]
+    page = reviewer.get(f"/cases/{decided}")
+    approval = {"csrf": csrf_of(page), "decision": "approve", "opinion": "同意"}
+    assert reviewer.post(f"/cases/{decided}/review", data=approval).status_code == 200
+    record = await store.case_record(store_pool, decided)
+    assert record is not None
+    await save_progress(
+        store_pool,
+        CaseSnapshot.model_validate(
+            {
+                **record["case"],
+                "status": "awaiting_review",
+                "progress": 999,
+                "student_id_number": identity.make(district, dt.date(2020, 2, 2), 7, "male"),
+                "guardian_id_numbers": [],
+                "first_seq": 999,
+                "events": [],
+                "verification_outcomes": {"hukou": "matched"},
+            }
+        ),
+        PRODUCT_LOOKUP,
+    )
+
+    queue = reviewer.get("/queue?channel=enrollment_system")
+    assert queue_count(queue) == 4
+    empty = reviewer.post("/queue/bulk?channel=enrollment_system", data={"csrf": csrf_of(queue), "opinion": ""})
+    assert empty.status_code == 422
+    started = reviewer.post(
+        "/queue/bulk?channel=enrollment_system",
+        data={"csrf": csrf_of(queue), "opinion": "材料齐全，同意入学"},
+        follow_redirects=False,
+    )
+    assert started.status_code == 303
+    job_page = started.headers["location"]
+    done = await wait_until(
+        lambda: asyncio.to_thread(reviewer.get, job_page),
+        until=lambda page: "已完成 Finished" in page.text,
+        timeout=60,
+        interval=0.5,
+        message="the bulk approval finished",
+    )
+    rows = re.findall(r'<tr class="r-(\w+)"><td><a class="mono" href="/cases/([^"]+)"', done.text)
+    results = {app_id: outcome for outcome, app_id in rows}
+    assert results == {a["application_id"]: "approved" for a in fresh[:3]} | {decided: "skipped"}, results
+    assert "the case is now approved" in text_of(done)
+    for application in fresh:
+        view = await case_status(dev_client, application["application_id"])
+        assert view.status == "approved" and len(view.reviews) == 1, "one decision per case"
+    first = fresh[0]["application_id"]
+    events = [e for e in await audit.events_for_case(store_pool, first) if e.action == "review:approve"]
+    assert [(e.actor, e.outcome) for e in events] == [(reviewer_id, "recorded")] and events[0].detail["bulk"]
+
+    assert signed_in(console, OUTSIDER).get(job_page).status_code == 404, "only its reviewer sees a job"
+    assert signed_in(console, STAFF).post("/queue/bulk", data={"csrf": "x", "opinion": "同意"}).status_code == 403
