@@ -8,6 +8,7 @@ another district is "not found", exactly like a case that does not exist.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import structlog
@@ -23,7 +24,7 @@ from console.auth import PROVIDER_UNAVAILABLE, checked_form, prover, signed_in
 from console.backends import backends
 from console.pages import Refusal, render
 from enrollment.application import ApplicationId
-from enrollment.case import CaseView, FilledElement, OfflineRegistration, Review, SchoolSelection
+from enrollment.case import CaseView, Claim, FilledElement, OfflineRegistration, Review, SchoolSelection
 from enrollment.oidc import IdentityError, IdentityUnavailable
 from enrollment.policy import policy_book
 from enrollment.statuses import DECISIONS, STATUS_LABELS
@@ -100,6 +101,16 @@ def _schools(view: CaseView) -> list[tuple[str, str]]:
     ]
 
 
+# What a bureau's person sends a case from the console, each proven as them.
+PersonsMessage = Review | OfflineRegistration | Claim
+
+
+def _holder(view: CaseView) -> str | None:
+    """Who holds the case for review now: a hold whose lease has run out holds nothing."""
+    claim = view.claim
+    return claim.holder if claim is not None and claim.until > dt.datetime.now(dt.UTC) else None
+
+
 async def show_case(
     request: Request, application_id: str, view: CaseView, outcome: Outcome | None = None, status_code: int = 200
 ) -> Response:
@@ -117,6 +128,7 @@ async def show_case(
         "archive_note": archive_note,
         "outcome": outcome,
         "reviewing": role == "reviewer" and view.status == "awaiting_review",
+        "held_by": _holder(view),
         "registering": registering,
         "schools": _schools(view) if registering else [],
         "max_opinion": MAX_OPINION_LENGTH,
@@ -133,7 +145,9 @@ async def case_page(request: Request) -> Response:
     return await show_case(request, application_id, view)
 
 
-async def _send(request: Request, application_id: str, action: str, message: Review | OfflineRegistration) -> Outcome:
+async def _send(
+    request: Request, application_id: str, action: str, message: Review | OfflineRegistration | Claim
+) -> Outcome:
     """The case's receipt as the page shows it: recorded, or refused with the case's (or the provider's) reason."""
     actor = signed_in(request).actor
     try:
@@ -153,7 +167,9 @@ async def _send(request: Request, application_id: str, action: str, message: Rev
     return Outcome(True, f"已记录 Recorded · 案件现为 case is now {STATUS_LABELS[receipt.status]}")
 
 
-async def _act(request: Request, application_id: str, action: str, message: Review | OfflineRegistration) -> Response:
+async def _act(
+    request: Request, application_id: str, action: str, message: Review | OfflineRegistration | Claim
+) -> Response:
     outcome = await _send(request, application_id, action, message)
     view = await case_of_district(request, application_id, action)
     return await show_case(request, application_id, view, outcome, outcome.status_code)
@@ -173,6 +189,19 @@ async def review(request: Request) -> Response:
         decision=decision,
         opinion=fields.get("opinion", ""),
     )
+    return await _act(request, application_id, action, message)
+
+
+@requires(["authenticated", "reviewer"])
+async def claim(request: Request) -> Response:
+    fields = await checked_form(request)
+    application_id = _application_id(request)
+    action = fields.get("action", "")
+    if action not in ("claim", "release"):
+        raise Refusal(400, "操作有误 Bad action", "action: must be claim or release")
+    await case_of_district(request, application_id, action)
+    person = signed_in(request)
+    message = Claim.model_validate({"action": action, "reviewer_id": person.identity, "district_code": person.district})
     return await _act(request, application_id, action, message)
 
 
@@ -212,5 +241,6 @@ async def register(request: Request) -> Response:
 routes = [
     Route("/cases/{application_id}", case_page, methods=["GET"]),
     Route("/cases/{application_id}/review", review, methods=["POST"]),
+    Route("/cases/{application_id}/claim", claim, methods=["POST"]),
     Route("/cases/{application_id}/register", register, methods=["POST"]),
 ]

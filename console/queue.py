@@ -113,6 +113,8 @@ def queue_filters(request: Request) -> tuple[QueueFilters, str, int]:
     fields["outcomes"] = {verifier: outcome for verifier, outcome in outcomes.items() if outcome}
     for flag in ("reminded", "escalated"):
         fields[flag] = {"yes": True, "no": False, None: None}.get(choice(flag, ("yes", "no")))
+    held = choice("held", ("me", "unassigned"))
+    fields["held_by"] = signed_in(request).identity if held == "me" else held
     days = asked.get("days") or None
     if days is not None:
         try:

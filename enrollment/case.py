@@ -9,7 +9,7 @@ case took it and, if not, why.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -134,6 +134,23 @@ class Reverification(_Message):
     proof: str | None = None
 
 
+class Claim(_Message):
+    """A reviewer takes a case awaiting review for themselves (`claim`, which also renews their hold) or
+    gives it back (`release`). While held, other reviewers see who holds it and cannot decide it."""
+
+    action: Literal["claim", "release"]
+    reviewer_id: str
+    district_code: str
+    proof: str | None = None
+
+
+class ClaimHold(_Message):
+    """Who holds a case awaiting review, and until when (the policy's lease, renewed by claiming again)."""
+
+    holder: str
+    until: dt.datetime
+
+
 # The Update each message is sent as: the action its proof must name.
 ACTIONS: dict[type[BaseModel], str] = {
     Review: "review",
@@ -142,6 +159,7 @@ ACTIONS: dict[type[BaseModel], str] = {
     Withdrawal: "withdraw",
     SchoolSelection: "select_school",
     Reverification: "reverify",
+    Claim: "claim",
 }
 
 
@@ -213,6 +231,8 @@ class CaseView(CaseSummary):
     review: ReviewRecord | None
     reviews: list[ReviewRecord]
     timeline: list[TimelineEntry]
+    # Who holds the case for review, if anyone took it (release 1.3; the hold may have lapsed since).
+    claim: ClaimHold | None = None
 
 
 class CaseFile(BaseModel):
@@ -245,6 +265,8 @@ class CaseFile(BaseModel):
     delayed: list[Verifier] = Field(default_factory=list)
     # Ops asked to verify again what no department answered; the flow does it and clears this.
     reverification: Reverification | None = None
+    # The reviewer holding the case while it awaits review (release 1.3); lapses at `until`.
+    claim: ClaimHold | None = None
     platform_synced: bool = False
     timeline: list[TimelineEntry] = Field(default_factory=list)
     # True while the flow waits for a person's message or a deadline, so a message's handler knows
@@ -289,6 +311,8 @@ class CaseFile(BaseModel):
             "materials_count": len(self.materials),
             "reminded": "review_reminder" in steps_now,
             "escalated": "review_escalated" in steps_now,
+            "claimed_by": self.claim.holder if self.claim else None,
+            "claimed_until": self.claim.until if self.claim else None,
         }
 
     def view(self) -> CaseView:
@@ -302,4 +326,5 @@ class CaseFile(BaseModel):
             review=self.reviews[-1] if self.reviews else None,
             reviews=self.reviews,
             timeline=self.timeline,
+            claim=self.claim,
         )

@@ -99,6 +99,8 @@ class DistrictPolicy(_Frozen):
     registration_types: dict[RegistrationType, RegistrationRule]
     deadlines: Deadlines
     verification_patience: VerificationPatience = VerificationPatience()
+    # How long a reviewer's claim on a case holds unless renewed: a reviewer who leaves does not block it.
+    claim_lease_hours: float = Field(default=4, gt=0)
     zones: list[Zone]
 
     def required_verifications(self, registration_type: RegistrationType) -> list[Verifier]:

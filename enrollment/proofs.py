@@ -44,6 +44,7 @@ ACTION_ROLES: Mapping[str, frozenset[str]] = MappingProxyType(
         "withdraw": frozenset({"platform"}),
         "select_school": frozenset({"platform"}),
         "reverify": frozenset({"ops"}),
+        "claim": frozenset({"reviewer"}),
     }
 )
 # Roles that belong to one district, whose proofs must name the case's district.

@@ -38,6 +38,8 @@ class CaseSnapshot(CaseSummary):
     materials_count: int = 0
     reminded: bool = False
     escalated: bool = False
+    claimed_by: str | None = None
+    claimed_until: dt.datetime | None = None
 
 
 # A case that ends without a place lets the child's one open application go; an approved one keeps it.
@@ -61,19 +63,21 @@ async def save_progress(pool: AsyncConnectionPool, snapshot: CaseSnapshot, looku
             INSERT INTO cases (application_id, workflow_id, status, progress, routing_phase, channel, stage,
                                registration_type, district_code, school_year, policy_version, student_key,
                                guardian_keys, auto_filled_count, platform_synced, submitted_at, updated_at,
-                               status_since, verification_outcomes, materials_count, reminded, escalated)
+                               status_since, verification_outcomes, materials_count, reminded, escalated,
+                               claimed_by, claimed_until)
             VALUES (%(application_id)s, %(workflow_id)s, %(status)s, %(progress)s, %(routing_phase)s, %(channel)s,
                     %(stage)s, %(registration_type)s, %(district_code)s, %(school_year)s, %(policy_version)s,
                     %(student_key)s, %(guardian_keys)s, %(auto_filled_count)s, %(platform_synced)s,
                     %(submitted_at)s, now(), %(status_since)s, %(verification_outcomes)s, %(materials_count)s,
-                    %(reminded)s, %(escalated)s)
+                    %(reminded)s, %(escalated)s, %(claimed_by)s, %(claimed_until)s)
             ON CONFLICT (application_id) DO UPDATE SET
                 status = EXCLUDED.status, progress = EXCLUDED.progress, routing_phase = EXCLUDED.routing_phase,
                 policy_version = EXCLUDED.policy_version, auto_filled_count = EXCLUDED.auto_filled_count,
                 platform_synced = EXCLUDED.platform_synced, updated_at = now(),
                 status_since = EXCLUDED.status_since, verification_outcomes = EXCLUDED.verification_outcomes,
                 materials_count = EXCLUDED.materials_count, reminded = EXCLUDED.reminded,
-                escalated = EXCLUDED.escalated
+                escalated = EXCLUDED.escalated, claimed_by = EXCLUDED.claimed_by,
+                claimed_until = EXCLUDED.claimed_until
             WHERE cases.progress <= EXCLUDED.progress
             """,
             row,

@@ -84,6 +84,8 @@ class QueueFilters(BaseModel):
     person_key: str | None = None
     # Only cases whose every verification matched or was not required (what a bulk approval takes).
     clean: bool = False
+    # "unassigned": nobody holds the case; anything else: the reviewer whose hold it is.
+    held_by: str | None = None
 
 
 class QueueRow(BaseModel):
@@ -98,6 +100,8 @@ class QueueRow(BaseModel):
     materials_count: int
     reminded: bool
     escalated: bool
+    claimed_by: str | None
+    claimed_until: dt.datetime | None
 
 
 class QueuePage(BaseModel):
@@ -142,6 +146,11 @@ async def queue_page(
     if filters.person_key:
         where.append("application_id IN (SELECT district_cases_of_person(%(district)s, %(person_key)s))")
         params["person_key"] = filters.person_key
+    if filters.held_by == "unassigned":
+        where.append("(claimed_by IS NULL OR claimed_until <= now())")
+    elif filters.held_by is not None:
+        where.append("claimed_by = %(held_by)s AND claimed_until > now()")
+        params["held_by"] = filters.held_by
     if filters.clean:
         where.append(
             "verification_outcomes <> '{}' AND NOT EXISTS (SELECT FROM jsonb_each_text(verification_outcomes) AS o"
@@ -151,7 +160,7 @@ async def queue_page(
     params |= {"limit": page_size, "offset": (max(page, 1) - 1) * page_size}
     query = (
         "SELECT application_id, stage, registration_type, routing_phase, channel, status_since,"
-        " verification_outcomes, auto_filled_count, materials_count, reminded, escalated"
+        " verification_outcomes, auto_filled_count, materials_count, reminded, escalated, claimed_by, claimed_until"
         f" FROM cases WHERE {condition} ORDER BY {SORTS[sort]} LIMIT %(limit)s OFFSET %(offset)s"
     )
     summary = f"SELECT count(*), max(updated_at) FROM cases WHERE {condition}"

@@ -737,3 +737,51 @@ async def test_a_bulk_approval_decides_each_clean_case_once_and_skips_what_chang
 
     assert signed_in(console, OUTSIDER).get(job_page).status_code == 404, "only its reviewer sees a job"
     assert signed_in(console, STAFF).post("/queue/bulk", data={"csrf": "x", "opinion": "同意"}).status_code == 403
+
+
+async def test_two_reviewers_one_claims_a_case_and_the_other_sees_it_held(
+    console, cases, environment, dev_client, population, tmp_path
+):
+    taken = {case["application_id"] for case in cases.values()}
+    application = next(
+        a
+        for a in population.by_scenario("non_hukou_verified")
+        if a["district_code"] == DISTRICT and a["application_id"] not in taken
+    )
+    app_id = application["application_id"]
+    path = tmp_path / "claimed.jsonl"
+    path.write_text(json.dumps(application, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert enroll(environment, "submit", str(path)).returncode == 0
+    await wait_for_status(dev_client, app_id, "awaiting_review")
+    first, second = signed_in(console, REVIEWER), signed_in(console, SECOND_REVIEWER)
+
+    page = first.get(f"/cases/{app_id}")
+    assert 'id="held-by-nobody"' in page.text
+    claimed = first.post(f"/cases/{app_id}/claim", data={"csrf": csrf_of(page), "action": "claim"})
+    assert claimed.status_code == 200 and first_group(r'id="held-by">([^<]+)<', claimed.text) == REVIEWER
+
+    seen = second.get(f"/cases/{app_id}")
+    assert first_group(r'id="held-by">([^<]+)<', seen.text) == REVIEWER
+    assert 'value="claim"' not in seen.text, "no claim button on a case another reviewer holds"
+    refused = second.post(
+        f"/cases/{app_id}/review", data={"csrf": csrf_of(seen), "decision": "approve", "opinion": "同意"}
+    )
+    assert refused.status_code == 409 and f"claimed by {REVIEWER}" in text_of(refused)
+    mine = await wait_until(
+        lambda: asyncio.to_thread(first.get, "/queue?held=me"),
+        until=lambda queue: app_id in queue_ids(queue),
+        timeout=20,
+        interval=0.3,
+        message="the claim in the queue",
+    )
+    assert REVIEWER in text_of(mine)
+    assert app_id not in queue_ids(second.get("/queue?held=unassigned"))
+    assert app_id not in queue_ids(second.get("/queue?held=me"))
+
+    released = first.post(f"/cases/{app_id}/claim", data={"csrf": csrf_of(page), "action": "release"})
+    assert released.status_code == 200 and 'id="held-by-nobody"' in released.text
+    approved = second.post(
+        f"/cases/{app_id}/review", data={"csrf": csrf_of(seen), "decision": "approve", "opinion": "同意入学"}
+    )
+    assert approved.status_code == 200, text_of(approved)
+    assert (await case_status(dev_client, app_id)).reviews[-1].reviewer_id == SECOND_REVIEWER

@@ -120,6 +120,7 @@ def test_every_action_has_its_roles():
         "withdraw": {"platform"},
         "select_school": {"platform"},
         "reverify": {"ops"},
+        "claim": {"reviewer"},
     }
 
 

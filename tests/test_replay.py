@@ -26,6 +26,7 @@ from enrollment.case import (
     WORKFLOW_TYPE,
     CaseInput,
     CaseView,
+    Claim,
     OfflineRegistration,
     Reverification,
     Review,
@@ -41,7 +42,7 @@ from tests.support.stack import running_workers, settings_for
 from workflows.enrollment_case import EnrollmentCase
 
 HISTORIES = Path(__file__).parent / "histories"
-MESSAGES = {"hand_in", "review", "register_offline", "supplement", "withdraw", "select_school", "reverify"}
+MESSAGES = {"hand_in", "review", "register_offline", "supplement", "withdraw", "select_school", "reverify", "claim"}
 
 
 def replayer(workflow_class: type = EnrollmentCase) -> Replayer:
@@ -179,6 +180,16 @@ async def _every_path(stack, people: People) -> None:
     stack.set_faults("hukou", outage=False)
     assert (await people.send(handle, Reverification(requested_by="ops-1"))).status == "awaiting_review"
     assert (await people.send(handle, _review(delayed, "approve"))).accepted
+
+    # A reviewer holds the case, lets it go, takes it again and decides (release 1.3).
+    claimed = stack.application("hukou_verified", index=15)
+    handles["claimed_released_approved"] = handle = await stack.submit(claimed)
+    await stack.wait_for(handle, "awaiting_review")
+    claim = Claim(action="claim", reviewer_id=reviewer_of(claimed.district_code), district_code=claimed.district_code)
+    assert (await people.send(handle, claim)).accepted
+    assert (await people.send(handle, claim.model_copy(update={"action": "release"}))).accepted
+    assert (await people.send(handle, claim)).accepted
+    assert (await people.send(handle, _review(claimed, "approve"))).accepted
     await _record(stack, handles)
 
 

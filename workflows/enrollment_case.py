@@ -39,6 +39,8 @@ with workflow.unsafe.imports_passed_through():
         CaseInput,
         CaseSetupRequest,
         CaseView,
+        Claim,
+        ClaimHold,
         FilledElement,
         HandIn,
         IntakeAnswer,
@@ -100,7 +102,7 @@ T = TypeVar("T")
 KEYS_UNAVAILABLE = "proof: the identity provider's keys could not be fetched; nothing changed, send it again"
 # Before a case has fetched any key, every proof names a key it has not seen.
 _NO_KEYS = TrustedKeys(issuer="", jwks={"keys": []}, fetched_at=datetime.min.replace(tzinfo=UTC))
-_Proven = Review | OfflineRegistration | Supplement | Withdrawal | SchoolSelection | Reverification
+_Proven = Review | OfflineRegistration | Supplement | Withdrawal | SchoolSelection | Reverification | Claim
 
 
 class _Sender(BaseModel):
@@ -690,6 +692,7 @@ class EnrollmentCase:
             sender.refusal
             or self._not_accepting("awaiting_review", self.case.pending_decision is not None)
             or self._wrong_district("reviewer", message.district_code)
+            or self._held_by_another(message.reviewer_id)
             or (None if message.decision in DECISIONS else f"decision: must be one of {', '.join(DECISIONS)}")
             or (
                 None
@@ -709,6 +712,7 @@ class EnrollmentCase:
             }
         )
         self.case.pending_decision = record
+        self.case.claim = None
         self._record(f"reviewed:{record.decision}", actor, opinion, sender.credential)
         return await self._taken("awaiting_review")
 
@@ -826,6 +830,47 @@ class EnrollmentCase:
 
     @reverify.validator
     def _reverify_past_the_cap(self, message: Reverification) -> None:
+        self._refuse_unproven_past_the_cap(message)
+
+    def _current_claim(self) -> ClaimHold | None:
+        claim = self.case.claim
+        return claim if claim is not None and claim.until > workflow.now() else None
+
+    def _held_by_another(self, reviewer_id: str) -> str | None:
+        claim = self._current_claim()
+        if claim is None or claim.holder == reviewer_id:
+            return None
+        return f"claimed by {claim.holder} until {claim.until.isoformat(timespec='minutes')}"
+
+    @workflow.update(name="claim")
+    async def claim(self, message: Claim) -> Receipt:
+        """A reviewer holds the case, or lets it go (a new message in release 1.3: no earlier history holds
+        one, and a hold exists only once one was taken, so neither needs a patch)."""
+        sender = await self._sender(
+            message, f"reviewer:{message.reviewer_id}", message.reviewer_id, message.district_code
+        )
+        refusal = (
+            sender.refusal
+            or self._not_accepting("awaiting_review", self.case.pending_decision is not None)
+            or self._wrong_district("reviewer", message.district_code)
+            or self._held_by_another(message.reviewer_id)
+        )
+        if refusal is None and message.action == "release" and self._current_claim() is None:
+            refusal = "the case is not held by you"
+        if refusal:
+            return self._refuse("claim", sender.actor, refusal, sender.credential)
+        if message.action == "release":
+            self.case.claim = None
+            self._record("released", sender.actor, None, sender.credential)
+        else:
+            hours = self.case.policy.claim_lease_hours if self.case.policy else 4
+            until = workflow.now() + timedelta(hours=hours)
+            self.case.claim = ClaimHold(holder=message.reviewer_id, until=until)
+            self._record("claimed", sender.actor, f"until {until.isoformat(timespec='minutes')}", sender.credential)
+        return Receipt(accepted=True, status=self.case.status)
+
+    @claim.validator
+    def _claim_past_the_cap(self, message: Claim) -> None:
         self._refuse_unproven_past_the_cap(message)
 
     @workflow.query(name="status")
