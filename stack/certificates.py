@@ -10,10 +10,12 @@ start cases: a process must hold a key the deployment issued. Two authorities ke
 
 Everything is generated locally with `cryptography` (EC P-256), once, into the state folder; private
 keys are written 0600 and never logged. A deployment with its own PKI puts its files in the same places.
+The compose deployment's set: `python -m stack.certificates deploy/secrets/temporal-certs` (deploy/README.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import ipaddress
 import os
@@ -26,15 +28,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-# The frontend is reached as 127.0.0.1 or localhost here and as `temporal` inside the compose network.
-SERVER_NAMES = ("localhost", "temporal")
+# The frontend is reached as 127.0.0.1 or localhost here and as `temporal-frontend` inside the compose network.
+SERVER_NAMES = ("localhost", "temporal-frontend")
 SERVER_IPS = ("127.0.0.1",)
 # The server name every client checks the frontend's certificate against (envconfig's `server_name`).
 FRONTEND_SERVER_NAME = "localhost"
 INTERNODE_SERVER_NAME = "internode.temporal"
-# One client certificate each: the product's services, a person at a terminal, the read-only UI,
-# Temporal's own internal worker (it is a frontend client too), and the tests.
-CLIENTS = ("workers", "api", "console", "codec-server", "operator", "ui", "system-worker", "tests")
+# One client certificate each: the product's services (`setup` is the compose deployment's `enroll setup` job),
+# a person at a terminal, the read-only UI, Temporal's own internal worker (it is a frontend client too), and
+# the tests.
+CLIENTS = ("workers", "api", "console", "codec-server", "setup", "operator", "ui", "system-worker", "tests")
 CA_DAYS = 3650
 LEAF_DAYS = 825
 
@@ -60,6 +63,12 @@ class ClusterCertificates:
         if name not in self.clients:
             raise KeyError(f"no client certificate {name!r}; there are: {', '.join(sorted(self.clients))}")
         return self.clients[name]
+
+    def files(self) -> list[Path]:
+        """Every certificate and key of the set (not the CA keys, which only sign new ones)."""
+        files = [self.ca, self.internode_ca, self.frontend.cert, self.frontend.key]
+        files += [self.internode.cert, self.internode.key]
+        return files + [path for pair in self.clients.values() for path in (pair.cert, pair.key)]
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -158,7 +167,9 @@ def _leaf(
     _save(pair, builder.sign(ca_key, hashes.SHA256()), key)
 
 
-def _layout(folder: Path, clients: Iterable[str]) -> ClusterCertificates:
+def layout(folder: Path, clients: Iterable[str] = CLIENTS) -> ClusterCertificates:
+    """Where every file of a set lives in `folder` (nothing is read or written)."""
+
     def pair(name: str) -> KeyPair:
         return KeyPair(folder / f"{name}.pem", folder / f"{name}.key")
 
@@ -177,21 +188,41 @@ def ensure_certificates(folder: Path, clients: Iterable[str] = CLIENTS) -> Clust
 
     Generating all at once keeps them consistent: a new CA always comes with new certificates.
     """
-    layout = _layout(folder, clients)
-    files = [layout.ca, layout.internode_ca, layout.frontend.cert, layout.frontend.key]
-    files += [layout.internode.cert, layout.internode.key]
-    files += [path for pair in layout.clients.values() for path in (pair.cert, pair.key)]
-    if all(path.is_file() for path in files):
-        return layout
+    paths = layout(folder, clients)
+    if all(path.is_file() for path in paths.files()):
+        return paths
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     server_auth, client_auth = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
-    cluster_ca = _authority(KeyPair(layout.ca, folder / "ca.key"), "enrollment Temporal cluster CA")
-    _leaf(layout.frontend, "temporal frontend", cluster_ca, [server_auth], SERVER_NAMES, SERVER_IPS)
-    for name, pair in layout.clients.items():
+    cluster_ca = _authority(KeyPair(paths.ca, folder / "ca.key"), "enrollment Temporal cluster CA")
+    _leaf(paths.frontend, "temporal frontend", cluster_ca, [server_auth], SERVER_NAMES, SERVER_IPS)
+    for name, pair in paths.clients.items():
         _leaf(pair, f"enrollment {name}", cluster_ca, [client_auth])
-    internode_ca = _authority(KeyPair(layout.internode_ca, folder / "internode-ca.key"), "Temporal internode CA")
+    internode_ca = _authority(KeyPair(paths.internode_ca, folder / "internode-ca.key"), "Temporal internode CA")
     # Each node is a server to the others and their client, with the same certificate.
     names = (INTERNODE_SERVER_NAME, *SERVER_NAMES)
-    _leaf(layout.internode, INTERNODE_SERVER_NAME, internode_ca, [server_auth, client_auth], names, SERVER_IPS)
-    return layout
+    _leaf(paths.internode, INTERNODE_SERVER_NAME, internode_ca, [server_auth, client_auth], names, SERVER_IPS)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m stack.certificates FOLDER`: a deployment's set (docker-compose.yml mounts its files from
+    deploy/secrets/temporal-certs), generated once; a complete set already there is kept as it is."""
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.certificates",
+        description="Generate the Temporal cluster's CAs, server and client certificates into FOLDER, once.",
+    )
+    parser.add_argument("folder", type=Path, help="where to write them (made 0700; keys 0600)")
+    args = parser.parse_args(argv)
+    kept = all(path.is_file() for path in layout(args.folder).files())
+    made = ensure_certificates(args.folder)
+    print(f"{'kept the' if kept else 'wrote'} {len(made.files())} files in {made.folder}:")
+    for path in made.files():
+        print(f"  {path.name}")
+    if not kept:
+        print("ca.key and internode-ca.key sign new certificates: keep them offline, never on the hosts.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

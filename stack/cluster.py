@@ -57,6 +57,8 @@ POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql-15
 # The OS user PostgreSQL runs as when this process is root (initdb and postgres refuse root).
 POSTGRES_OS_USER = "postgres"
 TEMPORAL_DATABASES = ("temporal", "temporal_visibility")
+# Their schemas in the server's module (schema/postgresql/v12/<folder>/versioned), in the same order.
+SCHEMA_FOLDERS = ("temporal", "visibility")
 STORE_DATABASE = "enrollment"
 STORE_OWNER = "enroll"
 
@@ -304,7 +306,7 @@ class Postgres:
         tool = find_binary("temporal-sql-tool")
         schemas = schema_dir()
         env = {**os.environ, "SQL_PASSWORD": self.password("temporal")}  # not in argv, where `ps` shows it
-        for database, folder in zip(TEMPORAL_DATABASES, ("temporal", "visibility"), strict=True):
+        for database, folder in zip(TEMPORAL_DATABASES, SCHEMA_FOLDERS, strict=True):
             base = [str(tool), "--plugin", "postgres12", "--ep", "127.0.0.1", "-p", str(self.port)]
             base += ["-u", "temporal", "--db", database]
             steps = [] if self._has_schema(database) else [["setup-schema", "-v", "0.0"]]
@@ -324,6 +326,48 @@ def _gid(user: str) -> int:
     import pwd
 
     return pwd.getpwnam(user).pw_gid
+
+
+def tls_config(certificates: ClusterCertificates) -> dict[str, Any]:
+    """The server's `global.tls`: who may talk to the frontend, and how the services know each other.
+
+    docker-compose.yml gives its Temporal services the same, through the server image's environment and
+    deploy/temporal/base.yaml (tests/test_deployment.py compares them).
+    """
+    internode_client = {"serverName": INTERNODE_SERVER_NAME, "rootCaFiles": [str(certificates.internode_ca)]}
+    frontend_client = {"serverName": FRONTEND_SERVER_NAME, "rootCaFiles": [str(certificates.ca)]}
+    system_worker = certificates.client("system-worker")
+    return {
+        # History, matching, frontend and the internal worker to each other: their own CA, both ways.
+        "internode": {
+            "server": {
+                "certFile": str(certificates.internode.cert),
+                "keyFile": str(certificates.internode.key),
+                "requireClientAuth": True,
+                "clientCaFiles": [str(certificates.internode_ca)],
+            },
+            "client": internode_client,
+        },
+        # Clients to the frontend: a certificate from the cluster CA or no connection.
+        "frontend": {
+            "server": {
+                "certFile": str(certificates.frontend.cert),
+                "keyFile": str(certificates.frontend.key),
+                "requireClientAuth": True,
+                "clientCaFiles": [str(certificates.ca)],
+            },
+            "client": frontend_client,
+        },
+        # The internal worker is a frontend client like any other, with its own certificate.
+        # No authorizer is configured (mTLS is the gate), so it reaches the frontend through
+        # membership and no internal-frontend is needed; with an authorizer and claim mapper
+        # an `internal-frontend` service on internode TLS would serve it instead.
+        "systemWorker": {
+            "certFile": str(system_worker.cert),
+            "keyFile": str(system_worker.key),
+            "client": frontend_client,
+        },
+    }
 
 
 def server_config(
@@ -354,9 +398,6 @@ def server_config(
         rpc = {"grpcPort": ports[name], "membershipPort": ports[f"{name}-membership"], "bindOnIP": "127.0.0.1"}
         return {"rpc": rpc}
 
-    internode_client = {"serverName": INTERNODE_SERVER_NAME, "rootCaFiles": [str(certificates.internode_ca)]}
-    frontend_client = {"serverName": FRONTEND_SERVER_NAME, "rootCaFiles": [str(certificates.ca)]}
-    system_worker = certificates.client("system-worker")
     return {
         "log": {"stdout": True, "level": "warn"},
         "persistence": {
@@ -370,37 +411,7 @@ def server_config(
         },
         "global": {
             "membership": {"maxJoinDuration": "30s", "broadcastAddress": "127.0.0.1"},
-            "tls": {
-                # History, matching, frontend and the internal worker to each other: their own CA, both ways.
-                "internode": {
-                    "server": {
-                        "certFile": str(certificates.internode.cert),
-                        "keyFile": str(certificates.internode.key),
-                        "requireClientAuth": True,
-                        "clientCaFiles": [str(certificates.internode_ca)],
-                    },
-                    "client": internode_client,
-                },
-                # Clients to the frontend: a certificate from the cluster CA or no connection.
-                "frontend": {
-                    "server": {
-                        "certFile": str(certificates.frontend.cert),
-                        "keyFile": str(certificates.frontend.key),
-                        "requireClientAuth": True,
-                        "clientCaFiles": [str(certificates.ca)],
-                    },
-                    "client": frontend_client,
-                },
-                # The internal worker is a frontend client like any other, with its own certificate.
-                # No authorizer is configured (mTLS is the gate), so it reaches the frontend through
-                # membership and no internal-frontend is needed; with an authorizer and claim mapper
-                # an `internal-frontend` service on internode TLS would serve it instead.
-                "systemWorker": {
-                    "certFile": str(system_worker.cert),
-                    "keyFile": str(system_worker.key),
-                    "client": frontend_client,
-                },
-            },
+            "tls": tls_config(certificates),
         },
         "services": {name: service(name) for name in SERVICES},
         "clusterMetadata": {

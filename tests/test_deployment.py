@@ -16,12 +16,16 @@ import json
 import re
 import tomllib
 from collections.abc import Callable
-from pathlib import Path
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 import pytest
 import yaml  # PyYAML, from the test extras
+from temporalio.api.enums.v1 import IndexedValueType
 
+from enrollment.search_attributes import ALL as SEARCH_ATTRIBUTES
+from stack import certificates, cluster
 from stack.temporal_server import READ_ONLY_UI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,12 +59,42 @@ HOLDS = {
 # The case store role each service's DATABASE_URL connects as (store/roles.py); setup is the owner.
 DATABASE_ROLES = {"case-worker": "worker", "api": "api", "console": "console"}
 DEPLOY_README = ROOT / "deploy" / "README.md"
-TEMPORAL_SERVICE, CASESTORE_SERVICE, TEMPORAL_DB_SERVICE = "temporal", "casestore-db", "postgresql"
+TEMPORAL_SERVICE, CASESTORE_SERVICE, TEMPORAL_DB_SERVICE = "temporal-frontend", "casestore-db", "postgresql"
 STANDINS_SERVICE, UI_SERVICE, SETUP_SERVICE = "standins", "temporal-ui", "setup"
+# Temporal as stack/cluster.py runs it: a one-shot schema job, a service per server role, a one-shot namespace job.
+SCHEMA_JOB, NAMESPACE_JOB = "temporal-schema", "temporal-namespace"
+SERVER_SERVICES = {f"temporal-{role}": role for role in cluster.SERVICES}
+SERVER_IMAGE, ADMIN_TOOLS_IMAGE = "temporalio/server", "temporalio/admin-tools"
+# The server image renders its config from the environment with this template, then loads this file first.
+SERVER_BASE_CONFIG, SERVER_BASE_TARGET = ROOT / "deploy" / "temporal" / "base.yaml", "/etc/temporal/config/base.yaml"
+# Certificates (stack/certificates.py, `python -m stack.certificates`): generated into CERT_FOLDER, which git and
+# the image build ignore, and mounted file by file, read-only, at SERVER_CERTS in Temporal's images and at
+# CLIENT_CERTS in the project's.
+CERT_FOLDER = "deploy/secrets/temporal-certs"
+SERVER_CERTS, CLIENT_CERTS = PurePosixPath("/etc/temporal/certs"), PurePosixPath("/run/temporal/certs")
+CLIENT_PROFILES = ROOT / "deploy" / "temporal" / "clients.toml"
+# The client certificate (TEMPORAL_PROFILE) each project service connects to Temporal with; the codec server never does.
+TEMPORAL_PROFILES = {
+    "setup": "setup",
+    "case-worker": "workers",
+    "verification-worker": "workers",
+    "api": "api",
+    "console": "console",
+}
+# The private keys each service is given, and nothing more (the CA keys, which sign certificates, never).
+KEY_FILES = {
+    "temporal-frontend": {"frontend.key", "internode.key", "client-system-worker.key"},
+    **{name: {"internode.key", "client-system-worker.key"} for name in SERVER_SERVICES if name != "temporal-frontend"},
+    NAMESPACE_JOB: {"client-operator.key"},
+    UI_SERVICE: {"client-ui.key"},
+    **{name: {f"client-{profile}.key"} for name, profile in TEMPORAL_PROFILES.items()},
+}
 EXPECTED_SERVICES = {
     TEMPORAL_DB_SERVICE,
     CASESTORE_SERVICE,
-    TEMPORAL_SERVICE,
+    SCHEMA_JOB,
+    NAMESPACE_JOB,
+    *SERVER_SERVICES,
     UI_SERVICE,
     SETUP_SERVICE,
     "case-worker",
@@ -234,6 +268,100 @@ def walk_environments(compose: dict):
                     yield key, name, value
 
 
+def image_tag(service: dict) -> tuple[str, str]:
+    repository, _, tag = resolve(service.get("image", "")).rpartition(":")
+    return repository, tag
+
+
+def server_services(compose: dict) -> dict[str, dict]:
+    return {name: svc for name, svc in compose["services"].items() if image_tag(svc)[0] == SERVER_IMAGE}
+
+
+def read_only_mounts(service: dict) -> dict[str, str]:
+    """target -> source of the service's read-only bind mounts."""
+    return {
+        target: source
+        for volume in service.get("volumes", [])
+        if isinstance(volume, str) and volume.startswith((".", "/")) and volume.endswith(":ro")
+        for source, target in [volume.split(":")[:2]]
+    }
+
+
+def certificate_mounts(service: dict) -> dict[str, str]:
+    """target -> file name of the certificates and keys the service has mounted from CERT_FOLDER."""
+    mounts = {}
+    for source, target in bind_mounts(service):
+        path = PurePosixPath(source)
+        if path.parent == PurePosixPath(".") / CERT_FOLDER:
+            mounts[target] = path.name
+    return mounts
+
+
+def generated_files() -> set[str]:
+    """The file names `python -m stack.certificates` writes (and would not mount: the CA keys are not among them)."""
+    return {path.name for path in certificates.layout(Path(CERT_FOLDER)).files()}
+
+
+def job_script(service: dict) -> str:
+    """A one-shot job's shell script as it runs (compose's interpolation applied)."""
+    command = service.get("command", [])
+    return resolve("\n".join(command) if isinstance(command, list) else command)
+
+
+def template_tls(env: dict) -> dict:
+    """`global.tls` as the server image renders it from `env`: docker/config_template.yaml of server 1.29.1,
+    lines `tls:` to the frontend `client:` (one TEMPORAL_TLS_REQUIRE_CLIENT_AUTH for both servers; the server
+    CA of internode serves the frontend client too; empty CA entries are skipped by the server, buildCAPool)."""
+
+    def get(name: str) -> str:
+        return resolve(env.get(name, ""))
+
+    require = get("TEMPORAL_TLS_REQUIRE_CLIENT_AUTH").lower() == "true"
+    server_ca = [get("TEMPORAL_TLS_SERVER_CA_CERT")] if get("TEMPORAL_TLS_SERVER_CA_CERT") else []
+    client_cas = [get("TEMPORAL_TLS_CLIENT1_CA_CERT"), get("TEMPORAL_TLS_CLIENT2_CA_CERT")]
+    return {
+        "internode": {
+            "server": {
+                "certFile": get("TEMPORAL_TLS_SERVER_CERT"),
+                "keyFile": get("TEMPORAL_TLS_SERVER_KEY"),
+                "requireClientAuth": require,
+                "clientCaFiles": server_ca,
+            },
+            "client": {"serverName": get("TEMPORAL_TLS_INTERNODE_SERVER_NAME"), "rootCaFiles": server_ca},
+        },
+        "frontend": {
+            "server": {
+                "certFile": get("TEMPORAL_TLS_FRONTEND_CERT"),
+                "keyFile": get("TEMPORAL_TLS_FRONTEND_KEY"),
+                "requireClientAuth": require,
+                "clientCaFiles": [ca for ca in client_cas if ca] if client_cas[0] else [],
+            },
+            "client": {"serverName": get("TEMPORAL_TLS_FRONTEND_SERVER_NAME"), "rootCaFiles": server_ca},
+        },
+    }
+
+
+def go_duration(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)(h|m|s)", text)
+    assert match, f"{text!r} is not a duration in hours, minutes or seconds"
+    unit = {"h": "hours", "m": "minutes", "s": "seconds"}[match.group(2)]
+    return timedelta(**{unit: int(match.group(1))})
+
+
+def attribute_type(key) -> str:
+    """A SearchAttributeKey's type as the `temporal` CLI spells it (Keyword, Int, KeywordList, ...)."""
+    name = IndexedValueType.Name(key.indexed_value_type).removeprefix("INDEXED_VALUE_TYPE_")
+    return "".join(part.title() for part in name.split("_"))
+
+
+def server_module() -> Path:
+    """The server's Go module (the build of scripts/install-temporal-server downloads it), or skip."""
+    try:
+        return cluster.schema_dir().parents[2]
+    except RuntimeError as err:
+        pytest.skip(str(err))
+
+
 # --- checks --------------------------------------------------------------------------------------
 
 
@@ -316,45 +444,218 @@ def check_temporal_address(compose: dict) -> None:
     address = resolve(compose[ENV_BLOCK]["TEMPORAL_ADDRESS"])
     host, _, port = address.rpartition(":")
     assert host == TEMPORAL_SERVICE and host in compose["services"], (
-        f"TEMPORAL_ADDRESS {address!r} is not the temporal service"
+        f"TEMPORAL_ADDRESS {address!r} is not the temporal frontend service"
     )
     assert int(port) == TEMPORAL_FRONTEND_PORT, (
         f"TEMPORAL_ADDRESS {address!r}: the frontend listens on {TEMPORAL_FRONTEND_PORT}"
     )
-    temporal = compose["services"][TEMPORAL_SERVICE]
-    assert resolve(temporal["image"]).startswith("temporalio/auto-setup:")
-    published = {container_port(p) for p in temporal.get("ports", [])}
-    assert published <= {TEMPORAL_FRONTEND_PORT}, f"temporal publishes unexpected ports {published}"
+    assert image_tag(compose["services"][TEMPORAL_SERVICE])[0] == SERVER_IMAGE
+    for name, svc in server_services(compose).items():
+        published = {container_port(p) for p in svc.get("ports", [])}
+        allowed = {TEMPORAL_FRONTEND_PORT} if name == TEMPORAL_SERVICE else set()
+        assert published <= allowed, f"{name} publishes unexpected ports {published}: only the frontend is reached"
 
 
 def check_temporal_persistence(compose: dict) -> None:
+    """Every server service on the `postgresql` service, history and SQL visibility in cluster.py's databases."""
     services = compose["services"]
-    env = env_of(services[TEMPORAL_SERVICE])
-    assert env.get("DB") == "postgres12", "temporal: DB=postgres12"
-    seeds = env.get("POSTGRES_SEEDS")
-    assert seeds == TEMPORAL_DB_SERVICE, (
-        f"temporal: POSTGRES_SEEDS {seeds!r} should be the {TEMPORAL_DB_SERVICE} service"
+    db_env = env_of(services[TEMPORAL_DB_SERVICE])
+    assert resolve(services[TEMPORAL_DB_SERVICE]["image"]).startswith("postgres:")
+    history_db, visibility_db = cluster.TEMPORAL_DATABASES
+    for name, svc in server_services(compose).items():
+        env = env_of(svc)
+        assert env.get("DB") == "postgres12", f"{name}: DB=postgres12"
+        seeds = env.get("POSTGRES_SEEDS")
+        assert seeds == TEMPORAL_DB_SERVICE, f"{name}: POSTGRES_SEEDS {seeds!r} should be {TEMPORAL_DB_SERVICE}"
+        assert str(env.get("DB_PORT")) == "5432"
+        assert env.get("POSTGRES_USER") == db_env.get("POSTGRES_USER"), f"{name} and its database disagree on the user"
+        assert env.get("POSTGRES_PWD") == db_env.get("POSTGRES_PASSWORD"), (
+            f"{name} and its database disagree on the password"
+        )
+        assert (env.get("DBNAME"), env.get("VISIBILITY_DBNAME")) == (history_db, visibility_db), (
+            f"{name}: databases {env.get('DBNAME')!r}, {env.get('VISIBILITY_DBNAME')!r}, not cluster.py's"
+        )
+        assert str(env.get("ENABLE_ES")).lower() == "false", f"{name}: SQL advanced visibility, not Elasticsearch"
+        # The dynamic config file named in the environment is the one mounted from deploy/, cluster.py's.
+        config_path = env.get("DYNAMIC_CONFIG_FILE_PATH")
+        assert config_path, f"{name}: DYNAMIC_CONFIG_FILE_PATH missing"
+        in_container = "/etc/temporal/" + config_path
+        for source, target in bind_mounts(svc):
+            if in_container.startswith(target.rstrip("/") + "/"):
+                config = ROOT / source / in_container[len(target.rstrip("/")) + 1 :]
+                assert config.is_file(), f"{config} (DYNAMIC_CONFIG_FILE_PATH) does not exist"
+                assert config.resolve() == cluster.DYNAMIC_CONFIG.resolve(), f"{name}: not cluster.py's dynamic config"
+                assert isinstance(yaml.safe_load(config.read_text(encoding="utf-8")), dict)
+                break
+        else:
+            raise AssertionError(f"{name}: no bind mount provides {in_container}")
+    # The schema job works on the same database server as the same user, and runs before any server service.
+    job_env = env_of(services[SCHEMA_JOB])
+    assert (job_env.get("SQL_PLUGIN"), job_env.get("SQL_HOST")) == ("postgres12", TEMPORAL_DB_SERVICE)
+    assert (job_env.get("SQL_USER"), job_env.get("SQL_PASSWORD")) == (
+        db_env.get("POSTGRES_USER"),
+        db_env.get("POSTGRES_PASSWORD"),
+    ), f"{SCHEMA_JOB} and the database disagree on the user or password"
+    assert depends_on(services[SCHEMA_JOB]).get(TEMPORAL_DB_SERVICE, {}).get("condition") == "service_healthy"
+    condition = depends_on(services[TEMPORAL_SERVICE]).get(SCHEMA_JOB, {}).get("condition")
+    assert condition == "service_completed_successfully", f"{TEMPORAL_SERVICE} must wait for {SCHEMA_JOB} to succeed"
+
+
+def check_temporal_topology(compose: dict) -> None:
+    """The server services are stack/cluster.py's: its version, roles, shard count, base config and start order."""
+    services = compose["services"]
+    servers = server_services(compose)
+    assert set(servers) == set(SERVER_SERVICES), (
+        f"server services {sorted(servers)}, expected {sorted(SERVER_SERVICES)}"
     )
-    assert resolve(services[seeds]["image"]).startswith("postgres:")
-    assert str(env.get("DB_PORT")) == "5432"
-    db_env = env_of(services[seeds])
-    assert env.get("POSTGRES_USER") == db_env.get("POSTGRES_USER"), "temporal and its database disagree on the user"
-    assert env.get("POSTGRES_PWD") == db_env.get("POSTGRES_PASSWORD"), (
-        "temporal and its database disagree on the password"
+    version = cluster.SERVER_VERSION.removeprefix("v")
+    for name, svc in servers.items():
+        env = env_of(svc)
+        tag = image_tag(svc)[1]
+        assert tag == version, f"{name}: {SERVER_IMAGE}:{tag}, but stack/cluster.py runs {cluster.SERVER_VERSION}"
+        roles = [role.strip() for role in re.split(r"[:,]", str(env.get("SERVICES", ""))) if role.strip()]
+        assert roles == [SERVER_SERVICES[name]], f"{name}: SERVICES={env.get('SERVICES')!r}, one role, its own"
+        shards = int(resolve(env.get("NUM_HISTORY_SHARDS", "4")))  # the template's default is 4
+        assert shards == cluster.NUM_HISTORY_SHARDS, (
+            f"{name}: NUM_HISTORY_SHARDS={shards}, not cluster.py's {cluster.NUM_HISTORY_SHARDS}; all must agree"
+        )
+        mounts = read_only_mounts(svc)
+        assert (ROOT / mounts.get(SERVER_BASE_TARGET, "-")).resolve() == SERVER_BASE_CONFIG, (
+            f"{name}: deploy/temporal/base.yaml must be mounted read-only at {SERVER_BASE_TARGET}"
+        )
+        assert svc.get("restart") == "unless-stopped", f"{name}: restart: unless-stopped"
+    # As cluster.py starts them: the frontend alone, the namespace and its search attributes, then the rest.
+    assert depends_on(services[NAMESPACE_JOB]).get(TEMPORAL_SERVICE, {}).get("condition") == "service_healthy"
+    for name in servers:
+        if name != TEMPORAL_SERVICE:
+            condition = depends_on(servers[name]).get(NAMESPACE_JOB, {}).get("condition")
+            assert condition == "service_completed_successfully", f"{name} must start after {NAMESPACE_JOB}"
+    assert "healthcheck" in servers[TEMPORAL_SERVICE], "the frontend needs a healthcheck"
+
+
+def check_temporal_jobs(compose: dict) -> None:
+    """The admin-tools jobs: the tag of the server's version, the schema steps of cluster.py, the namespace."""
+    services = compose["services"]
+    version = cluster.SERVER_VERSION.removeprefix("v")
+    for name in (SCHEMA_JOB, NAMESPACE_JOB):
+        repository, tag = image_tag(services[name])
+        assert repository == ADMIN_TOOLS_IMAGE, f"{name}: {repository}, not {ADMIN_TOOLS_IMAGE}"
+        # admin-tools tags are <server>-tctl-<tctl>-cli-<cli>: the server's version first.
+        assert tag == version or tag.startswith(f"{version}-"), f"{name}: admin-tools {tag} is not of server {version}"
+        assert str(services[name].get("restart")) == "no", f'{name} is one-shot: restart: "no"'
+    # Schema: create each database, set up its versioning, update to the image's schema (cluster.py's steps).
+    steps = re.findall(r"^\s*temporal-sql-tool --db (\S+) (.+?)\s*$", job_script(services[SCHEMA_JOB]), re.MULTILINE)
+    expected = []
+    for database, folder in zip(cluster.TEMPORAL_DATABASES, cluster.SCHEMA_FOLDERS, strict=True):
+        expected += [
+            (database, "create-database"),
+            (database, "setup-schema -v 0.0"),
+            (database, f"update-schema -d /etc/temporal/schema/postgresql/v12/{folder}/versioned"),
+        ]
+    assert steps == expected, f"{SCHEMA_JOB} runs {steps}, expected {expected}"
+    # Namespace: cluster.py's name and retention, and enrollment/search_attributes.py's attributes and types.
+    script = job_script(services[NAMESPACE_JOB])
+    namespaces = re.findall(r"--namespace (\S+)", script)
+    assert namespaces and set(namespaces) == {cluster.NAMESPACE}, f"{NAMESPACE_JOB}: namespace {namespaces}"
+    assert re.search(r"namespace create\b", script) and re.search(r"namespace update\b", script)
+    retentions = re.findall(r"--retention (\S+)", script)
+    assert len(retentions) == 2, f"{NAMESPACE_JOB}: a retention for create and for update, not {retentions}"
+    for retention in retentions:
+        assert go_duration(retention) == cluster.RETENTION, (
+            f"{NAMESPACE_JOB}: retention {retention}, cluster.py's 30 days"
+        )
+    creates = [line for line in script.splitlines() if "search-attribute create" in line]
+    assert len(creates) == 1, f"{NAMESPACE_JOB}: one search-attribute create, not {len(creates)}"
+    # The CLI pairs the i-th --name with the i-th --type.
+    names = re.findall(r"--name ([^\s;]+)", creates[0])
+    types = re.findall(r"--type ([^\s;]+)", creates[0])
+    assert len(names) == len(types), f"{NAMESPACE_JOB}: each --name needs its --type"
+    registered = dict(zip(names, types, strict=True))
+    wanted = {key.name: attribute_type(key) for key in SEARCH_ATTRIBUTES}
+    assert registered == wanted, f"{NAMESPACE_JOB} registers {registered}, enrollment/search_attributes.py has {wanted}"
+    address = re.findall(r"--address (\S+)", script)
+    assert address == [f"{TEMPORAL_SERVICE}:{TEMPORAL_FRONTEND_PORT}"], f"{NAMESPACE_JOB}: --address {address}"
+
+
+def check_temporal_tls(compose: dict) -> None:
+    """mTLS as cluster.py configures it (tls_config), the server image's variables rendered as its template does."""
+    services = compose["services"]
+    expected = cluster.tls_config(certificates.layout(Path(SERVER_CERTS)))
+    assert expected["frontend"]["server"]["requireClientAuth"], (
+        "stack/cluster.py no longer requires client certificates"
     )
-    assert depends_on(services[TEMPORAL_SERVICE]).get(seeds, {}).get("condition") == "service_healthy"
-    # The dynamic config file named in the environment is the one mounted from deploy/.
-    config_path = env.get("DYNAMIC_CONFIG_FILE_PATH")
-    assert config_path, "temporal: DYNAMIC_CONFIG_FILE_PATH missing"
-    in_container = "/etc/temporal/" + config_path
-    for source, target in bind_mounts(services[TEMPORAL_SERVICE]):
-        if in_container.startswith(target.rstrip("/") + "/"):
-            config = ROOT / source / in_container[len(target.rstrip("/")) + 1 :]
-            assert config.is_file(), f"{config} (DYNAMIC_CONFIG_FILE_PATH) does not exist"
-            assert isinstance(yaml.safe_load(config.read_text(encoding="utf-8")), dict)
-            break
-    else:
-        raise AssertionError(f"no bind mount provides {in_container}")
+    for name, svc in server_services(compose).items():
+        rendered = template_tls(env_of(svc))
+        assert rendered["internode"] == expected["internode"], f"{name}: internode TLS differs from stack/cluster.py"
+        mounted = certificate_mounts(svc)
+        for key, value in env_of(svc).items():
+            path = resolve(value)
+            if key.startswith("TEMPORAL_TLS_") and path.startswith("/"):
+                assert mounted.get(path) == PurePosixPath(path).name, f"{name}: {key}={path} is not mounted"
+    # The frontend requires a client certificate from the cluster CA, as in cluster.py. (frontend.client is
+    # not compared: with systemWorker set, the server uses it instead, local_store_tls_provider.go.)
+    frontend = template_tls(env_of(services[TEMPORAL_SERVICE]))["frontend"]["server"]
+    assert frontend == expected["frontend"]["server"], f"{TEMPORAL_SERVICE}: {frontend}, cluster.py: {expected}"
+    base = yaml.safe_load(SERVER_BASE_CONFIG.read_text(encoding="utf-8"))
+    assert base == {"global": {"tls": {"systemWorker": expected["systemWorker"]}}}, (
+        "deploy/temporal/base.yaml must hold cluster.py's systemWorker TLS, and nothing else"
+    )
+    # The UI is a client with its own certificate, configured as stack/cluster.py configures it.
+    ui_env = {key: resolve(value) for key, value in env_of(services[UI_SERVICE]).items()}
+    paths = certificates.layout(Path(SERVER_CERTS))
+    ui_tls = {
+        "TEMPORAL_TLS_CA": str(paths.ca),
+        "TEMPORAL_TLS_CERT": str(paths.client("ui").cert),
+        "TEMPORAL_TLS_KEY": str(paths.client("ui").key),
+        "TEMPORAL_TLS_SERVER_NAME": certificates.FRONTEND_SERVER_NAME,
+        "TEMPORAL_TLS_ENABLE_HOST_VERIFICATION": "true",
+    }
+    assert {key: ui_env.get(key) for key in ui_tls} == ui_tls, "temporal-ui: not the UI's mTLS settings"
+    mounted = certificate_mounts(services[UI_SERVICE])
+    for key in ("TEMPORAL_TLS_CA", "TEMPORAL_TLS_CERT", "TEMPORAL_TLS_KEY"):
+        assert mounted.get(ui_tls[key]) == PurePosixPath(ui_tls[key]).name, f"temporal-ui: {key} not mounted"
+
+
+def check_temporal_clients(compose: dict) -> None:
+    """Each project service that connects uses its own profile of deploy/temporal/clients.toml, with its files."""
+    profiles = tomllib.loads(CLIENT_PROFILES.read_text(encoding="utf-8"))["profile"]
+    connecting = {}
+    for name, svc in project_services(compose).items():
+        env = env_of(svc)
+        if "TEMPORAL_PROFILE" not in env and "TEMPORAL_CONFIG_FILE" not in env:
+            continue
+        connecting[name] = profile = resolve(env.get("TEMPORAL_PROFILE"))
+        config_file = resolve(env.get("TEMPORAL_CONFIG_FILE"))
+        source = read_only_mounts(svc).get(config_file)
+        assert source and (ROOT / source).resolve() == CLIENT_PROFILES, (
+            f"{name}: TEMPORAL_CONFIG_FILE {config_file} must be deploy/temporal/clients.toml, mounted read-only"
+        )
+        assert profile in profiles, f"{name}: no profile {profile!r} in deploy/temporal/clients.toml"
+        mounted = certificate_mounts(svc)
+        tls = profiles[profile]["tls"]
+        for key in ("client_cert_path", "client_key_path", "server_ca_cert_path"):
+            assert mounted.get(tls[key]) == PurePosixPath(tls[key]).name, f"{name}: {tls[key]} is not mounted"
+            assert tls[key] in read_only_mounts(svc), f"{name}: {tls[key]} must be mounted read-only"
+        host = profiles[profile]["address"].rpartition(":")[0]
+        assert host == TEMPORAL_SERVICE, f"profile {profile}: address {profiles[profile]['address']}"
+    assert connecting == TEMPORAL_PROFILES, (
+        f"services connecting to Temporal {connecting}, expected {TEMPORAL_PROFILES}"
+    )
+
+
+def check_key_files(compose: dict) -> None:
+    """Each service has exactly its own private keys mounted, read-only, from what the generator writes."""
+    generated = generated_files()
+    for name, svc in compose["services"].items():
+        mounted = certificate_mounts(svc)
+        unknown = set(mounted.values()) - generated
+        assert not unknown, f"{name}: {sorted(unknown)} are not files `python -m stack.certificates` writes"
+        writable = set(mounted) - set(read_only_mounts(svc))
+        assert not writable, f"{name}: certificates must be mounted read-only: {sorted(writable)}"
+        keys = {file for file in mounted.values() if file.endswith(".key")}
+        assert keys == KEY_FILES.get(name, set()), (
+            f"{name}: holds keys {sorted(keys)}, should hold {KEY_FILES.get(name)}"
+        )
 
 
 def check_databases_healthy(compose: dict) -> None:
@@ -445,7 +746,9 @@ def check_volumes(compose: dict) -> None:
     for name, svc in compose["services"].items():
         undeclared = named_volumes(svc) - declared
         assert not undeclared, f"{name}: volumes not declared at the top level: {sorted(undeclared)}"
-        for source, _ in bind_mounts(svc):
+        for source, target in bind_mounts(svc):
+            if target in certificate_mounts(svc):
+                continue  # generated by `python -m stack.certificates`, never in the repository (check_key_files)
             assert (ROOT / source).exists(), f"{name}: bind-mount source {source} does not exist"
 
 
@@ -456,8 +759,10 @@ def check_dependencies(compose: dict) -> None:
             assert target in services, f"{name} depends on unknown service {target}"
             if services[target].get("profiles") and not svc.get("profiles"):
                 assert spec.get("required") is False, f"{name} depends on {target}, which runs only in a profile"
-            if target == SETUP_SERVICE:
-                assert spec.get("condition") == "service_completed_successfully", f"{name}: wait for setup to succeed"
+            if str(services[target].get("restart")) == "no":  # a one-shot job: its success, not its start
+                assert spec.get("condition") == "service_completed_successfully", (
+                    f"{name}: wait for {target} to succeed"
+                )
     for name in worker_services(compose):
         assert SETUP_SERVICE in depends_on(services[name]), f"{name} must start after setup"
     setup = services[SETUP_SERVICE]
@@ -466,6 +771,7 @@ def check_dependencies(compose: dict) -> None:
     setup_deps = depends_on(setup)
     for target in (TEMPORAL_SERVICE, CASESTORE_SERVICE):
         assert setup_deps.get(target, {}).get("condition") == "service_healthy", f"setup must wait for {target} healthy"
+    assert NAMESPACE_JOB in setup_deps, f"setup must wait for {NAMESPACE_JOB}: the namespace it works on"
 
 
 # Compose checks `:?` variables even for services whose profile is off, so an optional profile's
@@ -473,13 +779,26 @@ def check_dependencies(compose: dict) -> None:
 OPTIONAL_SECRET_REFERENCE = re.compile(r"\$\{[A-Z][A-Z0-9_]*:-\}")
 
 
+def mounted_key_file(compose: dict, where: str, name: str, value) -> bool:
+    """Whether `value` is where a key file is mounted (read-only, from the certificates) in every service
+    carrying it: a path, and the secret in the file, not in the environment."""
+    if where.startswith("services."):
+        carriers = [compose["services"][where.split(".", 1)[1]]]
+    else:
+        carriers = [svc for svc in compose["services"].values() if env_of(svc).get(name) == value]
+    path = resolve(value)
+    return bool(carriers) and all(path in certificate_mounts(svc) and path in read_only_mounts(svc) for svc in carriers)
+
+
 def check_no_literal_secrets(compose: dict) -> None:
     for where, name, value in walk_environments(compose):
         if SECRET_NAME.search(name):
             service = where.split(".")[1] if where.startswith("services.") else None
             optional = service in MONITORING_SERVICES and OPTIONAL_SECRET_REFERENCE.fullmatch(str(value))
-            assert value is not None and (SECRET_REFERENCE.fullmatch(str(value)) or optional), (
+            key_file = value is not None and mounted_key_file(compose, where, name, value)
+            assert value is not None and (SECRET_REFERENCE.fullmatch(str(value)) or optional or key_file), (
                 f"{where}.{name}: secrets must be a required ${{...}} reference (no literal, no default)"
+                " or the path of a key file mounted read-only from the certificates"
             )
 
 
@@ -546,6 +865,11 @@ COMPOSE_CHECKS = [
     check_worker_roles,
     check_temporal_address,
     check_temporal_persistence,
+    check_temporal_topology,
+    check_temporal_jobs,
+    check_temporal_tls,
+    check_temporal_clients,
+    check_key_files,
     check_databases_healthy,
     check_database_url,
     check_standins,
@@ -609,6 +933,78 @@ def test_env_example_documents_the_secrets(compose: dict) -> None:
     assert required and required <= documented, f"deploy/.env.example lacks {sorted(required - documented)}"
 
 
+def test_compose_client_profiles_are_the_clusters() -> None:
+    """deploy/temporal/clients.toml is what stack/cluster.py writes for these certificates at the compose address."""
+    wanted = certificates.layout(Path(CLIENT_CERTS), sorted(set(TEMPORAL_PROFILES.values())))
+    address = f"{TEMPORAL_SERVICE}:{TEMPORAL_FRONTEND_PORT}"
+    expected = tomllib.loads(cluster.client_profiles(address, cluster.NAMESPACE, wanted))
+    assert tomllib.loads(CLIENT_PROFILES.read_text(encoding="utf-8")) == expected
+
+
+def test_server_environment_is_the_images(compose: dict) -> None:
+    """Every variable given to a server service is one the image's config template reads (SERVICES: its start
+    script), and the schema job's are temporal-sql-tool's, in the server's Go module of cluster.py's version."""
+    module = server_module()
+    template = (module / "docker" / "config_template.yaml").read_text(encoding="utf-8")
+    # Read elsewhere: SERVICES by the image's start script (one --service flag per role), and the one below by
+    # temporal-server itself (the --allow-no-auth flag's variable).
+    read_by_the_server = re.findall(
+        r'EnvKeyAllowNoAuth = "([A-Z_]+)"', (module / "common/config/loader.go").read_text()
+    )
+    assert read_by_the_server == ["TEMPORAL_ALLOW_NO_AUTH"]
+    for name, svc in server_services(compose).items():
+        unknown = {key for key in env_of(svc) if f".Env.{key} " not in template} - {"SERVICES", *read_by_the_server}
+        assert not unknown, f"{name}: {sorted(unknown)} are not read by docker/config_template.yaml"
+    sql_tool = (module / "tools" / "sql" / "main.go").read_text(encoding="utf-8")
+    unknown = {key for key in env_of(compose["services"][SCHEMA_JOB]) if f'EnvVar: "{key}"' not in sql_tool}
+    assert not unknown, f"{SCHEMA_JOB}: {sorted(unknown)} are not temporal-sql-tool settings"
+    for folder in cluster.SCHEMA_FOLDERS:
+        assert (module / "schema" / "postgresql" / "v12" / folder / "versioned").is_dir()
+
+
+def test_ui_environment_is_the_images(compose: dict) -> None:
+    """Every variable given to the UI is one ui-server's config/docker.yaml reads (of the version
+    scripts/install-temporal-cli downloads, which may be older than compose's UI image)."""
+    cache = server_module().parents[1]  # the Go module cache
+    modules = sorted(cache.glob("github.com/temporalio/ui-server/v2@*/config/docker.yaml"))
+    if not modules:
+        pytest.skip("the ui-server module is not downloaded (scripts/install-temporal-cli)")
+    template = modules[-1].read_text(encoding="utf-8")
+    unknown = {key for key in env_of(compose["services"][UI_SERVICE]) if f'env "{key}"' not in template}
+    assert not unknown, f"{UI_SERVICE}: {sorted(unknown)} are not read by ui-server's config/docker.yaml"
+
+
+def test_certificates_are_never_committed_or_built_into_the_image() -> None:
+    for ignore_file in (ROOT / ".gitignore", DOCKERIGNORE):
+        patterns = [line.strip().strip("/") for line in ignore_file.read_text(encoding="utf-8").splitlines()]
+        covered = any(pattern and (CERT_FOLDER + "/").startswith(pattern + "/") for pattern in patterns)
+        assert covered, f"{ignore_file.name} does not exclude {CERT_FOLDER}"
+
+
+def test_the_certificate_command_writes_what_compose_mounts(compose: dict, tmp_path: Path) -> None:
+    folder = tmp_path / "temporal-certs"
+    assert certificates.main([str(folder)]) == 0
+    mounted = {file for svc in compose["services"].values() for file in certificate_mounts(svc).values()}
+    missing = {file for file in mounted if not (folder / file).is_file()}
+    assert not missing, f"`python -m stack.certificates` does not write {sorted(missing)}"
+    before = (folder / "ca.pem").read_bytes()
+    assert certificates.main([str(folder)]) == 0
+    assert (folder / "ca.pem").read_bytes() == before, "a second run must keep the set"
+
+
+def test_the_deploy_readme_says_which_keys_each_service_holds() -> None:
+    text = DEPLOY_README.read_text(encoding="utf-8")
+    section = text.split("## Who holds what", 1)[1].split("\n## ", 1)[0]
+    table = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) >= 2 and cells[0].startswith("`"):
+            for name in re.findall(r"`([a-z-]+)`", cells[0]):  # a row may name several services
+                table[name] = set(re.findall(r"`([a-z-]+\.key)`", cells[1]))
+    assert {name: table.get(name) for name in KEY_FILES} == KEY_FILES
+    assert all(not keys for name, keys in table.items() if name not in KEY_FILES)
+
+
 # --- the checks catch what they guard --------------------------------------------------------------
 
 
@@ -624,6 +1020,27 @@ def _set(path: str, value) -> Callable[[dict], None]:
             node[last] = value
 
     return mutate
+
+
+def _edit(path: str, change: Callable) -> Callable[[dict], None]:
+    def mutate(doc: dict) -> None:
+        *parents, last = path.split("/")
+        node = doc
+        for key in parents:
+            node = node[key]
+        node[last] = change(node[last])
+
+    return mutate
+
+
+def _script(service: str, old: str, new: str) -> Callable[[dict], None]:
+    """Replace `old` in a one-shot job's script (it must be there)."""
+
+    def change(command: list[str]) -> list[str]:
+        assert any(old in part for part in command), f"{old!r} not in {service}'s command"
+        return [part.replace(old, new) for part in command]
+
+    return _edit(f"services/{service}/command", change)
 
 
 _DELETE = object()
@@ -666,12 +1083,12 @@ MUTATIONS = [
     ("wrong temporal host", _set(f"{ENV_BLOCK}/TEMPORAL_ADDRESS", "localhost:7233"), check_temporal_address),
     (
         "temporal on another db",
-        _set("services/temporal/environment/POSTGRES_SEEDS", "casestore-db"),
+        _set("services/temporal-history/environment/POSTGRES_SEEDS", "casestore-db"),
         check_temporal_persistence,
     ),
     (
         "dynamic config missing",
-        _set("services/temporal/environment/DYNAMIC_CONFIG_FILE_PATH", "config/dynamicconfig/nope.yaml"),
+        _set("services/temporal-frontend/environment/DYNAMIC_CONFIG_FILE_PATH", "config/dynamicconfig/nope.yaml"),
         check_temporal_persistence,
     ),
     (
@@ -729,6 +1146,137 @@ MUTATIONS = [
         check_images_pinned,
     ),
     ("no pg_isready", _set("services/casestore-db/healthcheck", _DELETE), check_databases_healthy),
+    ("server version", _set("services/temporal-matching/image", "temporalio/server:1.29.0"), check_temporal_topology),
+    ("shards differ", _set("services/temporal-history/environment/NUM_HISTORY_SHARDS", "4"), check_temporal_topology),
+    ("two frontends", _set("services/temporal-worker/environment/SERVICES", "frontend"), check_temporal_topology),
+    (
+        "all roles in one",
+        _set("services/temporal-frontend/environment/SERVICES", "frontend,history"),
+        check_temporal_topology,
+    ),
+    ("no base config", _edit("services/temporal-frontend/volumes", lambda v: v[2:]), check_temporal_topology),
+    (
+        "history before the namespace",
+        _set("services/temporal-history/depends_on", {"temporal-frontend": {"condition": "service_healthy"}}),
+        check_temporal_topology,
+    ),
+    (
+        "elasticsearch visibility",
+        _set("services/temporal-matching/environment/ENABLE_ES", "true"),
+        check_temporal_persistence,
+    ),
+    (
+        "another database",
+        _set("services/temporal-worker/environment/VISIBILITY_DBNAME", "visibility"),
+        check_temporal_persistence,
+    ),
+    (
+        "schema job merely started",
+        _set("services/temporal-frontend/depends_on/temporal-schema/condition", "service_started"),
+        check_temporal_persistence,
+    ),
+    (
+        "admin tools of another server",
+        _set("services/temporal-schema/image", "temporalio/admin-tools:1.28.1-tctl-1.18.4-cli-1.5.0"),
+        check_temporal_jobs,
+    ),
+    (
+        "no visibility schema",
+        _script("temporal-schema", "v12/visibility/versioned", "v12/temporal/versioned"),
+        check_temporal_jobs,
+    ),
+    (
+        "schema not created",
+        _script("temporal-schema", "--db temporal create-database", "--db temporal"),
+        check_temporal_jobs,
+    ),
+    (
+        "retention",
+        _script("temporal-namespace", "${TEMPORAL_RETENTION:-720h}", "${TEMPORAL_RETENTION:-168h}"),
+        check_temporal_jobs,
+    ),
+    (
+        "attribute type",
+        _script("temporal-namespace", "--name SchoolYear --type Int", "--name SchoolYear --type Keyword"),
+        check_temporal_jobs,
+    ),
+    (
+        "attribute missing",
+        _script("temporal-namespace", "--name IntakeChannel --type Keyword ", ""),
+        check_temporal_jobs,
+    ),
+    (
+        "attribute unpaired",
+        _script("temporal-namespace", "--name DistrictCode --type Keyword", "--name DistrictCode"),
+        check_temporal_jobs,
+    ),
+    ("other namespace", _script("temporal-namespace", "${TEMPORAL_NAMESPACE:-default}", "cases"), check_temporal_jobs),
+    (
+        "frontend without client certificates",
+        _set("services/temporal-frontend/environment/TEMPORAL_TLS_REQUIRE_CLIENT_AUTH", "false"),
+        check_temporal_tls,
+    ),
+    (
+        "frontend trusts the internode CA",
+        _set(
+            "services/temporal-frontend/environment/TEMPORAL_TLS_CLIENT1_CA_CERT",
+            "/etc/temporal/certs/internode-ca.pem",
+        ),
+        check_temporal_tls,
+    ),
+    (
+        "internode without its CA",
+        _set("services/temporal-history/environment/TEMPORAL_TLS_SERVER_CA_CERT", "/etc/temporal/certs/ca.pem"),
+        check_temporal_tls,
+    ),
+    (
+        "ui without its certificate",
+        _set("services/temporal-ui/environment/TEMPORAL_TLS_CERT", _DELETE),
+        check_temporal_tls,
+    ),
+    (
+        "frontend key not mounted",
+        _edit("services/temporal-frontend/volumes", lambda v: [m for m in v if "frontend.key" not in m]),
+        check_temporal_tls,
+    ),
+    ("workers as the api", _set("services/case-worker/environment/TEMPORAL_PROFILE", "api"), check_temporal_clients),
+    (
+        "codec server connects",
+        _set("services/codec-server/environment/TEMPORAL_PROFILE", "workers"),
+        check_temporal_clients,
+    ),
+    (
+        "console key elsewhere",
+        _edit(
+            "services/console/volumes", lambda v: [m.replace("/run/temporal/certs/client-console.key", "/k") for m in v]
+        ),
+        check_temporal_clients,
+    ),
+    (
+        "api holds the workers' key",
+        _edit("services/api/volumes", lambda v: [*v, "./deploy/secrets/temporal-certs/client-workers.key:/w.key:ro"]),
+        check_key_files,
+    ),
+    (
+        "a CA key mounted",
+        _edit("services/temporal-ui/volumes", lambda v: [*v, "./deploy/secrets/temporal-certs/ca.key:/ca.key:ro"]),
+        check_key_files,
+    ),
+    (
+        "certificate writable",
+        _edit("services/setup/volumes", lambda v: [m.removesuffix(":ro") for m in v]),
+        check_key_files,
+    ),
+    (
+        "key path not mounted",
+        _set("services/temporal-ui/environment/TEMPORAL_TLS_KEY", "/elsewhere/ui.key"),
+        check_no_literal_secrets,
+    ),
+    (
+        "setup before the namespace",
+        _set("services/setup/depends_on/temporal-namespace/condition", "service_started"),
+        check_dependencies,
+    ),
 ]
 
 
