@@ -21,7 +21,7 @@ from starlette.routing import Route
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
-from console import auth, bulk, cases, pages, queue, results, signin
+from console import auth, bulk, cases, pages, queue, results, signin, supervisor
 from console.backends import ClientSource, IdentityClient, PoolSource, lifespan
 from console.results import LookupLimits, ResultLookups
 from console.sessions import SESSION_COOKIE, SessionPolicy
@@ -58,6 +58,7 @@ def create_app(
             *signin.routes,
             *queue.routes,
             *bulk.routes,
+            *supervisor.routes,
             *cases.routes,
             *results.routes,
             Route("/healthz", pages.healthz, methods=["GET"]),

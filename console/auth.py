@@ -39,8 +39,12 @@ from enrollment.oidc import IdentityUnavailable
 from enrollment.provers import PersonProver
 from store.console_sessions import StoredSession
 
-ROLE_LABELS = {"reviewer": Label("审核员", "reviewer"), "staff": Label("服务点工作人员", "staff")}
-LANDING_PAGES = {"reviewer": "/queue", "staff": "/offline"}
+ROLE_LABELS = {
+    "reviewer": Label("审核员", "reviewer"),
+    "staff": Label("服务点工作人员", "staff"),
+    "supervisor": Label("区县主管", "supervisor"),
+}
+LANDING_PAGES = {"reviewer": "/queue", "staff": "/offline", "supervisor": "/supervisor"}
 SIGNIN_REASONS = {
     "required": "请先登录。Please sign in.",
     "signed_out": "已退出。You are signed out.",

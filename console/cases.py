@@ -24,7 +24,7 @@ from console.auth import PROVIDER_UNAVAILABLE, checked_form, prover, signed_in
 from console.backends import backends
 from console.pages import Refusal, render
 from enrollment.application import ApplicationId
-from enrollment.case import CaseView, Claim, FilledElement, OfflineRegistration, Review, SchoolSelection
+from enrollment.case import CaseView, Claim, FilledElement, OfflineRegistration, Reassignment, Review, SchoolSelection
 from enrollment.oidc import IdentityError, IdentityUnavailable
 from enrollment.policy import policy_book
 from enrollment.statuses import DECISIONS, STATUS_LABELS
@@ -53,7 +53,7 @@ def _not_found(application_id: str) -> Refusal:
     return Refusal(404, "未找到 Not found", message)
 
 
-def _application_id(request: Request) -> str:
+def application_id_in(request: Request) -> str:
     application_id: str = request.path_params["application_id"]
     try:
         return APPLICATION_ID.validate_python(application_id)
@@ -102,7 +102,7 @@ def _schools(view: CaseView) -> list[tuple[str, str]]:
 
 
 # What a bureau's person sends a case from the console, each proven as them.
-PersonsMessage = Review | OfflineRegistration | Claim
+PersonsMessage = Review | OfflineRegistration | Claim | Reassignment
 
 
 def _holder(view: CaseView) -> str | None:
@@ -129,6 +129,7 @@ async def show_case(
         "outcome": outcome,
         "reviewing": role == "reviewer" and view.status == "awaiting_review",
         "held_by": _holder(view),
+        "reassigning": role == "supervisor" and view.status == "awaiting_review",
         "registering": registering,
         "schools": _schools(view) if registering else [],
         "max_opinion": MAX_OPINION_LENGTH,
@@ -138,16 +139,14 @@ async def show_case(
 
 @requires("authenticated")
 async def case_page(request: Request) -> Response:
-    application_id = _application_id(request)
+    application_id = application_id_in(request)
     view = await case_of_district(request, application_id)
     # Recorded before anything of the child's is shown: a view that cannot be audited is not shown.
     await audit(request, signed_in(request).actor, "view", "ok", application_id)
     return await show_case(request, application_id, view)
 
 
-async def _send(
-    request: Request, application_id: str, action: str, message: Review | OfflineRegistration | Claim
-) -> Outcome:
+async def _send(request: Request, application_id: str, action: str, message: PersonsMessage) -> Outcome:
     """The case's receipt as the page shows it: recorded, or refused with the case's (or the provider's) reason."""
     actor = signed_in(request).actor
     try:
@@ -167,9 +166,7 @@ async def _send(
     return Outcome(True, f"已记录 Recorded · 案件现为 case is now {STATUS_LABELS[receipt.status]}")
 
 
-async def _act(
-    request: Request, application_id: str, action: str, message: Review | OfflineRegistration | Claim
-) -> Response:
+async def send_and_show(request: Request, application_id: str, action: str, message: PersonsMessage) -> Response:
     outcome = await _send(request, application_id, action, message)
     view = await case_of_district(request, application_id, action)
     return await show_case(request, application_id, view, outcome, outcome.status_code)
@@ -178,7 +175,7 @@ async def _act(
 @requires(["authenticated", "reviewer"])
 async def review(request: Request) -> Response:
     fields = await checked_form(request)
-    application_id = _application_id(request)
+    application_id = application_id_in(request)
     decision = fields.get("decision", "")
     action = f"review:{decision if decision in DECISIONS else 'invalid'}"
     await case_of_district(request, application_id, action)
@@ -189,20 +186,20 @@ async def review(request: Request) -> Response:
         decision=decision,
         opinion=fields.get("opinion", ""),
     )
-    return await _act(request, application_id, action, message)
+    return await send_and_show(request, application_id, action, message)
 
 
 @requires(["authenticated", "reviewer"])
 async def claim(request: Request) -> Response:
     fields = await checked_form(request)
-    application_id = _application_id(request)
+    application_id = application_id_in(request)
     action = fields.get("action", "")
     if action not in ("claim", "release"):
         raise Refusal(400, "操作有误 Bad action", "action: must be claim or release")
     await case_of_district(request, application_id, action)
     person = signed_in(request)
     message = Claim.model_validate({"action": action, "reviewer_id": person.identity, "district_code": person.district})
-    return await _act(request, application_id, action, message)
+    return await send_and_show(request, application_id, action, message)
 
 
 def _registration_problem(materials: list[str], zone: str, school: str) -> str | None:
@@ -216,7 +213,7 @@ def _registration_problem(materials: list[str], zone: str, school: str) -> str |
 @requires(["authenticated", "staff"])
 async def register(request: Request) -> Response:
     fields = await checked_form(request)
-    application_id = _application_id(request)
+    application_id = application_id_in(request)
     view = await case_of_district(request, application_id, "register_offline")
     person = signed_in(request)
     materials = [line.strip() for line in fields.get("materials", "").splitlines() if line.strip()]
@@ -235,7 +232,7 @@ async def register(request: Request) -> Response:
         note=fields.get("note", "").strip(),
         school_choice=SchoolSelection(zone_id=zone, school_id=school) if zone else None,
     )
-    return await _act(request, application_id, "register_offline", message)
+    return await send_and_show(request, application_id, "register_offline", message)
 
 
 routes = [

@@ -36,7 +36,7 @@ from store.console_sessions import StoredSession, Tokens
 log = structlog.get_logger()
 
 SESSION_COOKIE = "enroll_console_session"
-CONSOLE_ROLES = ("reviewer", "staff")
+CONSOLE_ROLES = ("reviewer", "staff", "supervisor")
 # Why a session ended (its row's end_reason) -> what sign-in tells whoever comes back with its cookie.
 _SIGNIN_REASON_AFTER = {"signed_out": "signed_out", "expired": "expired", "idle": "expired", "lapsed": "expired"}
 

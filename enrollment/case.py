@@ -144,6 +144,15 @@ class Claim(_Message):
     proof: str | None = None
 
 
+class Reassignment(_Message):
+    """A supervisor gives a case awaiting review to a reviewer of the district, whoever holds it now."""
+
+    supervisor_id: str
+    district_code: str
+    assignee: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    proof: str | None = None
+
+
 class ClaimHold(_Message):
     """Who holds a case awaiting review, and until when (the policy's lease, renewed by claiming again)."""
 
@@ -160,6 +169,7 @@ ACTIONS: dict[type[BaseModel], str] = {
     SchoolSelection: "select_school",
     Reverification: "reverify",
     Claim: "claim",
+    Reassignment: "reassign",
 }
 
 

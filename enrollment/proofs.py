@@ -45,10 +45,11 @@ ACTION_ROLES: Mapping[str, frozenset[str]] = MappingProxyType(
         "select_school": frozenset({"platform"}),
         "reverify": frozenset({"ops"}),
         "claim": frozenset({"reviewer"}),
+        "reassign": frozenset({"supervisor"}),
     }
 )
 # Roles that belong to one district, whose proofs must name the case's district.
-DISTRICT_ROLES = frozenset({"reviewer", "staff"})
+DISTRICT_ROLES = frozenset({"reviewer", "staff", "supervisor"})
 
 
 class TrustedKeys(BaseModel):

@@ -23,7 +23,7 @@ from enrollment.settings import Settings
 from starter.cases import CaseActionError
 
 CLI_CLIENT = "enroll-cli"
-ALL_ROLES = ("reviewer", "staff", "ops", "auditor")
+ALL_ROLES = ("reviewer", "staff", "supervisor", "ops", "auditor")
 
 
 def session_file() -> Path:

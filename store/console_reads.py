@@ -169,3 +169,60 @@ async def queue_page(
         counted = await (await cursor.execute(summary, params)).fetchone()
     assert counted is not None, "an aggregate has one row"
     return QueuePage(rows=[QueueRow(**row) for row in rows], total=counted["count"], as_of=counted["max"])
+
+
+class DistrictOverview(BaseModel):
+    """A district's backlog as its supervisor sees it."""
+
+    by_status: dict[str, int]
+    # Cases awaiting review by how long they have waited against the policy: within the reminder,
+    # past the reminder, past the escalation.
+    review_age: dict[str, int]
+    reminded: int
+    escalated: int
+    supplements_outstanding: int
+    # (reviewer, China calendar day, decisions) for the last `days` days.
+    decisions: list[tuple[str, dt.date, int]]
+
+
+async def district_overview(
+    pool: AsyncConnectionPool, district_code: str, reminder_days: float, escalation_days: float, days: int = 7
+) -> DistrictOverview:
+    params = {"district": district_code, "reminder": reminder_days * 86400, "escalation": escalation_days * 86400}
+    async with pool.connection() as conn:
+        statuses = await (
+            await conn.execute(
+                "SELECT status, count(*) FROM cases WHERE district_code = %(district)s GROUP BY status", params
+            )
+        ).fetchall()
+        age = await (
+            await conn.execute(
+                "SELECT count(*) FILTER (WHERE status_since > now() - make_interval(secs => %(reminder)s)),"
+                " count(*) FILTER (WHERE status_since <= now() - make_interval(secs => %(reminder)s)"
+                "   AND status_since > now() - make_interval(secs => %(escalation)s)),"
+                " count(*) FILTER (WHERE status_since <= now() - make_interval(secs => %(escalation)s)),"
+                " count(*) FILTER (WHERE reminded), count(*) FILTER (WHERE escalated)"
+                " FROM cases WHERE district_code = %(district)s AND status = 'awaiting_review'",
+                params,
+            )
+        ).fetchone()
+        decisions = await (
+            await conn.execute(
+                "SELECT split_part(e.actor, ':', 2), (e.at AT TIME ZONE 'Asia/Shanghai')::date, count(*)"
+                " FROM case_events e JOIN cases c ON c.application_id = e.application_id"
+                " WHERE c.district_code = %(district)s AND e.step LIKE 'reviewed:%%'"
+                "   AND e.at >= now() - make_interval(days => %(days)s)"
+                " GROUP BY 1, 2 ORDER BY 2, 1",
+                params | {"days": days},
+            )
+        ).fetchall()
+    assert age is not None, "an aggregate has one row"
+    by_status = {status: count for status, count in statuses}
+    return DistrictOverview(
+        by_status=by_status,
+        review_age={"within_reminder": age[0], "past_reminder": age[1], "past_escalation": age[2]},
+        reminded=age[3],
+        escalated=age[4],
+        supplements_outstanding=by_status.get("awaiting_supplement", 0),
+        decisions=[(reviewer, day, count) for reviewer, day, count in decisions],
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from enrollment.case import Claim, Review
+from enrollment.case import Claim, Reassignment, Review
 from store import cases as store
 from tests.support.people import People
 from tests.support.policies import district_policy
@@ -13,6 +13,7 @@ from tests.support.waiting import wait_until
 
 DISTRICT = "510104"
 FIRST, SECOND = "r-510104-1", "r-510104-2"
+SUPERVISOR = "sup-510104-1"
 
 
 def claim(reviewer: str, action: str = "claim") -> Claim:
@@ -63,6 +64,33 @@ async def test_one_reviewer_holds_a_case_until_they_decide_release_it_or_the_lea
 
     assert final.status == "approved" and [r.reviewer_id for r in final.reviews] == [FIRST]
     assert final.claim is None, "a decision lets the case go"
+
+    assert final.claim is None, "a decision lets the case go"
     steps = [entry.step for entry in final.timeline]
     assert steps.count("claimed") == 3 and steps.count("released") == 1
     assert steps.count("claim_refused") == 2 and steps.count("review_refused") == 2
+
+
+async def test_a_supervisor_reassigns_a_held_case_and_nobody_else_may(stack, population, people):
+    index = next(i for i, a in enumerate(population.by_scenario("hukou_verified")) if a["district_code"] == DISTRICT)
+    async with running_workers(stack, settings_for(stack.standins)):
+        handle = await stack.submit(stack.application("hukou_verified", index=index))
+        await stack.wait_for(handle, "awaiting_review")
+        assert (await people.send(handle, claim(FIRST))).accepted
+
+        to_second = Reassignment(supervisor_id=SUPERVISOR, district_code=DISTRICT, assignee=SECOND)
+        as_reviewer = await people.send(handle, to_second.model_copy(update={"supervisor_id": FIRST}))
+        assert not as_reviewer.accepted and "may not reassign" in (as_reviewer.reason or ""), as_reviewer
+        elsewhere = Reassignment(supervisor_id="sup-510106-1", district_code="510106", assignee=SECOND)
+        assert not (await people.send(handle, elsewhere)).accepted, "a supervisor of another district"
+
+        assert (await people.send(handle, to_second)).accepted
+        view = await stack.status(handle)
+        assert view.claim is not None and view.claim.holder == SECOND
+        assert not (await people.send(handle, approve(FIRST))).accepted
+        assert (await people.send(handle, approve(SECOND))).accepted
+        final = await stack.result(handle)
+
+    assert [r.reviewer_id for r in final.reviews] == [SECOND]
+    steps = [entry.step for entry in final.timeline]
+    assert steps.count("reassigned") == 1 and steps.count("reassignment_refused") == 2

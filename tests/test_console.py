@@ -668,7 +668,7 @@ async def test_the_queue_pages_filters_and_searches_a_districts_cases_from_the_s
 
 
 async def test_a_bulk_approval_decides_each_clean_case_once_and_skips_what_changed(
-    console, environment, dev_client, population, store_pool, tmp_path
+    console, environment, worker, dev_client, population, store_pool, tmp_path
 ):
     district, reviewer_id = "510106", "r-510106-1"
     fresh = [
@@ -732,15 +732,16 @@ async def test_a_bulk_approval_decides_each_clean_case_once_and_skips_what_chang
         view = await case_status(dev_client, application["application_id"])
         assert view.status == "approved" and len(view.reviews) == 1, "one decision per case"
     first = fresh[0]["application_id"]
-    events = [e for e in await audit.events_for_case(store_pool, first) if e.action == "review:approve"]
-    assert [(e.actor, e.outcome) for e in events] == [(reviewer_id, "recorded")] and events[0].detail["bulk"]
+    job_id = job_page.rsplit("/", 1)[-1]
+    events = [e for e in await audit.events_for_case(store_pool, first) if e.detail.get("bulk") == job_id]
+    assert [(e.actor, e.action, e.outcome) for e in events] == [(reviewer_id, "review:approve", "recorded")]
 
     assert signed_in(console, OUTSIDER).get(job_page).status_code == 404, "only its reviewer sees a job"
     assert signed_in(console, STAFF).post("/queue/bulk", data={"csrf": "x", "opinion": "同意"}).status_code == 403
 
 
 async def test_two_reviewers_one_claims_a_case_and_the_other_sees_it_held(
-    console, cases, environment, dev_client, population, tmp_path
+    console, cases, environment, worker, dev_client, population, tmp_path
 ):
     taken = {case["application_id"] for case in cases.values()}
     application = next(
@@ -785,3 +786,48 @@ async def test_two_reviewers_one_claims_a_case_and_the_other_sees_it_held(
     )
     assert approved.status_code == 200, text_of(approved)
     assert (await case_status(dev_client, app_id)).reviews[-1].reviewer_id == SECOND_REVIEWER
+
+
+async def test_the_supervisor_sees_the_districts_backlog_and_gives_a_held_case_to_another_reviewer(
+    console, environment, worker, dev_client, population, tmp_path
+):
+    district, reviewer_id, supervisor_id = "510106", "r-510106-1", "sup-510106-1"
+    application = next(a for a in population.by_scenario("non_hukou_verified") if a["district_code"] == district)
+    app_id = application["application_id"]
+    path = tmp_path / "reassigned.jsonl"
+    path.write_text(json.dumps(application, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert enroll(environment, "submit", str(path)).returncode == 0
+    await wait_for_status(dev_client, app_id, "awaiting_review")
+    reviewer, supervisor = signed_in(console, reviewer_id), signed_in(console, supervisor_id)
+    page = reviewer.get(f"/cases/{app_id}")
+    assert reviewer.post(f"/cases/{app_id}/claim", data={"csrf": csrf_of(page), "action": "claim"}).status_code == 200
+
+    seen = supervisor.get(f"/cases/{app_id}")
+    assert first_group(r'id="held-by">([^<]+)<', seen.text) == reviewer_id and 'id="reassign"' in seen.text
+    bad = supervisor.post(f"/cases/{app_id}/reassign", data={"csrf": csrf_of(seen), "assignee": "no one!"})
+    assert bad.status_code == 422 and "assignee:" in bad.text and "no one!" not in bad.text
+    given = supervisor.post(f"/cases/{app_id}/reassign", data={"csrf": csrf_of(seen), "assignee": "r-510106-9"})
+    assert given.status_code == 200 and first_group(r'id="held-by">([^<]+)<', given.text) == "r-510106-9"
+    blocked = reviewer.post(
+        f"/cases/{app_id}/review", data={"csrf": csrf_of(page), "decision": "approve", "opinion": "同意"}
+    )
+    assert blocked.status_code == 409 and "claimed by r-510106-9" in text_of(blocked)
+    back = supervisor.post(f"/cases/{app_id}/reassign", data={"csrf": csrf_of(seen), "assignee": reviewer_id})
+    assert back.status_code == 200
+    decided = reviewer.post(
+        f"/cases/{app_id}/review", data={"csrf": csrf_of(page), "decision": "approve", "opinion": "同意入学"}
+    )
+    assert decided.status_code == 200, text_of(decided)
+    assert reviewer.post(f"/cases/{app_id}/reassign", data={"csrf": csrf_of(page), "assignee": "x"}).status_code == 403
+
+    overview = await wait_until(
+        lambda: asyncio.to_thread(supervisor.get, "/supervisor"),
+        until=lambda page: reviewer_id in page.text,
+        timeout=20,
+        interval=0.3,
+        message="the decision in the supervisor's table",
+    )
+    assert int(first_group(r'id="backlog">(\d+)<', overview.text)) == queue_count(reviewer.get("/queue"))
+    assert '<svg id="review-age"' in overview.text and '<svg id="by-status"' in overview.text
+    assert overview.text.count('<rect class="bar') == 3 + len(STATUS_LABELS)
+    assert reviewer.get("/supervisor").status_code == 403

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from temporalio.client import Client
 
+from starter.cases import case_status
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.support.identity import password
 from tests.support.processes import enroll, needs_temporal_cli, wait_for_status
@@ -35,6 +36,7 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 DISTRICT = "510106"
 REVIEWER = "r-510106-1"
 # A reviewer of another district (510104).
+SUPERVISOR = "sup-510106-1"
 OUTSIDER = "r-510104-1"
 
 
@@ -46,7 +48,9 @@ async def browser():
         await chromium.close()
 
 
-async def sign_in(context, console: ServedApp, identity_provider, sub: str, screenshots: bool = False):
+async def sign_in(
+    context, console: ServedApp, identity_provider, sub: str, screenshots: bool = False, lands_on: str = "/queue"
+):
     """The console's sign-in button, then the provider's own page: account, password, and back to the queue."""
     page = await context.new_page()
     await page.goto(f"{console.base_url}/")
@@ -60,7 +64,7 @@ async def sign_in(context, console: ServedApp, identity_provider, sub: str, scre
     await page.fill("#username", sub)
     await page.fill("#password", password(sub))
     await page.click("button[type=submit]")
-    await page.wait_for_url(f"{console.base_url}/queue")
+    await page.wait_for_url(f"{console.base_url}{lands_on}")
     return page
 
 
@@ -141,3 +145,56 @@ async def test_a_reviewer_approves_in_the_browser_and_another_district_sees_noth
     await page.goto(f"{console.base_url}/queue")
     assert page.url.startswith(f"{console.base_url}/signin?reason=")
     await outsider.close()
+
+
+async def test_the_workbench_filter_search_claim_overview_and_bulk_approval_in_the_browser(
+    environment, worker, console, identity_provider, browser, population, dev_client: Client, tmp_path
+):
+    families = [a for a in population.by_scenario("hukou_verified") if a["district_code"] == DISTRICT][1:4]
+    path = tmp_path / "workbench.jsonl"
+    path.write_text("\n".join(json.dumps(a, ensure_ascii=False) for a in families) + "\n", encoding="utf-8")
+    assert enroll(environment, "submit", str(path)).returncode == 0
+    for application in families:
+        await wait_for_status(dev_client, application["application_id"], "awaiting_review")
+    first = families[0]["application_id"]
+
+    reviewer = await browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN")
+    page = await sign_in(reviewer, console, identity_provider, REVIEWER)
+    await page.select_option("select[name=hukou]", "matched")
+    await page.click("#queue-filters button[type=submit]")
+    await page.wait_for_url("**/queue?*hukou=matched*")
+    assert int(await page.inner_text("#queue-count")) >= len(families)
+    await page.screenshot(path=str(SCREENSHOTS / "console-queue-filtered.png"), full_page=True)
+    await page.fill("#queue-filters input[name=q]", first)
+    await page.click("#queue-filters button[type=submit]")
+    await page.wait_for_url(f"**/queue?q={first}*")
+    assert await page.inner_text("#queue-count") == "1"
+
+    await page.click(f"#queue a[href='/cases/{first}']")
+    await page.click("#claim button[value=claim]")
+    await page.wait_for_selector("#held-by")
+    assert await page.inner_text("#held-by") == REVIEWER
+    await page.screenshot(path=str(SCREENSHOTS / "console-claimed.png"), full_page=True)
+
+    supervisor = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    overview = await sign_in(supervisor, console, identity_provider, SUPERVISOR, lands_on="/supervisor")
+    assert int(await overview.inner_text("#backlog")) >= len(families)
+    assert await overview.locator("#review-age rect.bar").count() == 3
+    await overview.screenshot(path=str(SCREENSHOTS / "console-supervisor.png"), full_page=True)
+    await overview.goto(f"{console.base_url}/cases/{first}")
+    assert await overview.inner_text("#held-by") == REVIEWER and await overview.locator("#assignee").count() == 1
+    await supervisor.close()
+
+    await page.goto(f"{console.base_url}/queue")
+    waiting = int(await page.inner_text("#queue-count"))
+    await page.fill("#bulk-opinion", "材料齐全，同意入学")
+    await page.click("#bulk-approve button[type=submit]")
+    await page.wait_for_url("**/queue/bulk/*")
+    # The page refreshes itself every two seconds until the job is done (no script: the console's CSP).
+    await page.wait_for_selector("#bulk-progress:has-text('已完成')", timeout=60000)
+    assert int(await page.inner_text("#bulk-approved")) == waiting and await page.inner_text("#bulk-refused") == "0"
+    await page.screenshot(path=str(SCREENSHOTS / "console-bulk.png"), full_page=True)
+    for application in families:
+        view = await case_status(dev_client, application["application_id"])
+        assert view.status == "approved" and len(view.reviews) == 1
+    await reviewer.close()

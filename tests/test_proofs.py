@@ -121,6 +121,7 @@ def test_every_action_has_its_roles():
         "select_school": {"platform"},
         "reverify": {"ops"},
         "claim": {"reviewer"},
+        "reassign": {"supervisor"},
     }
 
 

@@ -28,6 +28,7 @@ from enrollment.case import (
     CaseView,
     Claim,
     OfflineRegistration,
+    Reassignment,
     Reverification,
     Review,
     SchoolSelection,
@@ -42,7 +43,17 @@ from tests.support.stack import running_workers, settings_for
 from workflows.enrollment_case import EnrollmentCase
 
 HISTORIES = Path(__file__).parent / "histories"
-MESSAGES = {"hand_in", "review", "register_offline", "supplement", "withdraw", "select_school", "reverify", "claim"}
+MESSAGES = {
+    "hand_in",
+    "review",
+    "register_offline",
+    "supplement",
+    "withdraw",
+    "select_school",
+    "reverify",
+    "claim",
+    "reassign",
+}
 
 
 def replayer(workflow_class: type = EnrollmentCase) -> Replayer:
@@ -181,15 +192,21 @@ async def _every_path(stack, people: People) -> None:
     assert (await people.send(handle, Reverification(requested_by="ops-1"))).status == "awaiting_review"
     assert (await people.send(handle, _review(delayed, "approve"))).accepted
 
-    # A reviewer holds the case, lets it go, takes it again and decides (release 1.3).
-    claimed = stack.application("hukou_verified", index=15)
-    handles["claimed_released_approved"] = handle = await stack.submit(claimed)
+    # A reviewer holds the case, lets it go, takes it again; the supervisor gives it to another, who decides (1.3).
+    index = next(
+        i for i, a in enumerate(stack.population.by_scenario("hukou_verified")) if a["district_code"] == "510104"
+    )
+    claimed = stack.application("hukou_verified", index=index)
+    handles["claimed_reassigned_approved"] = handle = await stack.submit(claimed)
     await stack.wait_for(handle, "awaiting_review")
-    claim = Claim(action="claim", reviewer_id=reviewer_of(claimed.district_code), district_code=claimed.district_code)
+    claim = Claim(action="claim", reviewer_id="r-510104-1", district_code="510104")
     assert (await people.send(handle, claim)).accepted
     assert (await people.send(handle, claim.model_copy(update={"action": "release"}))).accepted
     assert (await people.send(handle, claim)).accepted
-    assert (await people.send(handle, _review(claimed, "approve"))).accepted
+    to_second = Reassignment(supervisor_id="sup-510104-1", district_code="510104", assignee="r-510104-2")
+    assert (await people.send(handle, to_second)).accepted
+    second = Review(reviewer_id="r-510104-2", district_code="510104", decision="approve", opinion="同意")
+    assert (await people.send(handle, second)).accepted
     await _record(stack, handles)
 
 

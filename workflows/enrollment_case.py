@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
         HandIn,
         IntakeAnswer,
         OfflineRegistration,
+        Reassignment,
         Receipt,
         Reverification,
         Review,
@@ -102,7 +103,9 @@ T = TypeVar("T")
 KEYS_UNAVAILABLE = "proof: the identity provider's keys could not be fetched; nothing changed, send it again"
 # Before a case has fetched any key, every proof names a key it has not seen.
 _NO_KEYS = TrustedKeys(issuer="", jwks={"keys": []}, fetched_at=datetime.min.replace(tzinfo=UTC))
-_Proven = Review | OfflineRegistration | Supplement | Withdrawal | SchoolSelection | Reverification | Claim
+_Proven = (
+    Review | OfflineRegistration | Supplement | Withdrawal | SchoolSelection | Reverification | Claim | Reassignment
+)
 
 
 class _Sender(BaseModel):
@@ -871,6 +874,30 @@ class EnrollmentCase:
 
     @claim.validator
     def _claim_past_the_cap(self, message: Claim) -> None:
+        self._refuse_unproven_past_the_cap(message)
+
+    @workflow.update(name="reassign")
+    async def reassign(self, message: Reassignment) -> Receipt:
+        """A supervisor of the district gives the case to a reviewer for a fresh lease (new in release 1.3)."""
+        sender = await self._sender(
+            message, f"supervisor:{message.supervisor_id}", message.supervisor_id, message.district_code
+        )
+        refusal = (
+            sender.refusal
+            or self._not_accepting("awaiting_review", self.case.pending_decision is not None)
+            or self._wrong_district("supervisor", message.district_code)
+        )
+        if refusal:
+            return self._refuse("reassignment", sender.actor, refusal, sender.credential)
+        hours = self.case.policy.claim_lease_hours if self.case.policy else 4
+        until = workflow.now() + timedelta(hours=hours)
+        self.case.claim = ClaimHold(holder=message.assignee, until=until)
+        detail = f"to {message.assignee} until {until.isoformat(timespec='minutes')}"
+        self._record("reassigned", sender.actor, detail, sender.credential)
+        return Receipt(accepted=True, status=self.case.status)
+
+    @reassign.validator
+    def _reassign_past_the_cap(self, message: Reassignment) -> None:
         self._refuse_unproven_past_the_cap(message)
 
     @workflow.query(name="status")

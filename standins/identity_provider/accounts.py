@@ -21,9 +21,9 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 DEFAULT_ACCOUNTS = Path(__file__).with_name("accounts.json")
 DEFAULT_CLIENTS = Path(__file__).with_name("clients.json")
 
-Role = Literal["reviewer", "staff", "ops", "auditor"]
+Role = Literal["reviewer", "staff", "supervisor", "ops", "auditor"]
 ClientRole = Literal["platform", "service"]
-DISTRICT_ROLES = frozenset({"reviewer", "staff"})
+DISTRICT_ROLES = frozenset({"reviewer", "staff", "supervisor"})
 
 GRANT_AUTHORIZATION_CODE = "authorization_code"
 GRANT_REFRESH_TOKEN = "refresh_token"

@@ -69,7 +69,7 @@ def signed_in(console: ServedApp, sub: str) -> httpx.Client:
     """A fresh browser signed in to the console as `sub` (a reviewer or staff account of the stand-in)."""
     browser = httpx.Client(base_url=console.base_url, timeout=30)
     done = submit_provider_form(browser, provider_form(browser, console), sub)
-    assert done.status_code == 303 and done.headers["location"] in ("/queue", "/offline"), done.text
+    assert done.status_code == 303 and done.headers["location"] in ("/queue", "/offline", "/supervisor"), done.text
     return browser
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from temporalio.client import WorkflowHandle
 
-from enrollment.case import ACTIONS, Claim, OfflineRegistration, Receipt, Reverification, Review
+from enrollment.case import ACTIONS, Claim, OfflineRegistration, Reassignment, Receipt, Reverification, Review
 from enrollment.oidc import IdentityProvider
 from enrollment.proofs import message_digest
 from enrollment.provers import ClientProver, PersonProver
@@ -62,6 +62,8 @@ class People:
             sub = message.requested_by
         elif isinstance(message, Claim):
             sub = message.reviewer_id
+        elif isinstance(message, Reassignment):
+            sub = message.supervisor_id
         else:
             return ClientProver(self.provider, API_CLIENT, CLIENT_SECRETS[API_CLIENT])
         return PersonProver(self.provider, await self.access_token(sub), CONSOLE, CLIENT_SECRETS[CONSOLE])
