@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from temporalio.client import Client
 
+from console.audit import audit
 from console.auth import signed_in
 from console.backends import backends
 from console.pages import Refusal, render
@@ -149,6 +150,18 @@ async def review_queue(request: Request) -> Response:
     filters, sort, page = queue_filters(request)
     district = signed_in(request).district
     listed = await queue_page(backends(request).pool, district, "awaiting_review", filters, sort, page, PAGE_SIZE)
+    if filters.person_key:
+        # Looking a person up is recorded (who searched, how many cases it found), never the number searched.
+        found = [row.application_id for row in listed.rows]
+        await audit(
+            request,
+            signed_in(request).actor,
+            "queue_search",
+            "ok",
+            found[0] if len(found) == 1 else None,
+            by="identity number",
+            found=listed.total,
+        )
     policy = policy_book().district(district)
     pages = max(1, -(-listed.total // PAGE_SIZE))
     kept = {name: value for name, value in request.query_params.items() if name != "page" and value}

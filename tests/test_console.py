@@ -596,6 +596,18 @@ def test_no_page_shows_a_full_identity_number_whatever_a_template_is_given(conso
     assert number not in markup and f"<b>{identity.mask(number)}</b>" in markup, "markup stays markup, masked"
 
 
+async def submitted_to_review(
+    environment: dict[str, str], dev_client: Client, applications: list[dict[str, Any]], folder: Any
+) -> None:
+    """Hand the applications in with `enroll submit` and wait until each awaits review."""
+    path = folder / "applications.jsonl"
+    path.write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in applications), encoding="utf-8")
+    submitted = enroll(environment, "submit", str(path))
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    for application in applications:
+        await wait_for_status(dev_client, application["application_id"], "awaiting_review")
+
+
 def queue_ids(page: httpx.Response) -> list[str]:
     assert page.status_code == 200, page.text
     return re.findall(r'href="/cases/([A-Za-z0-9-]+)"', page.text)
@@ -660,6 +672,11 @@ async def test_the_queue_pages_filters_and_searches_a_districts_cases_from_the_s
     assert queue_ids(reviewer.get(f"/queue?q={guardians[7]}")) == ["SC2027-Q00007"], "by the guardian's number"
     outsider = signed_in(console, OUTSIDER)
     assert queue_ids(outsider.get(f"/queue?q={guardians[7]}")) == [], "never another district's case"
+    [searched] = [e for e in await audit.events_for_case(store_pool, "SC2027-Q00007") if e.action == "queue_search"]
+    assert (searched.actor, searched.detail) == (REVIEWER, {"by": "identity number", "found": 1})
+    assert guardians[7] not in json.dumps(
+        [e.model_dump(mode="json") for e in await trail(store_pool, OUTSIDER, "queue_search")]
+    )
 
     for bad in ("q=not-a-thing!", "stage=college", "hukou=maybe", "days=-7.25", "page=two", "sort=random"):
         refused = reviewer.get(f"/queue?{bad}")
@@ -676,11 +693,7 @@ async def test_a_bulk_approval_decides_each_clean_case_once_and_skips_what_chang
         for a in population.by_scenario("hukou_verified")
         if a["district_code"] == district
     ][:4]
-    path = tmp_path / "bulk.jsonl"
-    path.write_text("\n".join(json.dumps(a, ensure_ascii=False) for a in fresh) + "\n", encoding="utf-8")
-    assert enroll(environment, "submit", str(path)).returncode == 0
-    for application in fresh:
-        await wait_for_status(dev_client, application["application_id"], "awaiting_review")
+    await submitted_to_review(environment, dev_client, fresh, tmp_path)
     reviewer = signed_in(console, reviewer_id)
     # One is decided on its own page; the store is then made to show it waiting still (a stale row).
     decided = fresh[3]["application_id"]
@@ -750,10 +763,7 @@ async def test_two_reviewers_one_claims_a_case_and_the_other_sees_it_held(
         if a["district_code"] == DISTRICT and a["application_id"] not in taken
     )
     app_id = application["application_id"]
-    path = tmp_path / "claimed.jsonl"
-    path.write_text(json.dumps(application, ensure_ascii=False) + "\n", encoding="utf-8")
-    assert enroll(environment, "submit", str(path)).returncode == 0
-    await wait_for_status(dev_client, app_id, "awaiting_review")
+    await submitted_to_review(environment, dev_client, [application], tmp_path)
     first, second = signed_in(console, REVIEWER), signed_in(console, SECOND_REVIEWER)
 
     page = first.get(f"/cases/{app_id}")
@@ -794,10 +804,7 @@ async def test_the_supervisor_sees_the_districts_backlog_and_gives_a_held_case_t
     district, reviewer_id, supervisor_id = "510106", "r-510106-1", "sup-510106-1"
     application = next(a for a in population.by_scenario("non_hukou_verified") if a["district_code"] == district)
     app_id = application["application_id"]
-    path = tmp_path / "reassigned.jsonl"
-    path.write_text(json.dumps(application, ensure_ascii=False) + "\n", encoding="utf-8")
-    assert enroll(environment, "submit", str(path)).returncode == 0
-    await wait_for_status(dev_client, app_id, "awaiting_review")
+    await submitted_to_review(environment, dev_client, [application], tmp_path)
     reviewer, supervisor = signed_in(console, reviewer_id), signed_in(console, supervisor_id)
     page = reviewer.get(f"/cases/{app_id}")
     assert reviewer.post(f"/cases/{app_id}/claim", data={"csrf": csrf_of(page), "action": "claim"}).status_code == 200
