@@ -1,24 +1,21 @@
 """The lists each role works from: cases awaiting review (reviewers) and offline registration (staff).
 
-The review queue reads the case store, which each case writes at every step: one indexed query per
-page, however many thousand cases a district has, with filters, sorting, search and paging. The
-offline list still asks Temporal's visibility store which cases wait, and each case's `status` query
-for why its verification failed (the reasons are not in the store).
+Both read the case store, which each case writes at every step: one indexed query per page, however
+many thousand cases a district has, with the same filters, sorting, search and paging. Why a case's
+verification failed is on its page (the store keeps each verifier's outcome, not the department's words).
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import get_args
 
 from starlette.authentication import requires
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from temporalio.client import Client
 
 from console.audit import audit
 from console.auth import signed_in
@@ -26,63 +23,12 @@ from console.backends import backends
 from console.pages import Refusal, render
 from console.results import key_of
 from enrollment.application import Channel, RegistrationType, Stage
-from enrollment.case import CaseView
 from enrollment.policy import policy_book
 from enrollment.statuses import OUTCOME_LABELS, CaseStatus, RoutingPhase
 from enrollment.verifiers import VERIFIERS
-from starter.cases import CaseActionError, case_status, cases_awaiting
 from store.console_reads import SORTS, QueueFilters, queue_page
 
 _APPLICATION_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{2,39}")
-# Status queries in flight at once for one list, so a long list does not flood the frontend.
-QUERY_CONCURRENCY = 16
-
-
-@dataclass(frozen=True)
-class Listed:
-    """One row of a list: what visibility knows, and the case's view (None if it could not be read)."""
-
-    application_id: str
-    stage: str | None
-    registration_type: str | None
-    routing_phase: str | None
-    started: str | None
-    view: CaseView | None
-
-
-async def _views(client: Client, application_ids: list[str]) -> list[CaseView | None]:
-    gate = asyncio.Semaphore(QUERY_CONCURRENCY)
-
-    async def one(application_id: str) -> CaseView | None:
-        async with gate:
-            try:
-                return await case_status(client, application_id)
-            except Exception:  # one unreadable case must not hide the others
-                return None
-
-    return list(await asyncio.gather(*(one(application_id) for application_id in application_ids)))
-
-
-async def waiting(request: Request, status: CaseStatus) -> list[Listed]:
-    """The signed-in person's district's cases waiting at `status`, oldest first."""
-    client = backends(request).client
-    try:
-        rows: list[dict[str, Any]] = await cases_awaiting(client, status, signed_in(request).district)
-    except CaseActionError as err:
-        raise Refusal(400, "区县代码错误 Bad district", str(err)) from None
-    rows.sort(key=lambda row: (row.get("started") or "", row["application_id"]))
-    views = await _views(client, [row["application_id"] for row in rows])
-    return [
-        Listed(
-            row["application_id"],
-            row.get("stage"),
-            row.get("registration_type"),
-            row.get("routing_phase"),
-            row.get("started"),
-            view,
-        )
-        for row, view in zip(rows, views, strict=True)
-    ]
 
 
 PAGE_SIZE = 50
@@ -144,34 +90,51 @@ def queue_filters(request: Request) -> tuple[QueueFilters, str, int]:
     return QueueFilters.model_validate(fields), sort, page
 
 
-@requires(["authenticated", "reviewer"])
-async def review_queue(request: Request) -> Response:
-    """The district's cases awaiting review from the case store: filtered, sorted, paged, with their freshness."""
+@dataclass(frozen=True)
+class Listing:
+    """One of the lists a role works from: the step it shows, its path, heading and count's element id."""
+
+    status: CaseStatus
+    path: str
+    title: str
+    heading: str
+    count_id: str
+    # Reviewers decide from their list (bulk approval, who holds each case); staff register offline.
+    reviewing: bool
+
+
+REVIEW = Listing(
+    "awaiting_review", "/queue", "待审核 Review queue", "待审核案件 Cases awaiting review", "queue-count", True
+)
+OFFLINE = Listing(
+    "awaiting_offline_registration",
+    "/offline",
+    "待线下登记 Offline registration",
+    "待线下登记 Cases awaiting offline registration",
+    "offline-count",
+    False,
+)
+
+
+async def listing(request: Request, shown: Listing) -> Response:
+    """The district's cases at the list's step from the case store: filtered, sorted, paged, with their freshness."""
     filters, sort, page = queue_filters(request)
-    district = signed_in(request).district
-    listed = await queue_page(backends(request).pool, district, "awaiting_review", filters, sort, page, PAGE_SIZE)
+    person = signed_in(request)
+    listed = await queue_page(backends(request).pool, person.district, shown.status, filters, sort, page, PAGE_SIZE)
     if filters.person_key:
         # Looking a person up is recorded (who searched, how many cases it found), never the number searched.
         found = [row.application_id for row in listed.rows]
-        await audit(
-            request,
-            signed_in(request).actor,
-            "queue_search",
-            "ok",
-            found[0] if len(found) == 1 else None,
-            by="identity number",
-            found=listed.total,
-        )
-    policy = policy_book().district(district)
-    pages = max(1, -(-listed.total // PAGE_SIZE))
-    kept = {name: value for name, value in request.query_params.items() if name != "page" and value}
+        only = found[0] if len(found) == 1 else None
+        await audit(request, person.actor, "queue_search", "ok", only, by="identity number", found=listed.total)
+    policy = policy_book().district(person.district)
     context = {
-        "title": "待审核 Review queue",
+        "title": shown.title,
+        "listing": shown,
         "queue": listed,
         "deadlines": policy.deadlines if policy else None,
         "page": page,
-        "pages": pages,
-        "kept": kept,
+        "pages": max(1, -(-listed.total // PAGE_SIZE)),
+        "kept": {name: value for name, value in request.query_params.items() if name != "page" and value},
         "asked": request.query_params,
         "choices": _CHOICES,
         "outcomes": _OUTCOMES,
@@ -182,10 +145,14 @@ async def review_queue(request: Request) -> Response:
     return render(request, "queue.html", context)
 
 
+@requires(["authenticated", "reviewer"])
+async def review_queue(request: Request) -> Response:
+    return await listing(request, REVIEW)
+
+
 @requires(["authenticated", "staff"])
 async def offline_queue(request: Request) -> Response:
-    cases = await waiting(request, "awaiting_offline_registration")
-    return render(request, "offline.html", {"title": "待线下登记 Offline registration", "cases": cases})
+    return await listing(request, OFFLINE)
 
 
 routes = [

@@ -389,6 +389,12 @@ async def test_service_point_staff_register_an_offline_case(console, cases, dev_
     shown = text_of(listing)
     assert target in shown and first_group(r'id="offline-count">(\d+)<', listing.text) == "1"
     assert "未查到 not found" in shown and "服务点工作人员 staff" in shown
+    # The same paging, filters and search as the review queue, from the case store.
+    assert queue_ids(staff.get(f"/offline?q={target}")) == [target]
+    assert target in queue_ids(staff.get("/offline?sort=newest&days=0"))
+    assert queue_ids(staff.get("/offline?hukou=matched&residence_permit=matched")) == []
+    assert staff.get("/offline?stage=college").status_code == 400
+    assert 'id="bulk-approve"' not in listing.text, "staff register; they do not bulk-approve"
 
     reviewer = signed_in(console, REVIEWER)
     assert (
