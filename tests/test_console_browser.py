@@ -36,6 +36,7 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 DISTRICT = "510106"
 REVIEWER = "r-510106-1"
 # A reviewer of another district (510104).
+SECOND_REVIEWER = "r-510106-2"
 SUPERVISOR = "sup-510106-1"
 OUTSIDER = "r-510104-1"
 
@@ -175,6 +176,16 @@ async def test_the_workbench_filter_search_claim_overview_and_bulk_approval_in_t
     await page.wait_for_selector("#held-by")
     assert await page.inner_text("#held-by") == REVIEWER
     await page.screenshot(path=str(SCREENSHOTS / "console-claimed.png"), full_page=True)
+
+    # A second reviewer of the district sees who holds it, and cannot take it.
+    colleague = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    other = await sign_in(colleague, console, identity_provider, SECOND_REVIEWER)
+    await other.goto(f"{console.base_url}/queue?held=unassigned")
+    assert first not in await other.content()
+    await other.goto(f"{console.base_url}/cases/{first}")
+    assert await other.inner_text("#held-by") == REVIEWER
+    assert await other.locator("#claim button[value=claim]").count() == 0
+    await colleague.close()
 
     supervisor = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     overview = await sign_in(supervisor, console, identity_provider, SUPERVISOR, lands_on="/supervisor")
