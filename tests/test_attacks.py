@@ -133,8 +133,10 @@ async def test_messages_with_the_key_but_no_valid_proof_are_refused_and_recorded
     try:
         with pytest.raises(IdentityError, match="subject_token"):
             await people.proof_as(revoked, handle, genuine)
-    finally:  # the provider is shared by the whole session: give the account back for the tests after
+    finally:  # the provider is shared by the whole session: give the account back for the tests after,
+        # and forget its revoked tokens, so the next test that sends as it signs in again
         httpx.patch(account, json={"disabled": False}, headers=admin).raise_for_status()
+        people.forget(revoked)
 
     # The genuine review, then the same proven message again (replayed).
     taken = await people.prove(handle, genuine)

@@ -3,7 +3,7 @@
 import httpx
 
 from stack.temporal_server import free_port
-from tests.support.people import review_by
+from tests.support.people import People, review_by
 from tests.support.stack import Stack, running_workers, settings_for, start_afresh, start_time_skipping
 from workers.metrics import BacklogReporter, runtime_with_metrics
 
@@ -18,14 +18,19 @@ def metric(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
-async def test_cases_verifications_department_calls_and_backlog_are_exported(standins, population, store_pool, people):
+async def test_cases_verifications_department_calls_and_backlog_are_exported(
+    standins, population, store_pool, slow_clock_provider
+):
+    # Waiting for the finished case lets the test server skip the waiting one's reminder days ahead, so its
+    # proofs come from a provider whose proofs outlive that (tests/conftest.py).
+    people = People(slow_clock_provider.base_url)
     port = free_port()
     runtime = runtime_with_metrics(f"127.0.0.1:{port}")
     environment = await start_time_skipping(runtime)
     await start_afresh(store_pool, standins)
     async with environment:
         stack = Stack(environment, standins, population, store_pool, people)
-        async with running_workers(stack, settings_for(standins)):
+        async with running_workers(stack, settings_for(standins, identity_issuer=slow_clock_provider.base_url)):
             waiting = stack.application("hukou_verified", index=0)
             handle = await stack.submit(waiting)
             await stack.wait_for(handle, "awaiting_review")

@@ -52,6 +52,10 @@ class People:
             self._tokens[sub] = (token, until)
         return token
 
+    def forget(self, sub: str) -> None:
+        """Drop `sub`'s tokens (revoked at the provider, say): the next message signs them in afresh."""
+        self._tokens.pop(sub, None)
+
     async def prover_for(self, message: Any) -> Prover:
         """The sender's prover: the reviewer or staff member the message names, else the API for the applicant."""
         if isinstance(message, Review):
