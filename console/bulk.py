@@ -34,6 +34,7 @@ from console.pages import Refusal, render
 from console.queue import BULK_LIMIT, queue_filters
 from enrollment.case import Review
 from enrollment.provers import PersonProver
+from enrollment.statuses import PASSED_OUTCOMES
 from starter.cases import case_status, send_message
 from store.audit import AuditEvent, record
 from store.console_reads import queue_page
@@ -42,7 +43,6 @@ from workflows.enrollment_case import MAX_OPINION_LENGTH
 BULK_RATE = 5.0
 # Finished jobs kept for their pages, per console process.
 KEPT_JOBS = 50
-CLEAN = frozenset({"matched", "not_required"})
 
 
 @dataclass
@@ -86,7 +86,7 @@ async def _decide(
             result = CaseResult(application_id, "skipped", "not a case of this district")
         elif view.status != "awaiting_review":
             result = CaseResult(application_id, "skipped", f"the case is now {view.status}")
-        elif not outcomes or not outcomes <= CLEAN:
+        elif not outcomes or not outcomes <= PASSED_OUTCOMES:
             result = CaseResult(application_id, "skipped", "a verification is not matched")
         else:
             message = Review(reviewer_id=job.owner, district_code=job.district, decision="approve", opinion=job.opinion)

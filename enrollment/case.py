@@ -271,8 +271,6 @@ class CaseFile(BaseModel):
     offline_registered: bool = False
     supplemented: bool = False
     withdrawal: Withdrawal | None = None
-    # The departments a case is still asking after they did not answer in time (release 1.2).
-    delayed: list[Verifier] = Field(default_factory=list)
     # Ops asked to verify again what no department answered; the flow does it and clears this.
     reverification: Reverification | None = None
     # The reviewer holding the case while it awaits review (release 1.3); lapses at `until`.

@@ -20,6 +20,7 @@ from enrollment.application import Application, RegistrationType, Stage, age_on
 from enrollment.verifiers import Verifier
 
 DEFAULT_POLICIES_DIR = Path(__file__).resolve().parent.parent / "policies"
+DEFAULT_CLAIM_LEASE_HOURS = 4.0
 
 
 class _Frozen(BaseModel):
@@ -100,7 +101,7 @@ class DistrictPolicy(_Frozen):
     deadlines: Deadlines
     verification_patience: VerificationPatience = VerificationPatience()
     # How long a reviewer's claim on a case holds unless renewed: a reviewer who leaves does not block it.
-    claim_lease_hours: float = Field(default=4, gt=0)
+    claim_lease_hours: float = Field(default=DEFAULT_CLAIM_LEASE_HOURS, gt=0)
     zones: list[Zone]
 
     def required_verifications(self, registration_type: RegistrationType) -> list[Verifier]:

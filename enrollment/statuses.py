@@ -63,6 +63,9 @@ OUTCOME_LABELS: dict[Outcome, Label] = {
     "not_required": Label("无需核验", "not required"),
 }
 
+# Outcomes a verification passes with: a case whose every outcome is one of these is verified (clean).
+PASSED_OUTCOMES: frozenset[Outcome] = frozenset({"matched", "not_required"})
+
 RoutingPhase = Literal["phase_one", "phase_two"]
 
 for _literal, _labels in ((CaseStatus, STATUS_LABELS), (Decision, DECISION_LABELS), (Outcome, OUTCOME_LABELS)):

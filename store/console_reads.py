@@ -15,6 +15,8 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
+from enrollment.statuses import PASSED_OUTCOMES
+
 
 class FiledDocument(BaseModel):
     kind: str
@@ -154,8 +156,9 @@ async def queue_page(
     if filters.clean:
         where.append(
             "verification_outcomes <> '{}' AND NOT EXISTS (SELECT FROM jsonb_each_text(verification_outcomes) AS o"
-            " WHERE o.value NOT IN ('matched', 'not_required'))"
+            " WHERE o.value <> ALL (%(passed)s))"
         )
+        params["passed"] = sorted(PASSED_OUTCOMES)
     condition = " AND ".join(where)
     params |= {"limit": page_size, "offset": (max(page, 1) - 1) * page_size}
     query = (

@@ -56,9 +56,9 @@ with workflow.unsafe.imports_passed_through():
         VerifierReport,
         Withdrawal,
     )
-    from enrollment.policy import DistrictPolicy, eligibility_problems
+    from enrollment.policy import DEFAULT_CLAIM_LEASE_HOURS, DistrictPolicy, eligibility_problems
     from enrollment.proofs import ProofCheck, TrustedKeys, check_proof, message_digest
-    from enrollment.statuses import DECISIONS, FINAL_STATUSES, CaseStatus
+    from enrollment.statuses import DECISIONS, FINAL_STATUSES, PASSED_OUTCOMES, CaseStatus
     from enrollment.verification import Person, VerificationRequest, VerificationResult
     from enrollment.verifiers import REGISTRY, VERIFIERS, Verifier, VerifierSpec
     from store.cases import CaseSnapshot
@@ -222,8 +222,6 @@ class EnrollmentCase:
                     result = await self._ask(spec, request, patience, OUTAGE_RETRY)
                 except ActivityError as still:
                     unanswered = f"no answer for {patience.total_seconds() / 3600:g} hours: {_cause(still)}"
-                finally:
-                    self.case.delayed.remove(verifier)
             if result is None:
                 report = VerifierReport(outcome="unavailable", reason=unanswered)
         if result is not None:
@@ -255,7 +253,6 @@ class EnrollmentCase:
 
     async def _delayed(self, verifier: Verifier) -> None:
         """A department did not answer in time: say so once, and keep the family's case online."""
-        self.case.delayed.append(verifier)
         self._record(f"{verifier}_delayed", REGISTRY[verifier].source, "no answer yet; asking again with backoff")
         if self.case.status != "verifying":
             return
@@ -267,7 +264,7 @@ class EnrollmentCase:
         )
 
     def _verified(self) -> bool:
-        return all(report.outcome in ("matched", "not_required") for report in self.case.verifications.values())
+        return all(report.outcome in PASSED_OUTCOMES for report in self.case.verifications.values())
 
     def _offline_notice(self) -> str:
         unanswered = [REGISTRY[v].label.zh for v, r in self.case.verifications.items() if r.outcome == "unavailable"]
@@ -839,6 +836,11 @@ class EnrollmentCase:
         claim = self.case.claim
         return claim if claim is not None and claim.until > workflow.now() else None
 
+    def _hold_for(self, holder: str) -> ClaimHold:
+        """A hold for `holder` from now for the policy's lease (a case awaiting review has its policy)."""
+        hours = self.case.policy.claim_lease_hours if self.case.policy else DEFAULT_CLAIM_LEASE_HOURS
+        return ClaimHold(holder=holder, until=workflow.now() + timedelta(hours=hours))
+
     def _held_by_another(self, reviewer_id: str) -> str | None:
         claim = self._current_claim()
         if claim is None or claim.holder == reviewer_id:
@@ -866,10 +868,9 @@ class EnrollmentCase:
             self.case.claim = None
             self._record("released", sender.actor, None, sender.credential)
         else:
-            hours = self.case.policy.claim_lease_hours if self.case.policy else 4
-            until = workflow.now() + timedelta(hours=hours)
-            self.case.claim = ClaimHold(holder=message.reviewer_id, until=until)
-            self._record("claimed", sender.actor, f"until {until.isoformat(timespec='minutes')}", sender.credential)
+            self.case.claim = self._hold_for(message.reviewer_id)
+            until = self.case.claim.until.isoformat(timespec="minutes")
+            self._record("claimed", sender.actor, f"until {until}", sender.credential)
         return Receipt(accepted=True, status=self.case.status)
 
     @claim.validator
@@ -889,10 +890,8 @@ class EnrollmentCase:
         )
         if refusal:
             return self._refuse("reassignment", sender.actor, refusal, sender.credential)
-        hours = self.case.policy.claim_lease_hours if self.case.policy else 4
-        until = workflow.now() + timedelta(hours=hours)
-        self.case.claim = ClaimHold(holder=message.assignee, until=until)
-        detail = f"to {message.assignee} until {until.isoformat(timespec='minutes')}"
+        self.case.claim = self._hold_for(message.assignee)
+        detail = f"to {message.assignee} until {self.case.claim.until.isoformat(timespec='minutes')}"
         self._record("reassigned", sender.actor, detail, sender.credential)
         return Receipt(accepted=True, status=self.case.status)
 
