@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     # Cases a case worker keeps in memory between their steps; a case not kept is replayed from
     # its history at its next step. Bounds the workers' memory however many cases wait.
     max_cached_workflows: NonNegativeInt = _env("ENROLL_MAX_CACHED_WORKFLOWS", 1000, "must be a whole number")
+    # Run the case workflow inside the SDK's sandbox. Off in production: with every module passed through,
+    # the sandbox only traps non-deterministic calls, at about a sixth of the case worker's CPU. Determinism
+    # is guarded instead where it is cheap: every in-process test worker runs sandboxed (tests/support), the
+    # replay tests replay each release's histories, and ruff bans the clock, randomness and I/O in workflows/.
+    workflow_sandbox: bool = _env("ENROLL_WORKFLOW_SANDBOX", False, "must be true or false")
 
     # The calling systems registered with the HTTP API, with their secrets (api/callers.py). Unset: generated
     # once under .data/secrets, which only a deployment without DATABASE_URL (a laptop, the demo) may do.

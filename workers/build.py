@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.archive import ArchiveActivities
@@ -39,6 +39,17 @@ def server_rate_for(quota: float) -> float:
     verification workers run. Each process also holds its own calls to the quota (CallRate).
     """
     return max(quota / 2 - 0.5, quota / 4)
+
+
+def workflow_runner(sandboxed: bool) -> WorkflowRunner:
+    """How the case worker runs workflow code (ENROLL_WORKFLOW_SANDBOX, enrollment/settings.py says why).
+
+    Sandboxed, it still refuses non-deterministic calls, but shares imported modules with every case
+    instead of importing them again for each one.
+    """
+    if not sandboxed:
+        return UnsandboxedWorkflowRunner()
+    return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
 
 
 def new_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -73,11 +84,7 @@ def build_workers(
                 client,
                 task_queue=CASE_TASK_QUEUE,
                 workflows=[EnrollmentCase],
-                # The sandbox still refuses non-deterministic calls, but shares imported modules
-                # with every case instead of importing them again for each one.
-                workflow_runner=SandboxedWorkflowRunner(
-                    restrictions=SandboxRestrictions.default.with_passthrough_all_modules()
-                ),
+                workflow_runner=workflow_runner(settings.workflow_sandbox),
                 activities=[
                     intake.load_case_setup,
                     platform.push_status,

@@ -73,6 +73,8 @@ def settings_for(standins: RunningStandins, **overrides: Any) -> Settings:
             "platform_url": f"{standins.base_url}/platform",
             "routing_phase": overrides.pop("routing_phase", "phase_one"),
             "http_timeout_seconds": overrides.pop("http_timeout_seconds", 2.0),
+            # In-process workers run the workflow sandboxed: it traps a non-deterministic call in any test.
+            "workflow_sandbox": overrides.pop("workflow_sandbox", True),
             **overrides,
         }
     )
