@@ -13,14 +13,14 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import applications, audit_events, health, problems, reference
+from api import applications, audit_events, health, problems, reference, reverifications
 from api.callers import ClientRegistry, forget_old_nonces
 from api.limits import BodyLimit, RateLimiter, retry_after
 from api.temporal import TemporalConnection
 from enrollment.identity import LookupSecret
 from enrollment.oidc import IdentityProvider
+from enrollment.provers import ClientProver
 from enrollment.settings import Settings
-from starter.cases import Prover
 from starter.hand_in import IntakeUnavailable
 
 API_VERSION = "1.0"
@@ -47,14 +47,14 @@ def create_app(
     lookup_key: LookupSecret,
     connect: Callable[[], Awaitable[Client]],
     open_pool: Callable[[], Awaitable[AsyncConnectionPool]],
-    prove: Prover,
+    prove: ClientProver,
     identity: IdentityProvider,
     limits: ApiLimits = ApiLimits(),
 ) -> FastAPI:
     """The API. `connect` and `open_pool` run on the server's own event loop at start-up (the pool) or when
     first needed (Temporal, so the API starts and says so in /readyz while Temporal is down). `prove` gets
-    the identity provider's proof for each applicant message the API relays; `identity` verifies the tokens
-    of services reporting audit events."""
+    the identity provider's proof for each applicant message the API relays, and for an ops person's
+    re-verification on their behalf; `identity` verifies the tokens of services and people calling."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,5 +101,6 @@ def create_app(
     app.include_router(applications.router)
     app.include_router(reference.router)
     app.include_router(audit_events.router)
+    app.include_router(reverifications.router)
     app.include_router(health.router)
     return app

@@ -14,8 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, StringConstraints
 
-from api.problems import ApiProblem, documented
-from enrollment.oidc import Identity, IdentityError, IdentityProvider
+from api.bearer import bearer_token, verified
+from api.problems import documented
+from enrollment.oidc import Identity
 from store import audit
 
 router = APIRouter(prefix="/v1/audit-events", tags=["audit"])
@@ -36,14 +37,7 @@ class ReportedEvent(BaseModel):
 
 async def reporting_service(request: Request) -> Identity:
     """The service reporting, from its bearer token; 401 without one, 403 for anything but a service."""
-    provider: IdentityProvider = request.app.state.identity
-    authorization = request.headers.get("authorization", "")
-    if not authorization.lower().startswith("bearer "):
-        raise ApiProblem(401, ["authorization: a service's bearer token is required"])
-    try:
-        return await provider.verify_access_token(authorization[7:], ("service",))
-    except IdentityError as err:
-        raise ApiProblem(403, [f"authorization: {err.reason}"]) from None
+    return await verified(request, bearer_token(request, "a service's"), ("service",))
 
 
 @router.post("", status_code=204, responses=documented(401, 403, 422))

@@ -42,6 +42,11 @@ class ClientProver:
     client_id: str
     client_secret: str
 
+    def acting_for(self, access_token: str) -> PersonProver:
+        """Proofs for the person whose access token this is, asked by this client on their behalf: the
+        provider allows it only for the clients this one may act for, and names this client in each proof."""
+        return PersonProver(self.provider, access_token, self.client_id, self.client_secret)
+
     async def __call__(self, case: str, action: str, digest: str) -> str:
         token = await self.provider.client_credentials(self.client_id, self.client_secret)
         return await self.provider.exchange_for_proof(

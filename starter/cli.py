@@ -40,7 +40,7 @@ from starter.audit_commands import add_audit_commands
 from starter.cases import CaseActionError, case_status, cases_awaiting, send_message
 from starter.intake import Intake, submit_file, submit_one
 from starter.output import Output, progress
-from starter.reverify import CaseResult, Window, cases_in, reverify
+from starter.reverify import RESULTS, CaseResult, Window, cases_in, reverify
 from starter.signin import SignedIn, login, logout, signed_in
 from store import audit, roles
 from store.cases import case_record, list_cases
@@ -340,7 +340,7 @@ async def _reverify(args, settings: Settings) -> int:
     for result in results:
         await _audited(settings, person, result.application_id, "reverify", result.result)
     out.table([vars(result) for result in results], ["application_id", "result", "status", "reason"])
-    counts = {kind: sum(r.result == kind for r in results) for kind in ("online", "still_offline", "refused", "failed")}
+    counts = {kind: sum(r.result == kind for r in results) for kind in RESULTS}
     print("; ".join(f"{kind} {count}" for kind, count in counts.items()), file=sys.stderr)
     return 1 if counts["failed"] else 0
 

@@ -13,7 +13,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
@@ -24,6 +24,7 @@ from starter.cases import CaseActionError, Prover, send_message
 from store.cases import unanswered_offline_cases
 
 Result = Literal["online", "still_offline", "refused", "failed"]
+RESULTS: tuple[Result, ...] = get_args(Result)
 
 
 @dataclass(frozen=True)

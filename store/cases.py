@@ -215,19 +215,10 @@ async def list_cases(
 async def unanswered_offline_cases(
     pool: AsyncConnectionPool, since: dt.datetime, until: dt.datetime, district_code: str | None = None
 ) -> list[str]:
-    """Cases waiting for offline registration because a department did not answer between `since` and `until`.
-
-    An `unavailable` outcome is the only one recorded as `<verifier>_verified` with a detail beginning
-    `unavailable`; answers (`mismatch`, `not_found`) are not an outage and are left alone.
+    """Cases waiting for offline registration because a department did not answer between `since` and `until`
+    (the function `offline_cases_of_outage`, store/migrations/0009, which the API may call but not read around).
     """
-    query = (
-        "SELECT c.application_id FROM cases c WHERE c.status = 'awaiting_offline_registration'"
-        " AND (%(district)s::text IS NULL OR c.district_code = %(district)s)"
-        " AND EXISTS (SELECT 1 FROM case_events e WHERE e.application_id = c.application_id"
-        "   AND e.step LIKE '%%\\_verified' AND e.detail LIKE 'unavailable%%'"
-        "   AND e.at >= %(since)s AND e.at < %(until)s)"
-        " ORDER BY c.application_id"
-    )
+    query = "SELECT offline_cases_of_outage(%(since)s, %(until)s, %(district)s::text)"
     params = {"district": district_code, "since": since, "until": until}
     async with pool.connection() as conn, conn.cursor() as cursor:
         return [row[0] for row in await (await cursor.execute(query, params)).fetchall()]

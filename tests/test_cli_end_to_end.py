@@ -19,10 +19,9 @@ from pydantic import SecretStr
 
 from api.callers import RegisteredClient
 from enrollment.identity import LookupSecret
-from enrollment.oidc import DEVICE_CODE, IdentityProvider
-from starter.signin import CLI_CLIENT
+from enrollment.oidc import IdentityProvider
 from tests.support.api import served_api
-from tests.support.identity import approve_device
+from tests.support.identity import approve_device, cli_token
 from tests.support.keys import TEST_CODEC
 from tests.support.people import reviewer_of, staff_of
 from tests.support.policies import district_policy
@@ -35,27 +34,6 @@ pytestmark = needs_temporal_cli
 OPS = "ops-1"
 # The stand-in provider's line for the person at the command line (starter/signin.py).
 SIGN_IN_PROMPT = re.compile(r"open (\S+) and enter the code (\S+)")
-
-
-async def cli_token(issuer: str, sub: str) -> str:
-    """An access token of `sub` from the command line's own client, as `enroll login` gets one: the device
-    flow, approved on the provider's device page. (The command line proves messages with its client, and
-    the provider exchanges a token only for the client it was issued to.)"""
-    provider = IdentityProvider(issuer)
-    try:
-        flow = await provider.start_device_flow(CLI_CLIENT)
-        async with httpx.AsyncClient() as browser:
-            approved = await approve_device(browser, issuer, flow.user_code, sub)
-            assert approved.status_code == 200, approved.text
-            answer = await browser.post(
-                f"{issuer}/token",
-                data={"grant_type": DEVICE_CODE, "device_code": flow.device_code, "client_id": CLI_CLIENT},
-            )
-    finally:
-        await provider.aclose()
-    assert answer.status_code == 200, answer.text
-    token: str = answer.json()["access_token"]
-    return token
 
 
 def signed_out(environment: dict[str, str], folder: Path) -> dict[str, str]:

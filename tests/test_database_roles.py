@@ -169,6 +169,9 @@ async def test_the_api_hands_in_holds_places_and_remembers_nonces(store):
         assert await intake.remember_nonce(pool, "platform", "n-1") is False
         assert await intake.forget_nonces_before(pool, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)) == 1
         await audit.record(pool, AuditEvent(actor="platform", role="client", action="hand_in", outcome="accepted"))
+        # Ops' re-verification through the API names the cases an outage sent offline, and nothing more.
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        assert await cases.unanswered_offline_cases(pool, since, dt.datetime.now(dt.UTC)) == []
 
 
 async def test_the_console_reads_the_archive_card_and_writes_the_audit_trail(store):
@@ -232,6 +235,9 @@ async def test_no_service_may_drop_alter_or_create_tables(store, service):
         ("console", "INSERT INTO case_events (application_id, seq, at, step, actor) VALUES ('a', 99, now(), 's', 'a')"),
         ("console", "INSERT INTO audit_events (seq, actor, role, action, outcome) VALUES (1, 'a', 'b', 'c', 'd')"),
         ("api", "SELECT * FROM cases"),
+        ("api", "SELECT detail FROM case_events"),
+        ("console", "SELECT offline_cases_of_outage(now() - interval '1 day', now(), NULL)"),
+        ("worker", "SELECT offline_cases_of_outage(now() - interval '1 day', now(), NULL)"),
         ("api", "SELECT * FROM audit_events"),
         ("api", "INSERT INTO case_events (application_id, seq, at, step, actor) VALUES ('a', 99, now(), 's', 'a')"),
         ("api", "INSERT INTO audit_events (at, actor, role, action, outcome) VALUES (now(), 'a', 'b', 'c', 'd')"),

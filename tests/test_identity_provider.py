@@ -366,6 +366,38 @@ async def test_token_exchange_signs_a_proof_for_exactly_one_message(provider, id
         assert refused.value.error == error, fields
 
 
+async def test_the_api_acts_only_for_people_signed_in_on_the_command_line_and_says_so_in_the_proof(
+    provider, idp, browser
+):
+    flow = await idp.start_device_flow(CLI)
+    assert (await approve_device(browser, provider.base_url, flow.user_code, "ops-1")).status_code == 200
+    on_the_command_line = (await idp.poll_device_flow(flow, CLI)).access_token
+    as_the_api = {"client_id": API, "client_secret": CLIENT_SECRETS[API], "case": CASE, "digest": DIGEST}
+    proof = await idp.exchange_for_proof(on_the_command_line, action="reverify", **as_the_api)
+    claims = jwt.decode(proof, KeySet.import_key_set(await idp.jwks()), algorithms=["ES256"]).claims
+    assert (claims["sub"], claims["role"], claims["act"]) == ("ops-1", "ops", {"sub": "client:enroll-api"})
+
+    # Not for a token of another client (the console's), nor for a client's own token (the codec's).
+    in_the_console = (await console_tokens(provider.base_url, "ops-1"))["access_token"]
+    codec = await idp.client_credentials("enroll-codec", CLIENT_SECRETS["enroll-codec"])
+    for subject in (in_the_console, codec):
+        with pytest.raises(IdentityError) as refused:
+            await idp.exchange_for_proof(subject, action="reverify", **as_the_api)
+        assert refused.value.error == "invalid_grant"
+    # And nobody acts for the API: the console may not exchange the API's token.
+    api_token = await idp.client_credentials(API, CLIENT_SECRETS[API])
+    with pytest.raises(IdentityError) as refused:
+        await idp.exchange_for_proof(
+            api_token,
+            case=CASE,
+            action="withdraw",
+            digest=DIGEST,
+            client_id=CONSOLE,
+            client_secret=CLIENT_SECRETS[CONSOLE],
+        )
+    assert refused.value.error == "invalid_grant"
+
+
 async def test_a_disabled_account_is_inactive_at_once(provider, idp, browser):
     sub, secret = "r-510107-1", CLIENT_SECRETS[CONSOLE]
     tokens = await console_tokens(provider.base_url, sub)

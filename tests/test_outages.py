@@ -15,12 +15,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
 from enrollment.case import Reverification
 from enrollment.policy import DEFAULT_POLICIES_DIR
 from starter.reverify import CaseResult, Window, cases_in, reverify
-from tests.support.people import People
+from tests.support.api import served_api
+from tests.support.identity import cli_token, console_tokens
+from tests.support.keys import LOOKUP_KEY
+from tests.support.people import People, reviewer_of
 from tests.support.stack import Stack, running_workers, settings_for
 
 # A patience short enough that a test can skip past it in seconds, in a copy of the policies in force.
@@ -41,6 +46,12 @@ def impatient_policies(tmp_path: Path) -> Path:
 
 def notices(stack: Stack, application_id: str) -> list[str]:
     return [notice["body"]["kind"] for notice in stack.platform_record(application_id).get("notice", [])]
+
+
+async def audit_rows(pool: AsyncConnectionPool, actor: str) -> list[tuple[str, str]]:
+    async with pool.connection() as conn:
+        cursor = await conn.execute("SELECT action, outcome FROM audit_events WHERE actor = %s ORDER BY seq", (actor,))
+        return [(action, outcome) for action, outcome in await cursor.fetchall()]
 
 
 async def skip_hours(stack: Stack, hours: float) -> None:
@@ -161,6 +172,87 @@ async def test_ops_re_verification_after_an_outage_brings_the_families_back_onli
         assert notices(stack, application.application_id)[-1] == "verified_after_outage"
     steps = [entry.step for entry in views[0].timeline]
     assert steps.count("reverification_requested") == 2 and "reverification_refused" in steps
+
+
+async def test_ops_re_verify_through_the_api_with_progress_a_result_per_case_and_only_as_ops(
+    stack, impatient_policies, slow_clock_provider, database_url
+):
+    issuer = slow_clock_provider.base_url
+    settings = settings_for(stack.standins, policies_dir=impatient_policies, identity_issuer=issuer)
+    temporal = stack.env.client.service_client.config.target_host
+    async with (
+        running_workers(stack, settings),
+        served_api(temporal, database_url, [], LOOKUP_KEY, issuer=issuer) as api,
+        httpx.AsyncClient(base_url=api.base_url, timeout=60) as http,
+    ):
+        outage_began = await stack.env.get_current_time()
+        stack.set_faults("hukou", outage=True)
+        batch = [stack.application("hukou_verified", index=i) for i in (14, 15)]
+        handles = [await stack.submit(application) for application in batch]
+        await stack.wait_through_retries(handles, "verification_delayed")
+        await skip_hours(stack, PATIENCE_HOURS + 0.5)
+        for each in handles:
+            await stack.wait_for(each, "awaiting_offline_registration")
+        stack.set_faults("hukou", outage=False)
+        order = {
+            "from": outage_began.isoformat(),
+            "to": (await stack.env.get_current_time()).isoformat(),
+            "per_second": 4,
+            "reason": "户籍系统 outage",
+        }
+
+        async def post(body: dict[str, object], token: str | None) -> httpx.Response:
+            headers = {"authorization": f"Bearer {token}"} if token else {}
+            return await http.post("/v1/reverifications", json=body, headers=headers)
+
+        ops = await cli_token(issuer, "ops-1")
+        # Who may: nobody anonymous, no reviewer, and not an ops token the API cannot act for (the console's).
+        assert (await post(order, None)).status_code == 401
+        reviewer = await cli_token(issuer, reviewer_of(batch[0].district_code))
+        as_reviewer = await post(order, reviewer)
+        assert as_reviewer.status_code == 403 and "reviewer may not" in as_reviewer.json()["errors"][0]
+        console_ops = (await console_tokens(issuer, "ops-1"))["access_token"]
+        from_the_console = await post(order, console_ops)
+        assert from_the_console.status_code == 403 and "enroll login" in from_the_console.json()["errors"][0]
+        # Bad orders name the field and the rule, and send nothing.
+        for wrong, field in (
+            ({"to": order["from"]}, "to: must be later than from"),
+            ({"from": "2027-06-01T08:00"}, "from"),
+            ({"per_second": 100}, "per_second"),
+            ({"unexpected": 1}, "unexpected"),
+        ):
+            refused = await post(order | wrong, ops)
+            assert refused.status_code == 422 and field in " ".join(refused.json()["errors"]), refused.text
+
+        listed = [json.loads(line) for line in (await post(order | {"dry_run": True}, ops)).text.splitlines()]
+        assert [line.get("application_id") for line in listed[1:-1]] == sorted(a.application_id for a in batch)
+        assert {(await stack.status(each)).status for each in handles} == {"awaiting_offline_registration"}
+
+        async with http.stream(
+            "POST", "/v1/reverifications", json=order, headers={"authorization": f"Bearer {ops}"}
+        ) as streamed:
+            assert streamed.headers["content-type"] == "application/x-ndjson"
+            lines = [json.loads(line) async for line in streamed.aiter_lines() if line]
+        again = [json.loads(line) for line in (await post(order, ops)).text.splitlines()]
+        views = [await stack.status(each) for each in handles]
+
+    assert lines[0] == {"event": "selected", "cases": 2, "dry_run": False, **{k: order[k] for k in ("from", "to")}} | {
+        "district_code": None
+    }
+    assert [(line["result"], line["status"], line["done"]) for line in lines[1:3]] == [
+        ("online", "awaiting_review", 1),
+        ("online", "awaiting_review", 2),
+    ], lines
+    assert lines[-1] == {"event": "done", "counts": {"online": 2, "still_offline": 0, "refused": 0, "failed": 0}}
+    assert again[0]["cases"] == 0, "a case back online is not selected again"
+    for application, view in zip(batch, views, strict=True):
+        assert view.verifications["hukou"].outcome == "matched"
+        assert notices(stack, application.application_id)[-1] == "verified_after_outage"
+        requested = [entry for entry in view.timeline if entry.step == "reverification_requested"]
+        assert [entry.actor for entry in requested] == ["ops:ops-1"], requested
+    trail = await audit_rows(stack.pool, "ops-1")
+    assert ("reverify_requested", "dry_run") in trail and ("reverify_requested", "started") in trail
+    assert trail.count(("reverify", "online")) == 2
 
 
 def test_the_window_must_be_zoned_and_forward():

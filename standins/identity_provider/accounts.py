@@ -110,6 +110,9 @@ class Client(BaseModel):
     post_logout_redirect_uris: list[str] = Field(default_factory=list)
     # The role of the client's own access tokens (client_credentials): who it is when it acts for itself.
     role: ClientRole | None = None
+    # Clients whose people's access tokens this one may exchange for proofs, acting for the person (RFC 8693
+    # delegation; the proof names this client as `act`): the API acts for an ops person's command line.
+    acts_for: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _shape(self) -> Client:
@@ -117,6 +120,8 @@ class Client(BaseModel):
             raise ValueError("client_credentials needs a secret and a role")
         if GRANT_AUTHORIZATION_CODE in self.grants and not self.redirect_uris:
             raise ValueError("authorization_code needs redirect_uris")
+        if self.acts_for and not self.confidential:
+            raise ValueError("acts_for needs a secret: a public client cannot act for anyone")
         return self
 
     @property

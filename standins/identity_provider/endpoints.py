@@ -192,9 +192,11 @@ def _token_exchange(issuer: Issuer, client: Client, form: dict[str, str]) -> dic
     subject = issuer.active(_required(form, "subject_token"))
     if subject is None:
         raise OAuthError("invalid_grant", "subject_token: not active (invalid, expired, revoked or account disabled)")
-    if subject.client_id != client.client_id:
-        raise OAuthError("invalid_grant", "subject_token: issued to another client", sub=subject.sub)
-    return issuer.proof(subject, case, action, digest)
+    if subject.client_id == client.client_id:
+        return issuer.proof(subject, case, action, digest)
+    if subject.client_id in client.acts_for and not subject.sub.startswith("client:"):
+        return issuer.proof(subject, case, action, digest, actor=client)
+    raise OAuthError("invalid_grant", "subject_token: issued to another client", sub=subject.sub)
 
 
 _GRANTS: dict[str, Callable[[Issuer, Client, dict[str, str]], dict[str, Any]]] = {

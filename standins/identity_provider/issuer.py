@@ -95,10 +95,13 @@ class Issuer:
         access = self._access_token(session, client.client_id, client.role, None, "client_credentials")
         return {"access_token": access, "token_type": "Bearer", "expires_in": self.grants.lifetimes.access_token}
 
-    def proof(self, subject: AccessClaims, case: str, action: str, digest: str) -> dict[str, Any]:
-        """Token exchange's answer: a proof signed for exactly this message to this case, by this subject."""
+    def proof(
+        self, subject: AccessClaims, case: str, action: str, digest: str, actor: Client | None = None
+    ) -> dict[str, Any]:
+        """Token exchange's answer: a proof signed for exactly this message to this case, by this subject;
+        with `actor`, the client that asked for it on the subject's behalf, named as `act` (RFC 8693 4.1)."""
         now = int(time.time())
-        claims = {
+        claims: dict[str, Any] = {
             "iss": self.url,
             "sub": subject.sub,
             "aud": PROOF_AUDIENCE,
@@ -112,11 +115,14 @@ class Issuer:
             "action": action,
             "digest": digest,
         }
+        if actor is not None:
+            claims["act"] = {"sub": actor.subject}
         token = self.keys.sign(claims, PROOF_TOKEN_TYPE)
         log.info(
             "token issued",
             sub=subject.sub,
             client=subject.client_id,
+            actor=actor.client_id if actor else None,
             grant="token-exchange",
             outcome="issued",
             jti=claims["jti"],

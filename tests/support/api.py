@@ -22,12 +22,17 @@ API_CLIENT = "enroll-api"
 
 
 def served_api(
-    temporal_address: str, database_url: str, clients: list[RegisteredClient], lookup_key: LookupSecret, **limits: Any
+    temporal_address: str,
+    database_url: str,
+    clients: list[RegisteredClient],
+    lookup_key: LookupSecret,
+    issuer: str | None = None,
+    **limits: Any,
 ) -> ServedApp:
     """The API on a free port (`async with`), with these registered clients and limits (ApiLimits fields).
 
-    It relays applicants' messages proven as its own client at the identity provider the tests run
-    (ENROLL_IDENTITY_ISSUER), as `python -m api` does.
+    It relays applicants' messages proven as its own client at the identity provider `issuer` (default:
+    the one the tests run, ENROLL_IDENTITY_ISSUER), as `python -m api` does.
     """
 
     async def temporal() -> Client:
@@ -37,7 +42,7 @@ def served_api(
         return await open_pool(database_url, max_size=4)
 
     settings = Settings.from_env()
-    identity = IdentityProvider(settings.identity_issuer)
+    identity = IdentityProvider(issuer or settings.identity_issuer)
     prove = ClientProver(identity, API_CLIENT, CLIENT_SECRETS[API_CLIENT])
     registry = ClientRegistry(clients)
     app = create_app(settings, registry, lookup_key, temporal, case_store, prove, identity, ApiLimits(**limits))

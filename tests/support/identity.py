@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import httpx
 
+from enrollment.oidc import DEVICE_CODE, IdentityProvider
 from standins.identity_provider import people
 from standins.identity_provider.people import (
     CONSOLE,
@@ -19,6 +20,7 @@ from standins.identity_provider.people import (
     password,
     sign_in,
 )
+from starter.signin import CLI_CLIENT
 
 __all__ = [
     "CLIENT_SECRETS",
@@ -28,6 +30,7 @@ __all__ = [
     "approve_device",
     "callback_params",
     "challenge_of",
+    "cli_token",
     "console_tokens",
     "password",
     "redeem",
@@ -52,3 +55,24 @@ async def redeem(
 async def console_tokens(base_url: str, sub: str) -> dict[str, str]:
     """A person's tokens from the console's client, by the whole code flow in a fresh browser."""
     return await people.console_tokens(base_url, sub, CLIENT_SECRETS[CONSOLE])
+
+
+async def cli_token(issuer: str, sub: str) -> str:
+    """An access token of `sub` from the command line's own client, as `enroll login` gets one: the device
+    flow, approved on the provider's device page. (The command line proves messages with its client, and
+    the provider exchanges a token only for the client it was issued to.)"""
+    provider = IdentityProvider(issuer)
+    try:
+        flow = await provider.start_device_flow(CLI_CLIENT)
+        async with httpx.AsyncClient() as browser:
+            approved = await approve_device(browser, issuer, flow.user_code, sub)
+            assert approved.status_code == 200, approved.text
+            answer = await browser.post(
+                f"{issuer}/token",
+                data={"grant_type": DEVICE_CODE, "device_code": flow.device_code, "client_id": CLI_CLIENT},
+            )
+    finally:
+        await provider.aclose()
+    assert answer.status_code == 200, answer.text
+    token: str = answer.json()["access_token"]
+    return token

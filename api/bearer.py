@@ -1,0 +1,27 @@
+"""People and services that call the API with an access token from the identity provider, not a signature."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from fastapi import Request
+
+from api.problems import ApiProblem
+from enrollment.oidc import Identity, IdentityError, IdentityProvider
+
+
+def bearer_token(request: Request, who: str) -> str:
+    """The request's bearer token; 401 naming `who` must send one when there is none."""
+    authorization = request.headers.get("authorization", "")
+    if not authorization.lower().startswith("bearer "):
+        raise ApiProblem(401, [f"authorization: {who} bearer token is required"])
+    return authorization[7:]
+
+
+async def verified(request: Request, token: str, roles: Collection[str]) -> Identity:
+    """Who the token was issued to, if the provider signed it and it is of one of `roles`; 403 otherwise."""
+    provider: IdentityProvider = request.app.state.identity
+    try:
+        return await provider.verify_access_token(token, roles)
+    except IdentityError as err:
+        raise ApiProblem(403, [f"authorization: {err.reason}"]) from None
