@@ -122,7 +122,7 @@ async def reverify_cases(
         client = await request.app.state.temporal.client()
         prover: ClientProver = request.app.state.prove
         message = Reverification(requested_by=sub, reason=order.reason)
-        finished: asyncio.Queue[CaseResult] = asyncio.Queue()
+        finished: asyncio.Queue[CaseResult | None] = asyncio.Queue()
         job = asyncio.create_task(
             reverify(
                 client,
@@ -133,13 +133,14 @@ async def reverify_cases(
                 on_result=finished.put_nowait,
             )
         )
+        # However the job ends, the lines end with it (an error it raised is raised here after them).
+        job.add_done_callback(lambda _: finished.put_nowait(None))
         counts = dict.fromkeys(RESULTS, 0)
         try:
-            for done in range(1, len(cases) + 1):
-                result = await finished.get()
+            while (result := await finished.get()) is not None:
                 counts[result.result] += 1
                 await audited("reverify", result.result, result.application_id)
-                yield _line("case", done=done, of=len(cases), **vars(result))
+                yield _line("case", done=sum(counts.values()), of=len(cases), **vars(result))
             await job
         finally:
             job.cancel()

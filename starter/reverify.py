@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from enrollment.case import Reverification
+from enrollment.oidc import IdentityError
 from starter.cases import CaseActionError, Prover, send_message
 from store.cases import unanswered_offline_cases
 
@@ -89,6 +90,9 @@ async def _send(client: Client, application_id: str, prove: Prover, message: Rev
         receipt = await send_message(client, application_id, message, prove)
     except (CaseActionError, RPCError) as err:
         return CaseResult(application_id, "failed", reason=str(err))
+    except IdentityError as err:
+        # The sender's sign-in ended (expired, revoked) mid-run: this case is left as it was; run again.
+        return CaseResult(application_id, "failed", reason=f"proof: {err}")
     if not receipt.accepted:
         return CaseResult(application_id, "refused", receipt.status, receipt.reason)
     outcome: Result = "still_offline" if receipt.status == "awaiting_offline_registration" else "online"

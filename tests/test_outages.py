@@ -20,8 +20,10 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from enrollment.case import Reverification
+from enrollment.oidc import IdentityProvider
 from enrollment.policy import DEFAULT_POLICIES_DIR
 from starter.reverify import CaseResult, Window, cases_in, reverify
+from starter.signin import CLI_CLIENT
 from tests.support.api import served_api
 from tests.support.identity import cli_token, console_tokens
 from tests.support.keys import LOOKUP_KEY
@@ -223,6 +225,14 @@ async def test_ops_re_verify_through_the_api_with_progress_a_result_per_case_and
         ):
             refused = await post(order | wrong, ops)
             assert refused.status_code == 422 and field in " ".join(refused.json()["errors"]), refused.text
+
+        # A revoked sign-in still has a valid signature, but the provider gives no proof for it: nothing changes.
+        revoked = await cli_token(issuer, "ops-1")
+        await IdentityProvider(issuer).revoke(revoked, CLI_CLIENT)
+        unproven = [json.loads(line) for line in (await post(order, revoked)).text.splitlines()]
+        assert [line.get("result") for line in unproven[1:-1]] == ["failed", "failed"], unproven
+        assert all(line["reason"].startswith("proof: ") for line in unproven[1:-1]), unproven
+        assert unproven[-1]["counts"]["failed"] == 2
 
         listed = [json.loads(line) for line in (await post(order | {"dry_run": True}, ops)).text.splitlines()]
         assert [line.get("application_id") for line in listed[1:-1]] == sorted(a.application_id for a in batch)
