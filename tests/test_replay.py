@@ -17,10 +17,10 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from temporalio import workflow
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from enrollment.case import (
     WORKFLOW_TYPE,
@@ -40,6 +40,7 @@ from tests.support.keys import TEST_CONVERTER
 from tests.support.people import People, reviewer_of, staff_of
 from tests.support.policies import district_policy
 from tests.support.stack import running_workers, settings_for
+from workers.build import workflow_runner
 from workflows.enrollment_case import EnrollmentCase
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -56,9 +57,10 @@ MESSAGES = {
 }
 
 
-def replayer(workflow_class: type = EnrollmentCase) -> Replayer:
-    """A replayer with the case worker's sandbox (workers/build.py): modules passed through, not imported again."""
-    runner = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
+def replayer(workflow_class: type = EnrollmentCase, sandboxed: bool = True) -> Replayer:
+    """A replayer running the workflow as the case worker does (workers/build.py): sandboxed, as in the tests,
+    or not, as in production."""
+    runner = workflow_runner(sandboxed)
     return Replayer(workflows=[workflow_class], data_converter=TEST_CONVERTER, workflow_runner=runner)
 
 
@@ -80,9 +82,10 @@ def committed() -> list[WorkflowHistory]:
     return histories
 
 
-async def test_committed_histories_replay_without_nondeterminism():
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandboxed", "as-in-production"])
+async def test_committed_histories_replay_without_nondeterminism(sandboxed):
     for history in committed():
-        result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
+        result = await replayer(sandboxed=sandboxed).replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{history.workflow_id}: {result.replay_failure}"
 
 
