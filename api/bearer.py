@@ -6,8 +6,9 @@ from collections.abc import Collection
 
 from fastapi import Request
 
+from api.limits import retry_after
 from api.problems import ApiProblem
-from enrollment.oidc import Identity, IdentityError, IdentityProvider
+from enrollment.oidc import Identity, IdentityError, IdentityProvider, IdentityUnavailable
 
 
 def bearer_token(request: Request, who: str) -> str:
@@ -23,5 +24,22 @@ async def verified(request: Request, token: str, roles: Collection[str]) -> Iden
     provider: IdentityProvider = request.app.state.identity
     try:
         return await provider.verify_access_token(token, roles)
+    except IdentityUnavailable:
+        raise _provider_unavailable() from None
     except IdentityError as err:
         raise ApiProblem(403, [f"authorization: {err.reason}"]) from None
+
+
+async def still_active(request: Request, token: str, client_id: str, client_secret: str) -> bool:
+    """Whether the provider still holds the token active: a signature cannot say it was revoked."""
+    provider: IdentityProvider = request.app.state.identity
+    try:
+        return await provider.introspect(token, client_id, client_secret)
+    except IdentityUnavailable:
+        raise _provider_unavailable() from None
+
+
+def _provider_unavailable() -> ApiProblem:
+    return ApiProblem(
+        503, ["authorization: the identity provider cannot be reached; try again later"], headers=retry_after(5)
+    )

@@ -9,20 +9,28 @@ The answer streams as the job goes (newline-delimited JSON): a `selected` line, 
 with its result, and a `done` line with the counts. Nothing is kept in the API process, so any replica
 serves it; a run cut short (the connection dropped, the sign-in expired) is simply made again, since a
 case back online is no longer selected.
+
+The departments are protected whoever asks: one run at a time across every API replica (a PostgreSQL
+advisory lock held while it streams), at most MAX_CASES_PER_SECOND, at most MAX_CASES_PER_RUN cases a run
+(`more_remain` says to run again), and each ops person's requests are rate-limited like a calling system's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from temporalio.client import Client
 
-from api.bearer import bearer_token, verified
+from api.bearer import bearer_token, still_active, verified
+from api.limits import RateLimiter, retry_after
 from api.problems import ApiProblem, documented
 from enrollment.application import DistrictCode
 from enrollment.case import Reverification
@@ -35,6 +43,10 @@ from store import audit
 router = APIRouter(prefix="/v1/reverifications", tags=["operations"])
 # Cases started a second, at most: a department just back up is not flooded whoever asks.
 MAX_CASES_PER_SECOND = 20.0
+# Cases one run asks again, at most (about four minutes at the highest rate); the rest wait for the next run.
+MAX_CASES_PER_RUN = 5000
+# The advisory lock (one bigint, any value no other lock in the case store uses) that makes runs one at a time.
+ONE_RUN_AT_A_TIME = 0x5245564552494659  # "REVERIFY"
 NDJSON = "application/x-ndjson"
 
 
@@ -67,11 +79,18 @@ class OpsPerson(BaseModel):
 
 
 async def ops_person(request: Request) -> OpsPerson:
-    """The ops person calling; 401 without a token, 403 for anyone else or a token the API cannot act for."""
+    """The ops person calling; 401 without a token, 403 for anyone else, a token the API cannot act for, or a
+    sign-in that has ended (asked of the provider: a revoked token's signature still holds); 429 past the rate."""
     token = bearer_token(request, "an ops person's")
     identity = await verified(request, token, ("ops",))
     if identity.client_id != CLI_CLIENT:
         raise ApiProblem(403, [f"authorization: sign in with `enroll login` (a token of {CLI_CLIENT})"])
+    prover: ClientProver = request.app.state.prove
+    if not await still_active(request, token, prover.client_id, prover.client_secret):
+        raise ApiProblem(403, ["authorization: the sign-in has ended (signed out, revoked or disabled)"])
+    limiter: RateLimiter = request.app.state.rate
+    if wait := limiter.wait_seconds(f"person:{identity.sub}"):
+        raise ApiProblem(429, ["rate: too many requests from this person"], headers=retry_after(wait))
     return OpsPerson(identity=identity, access_token=token)
 
 
@@ -90,8 +109,23 @@ async def reverify_cases(
     request: Request, order: ReverificationOrder, person: Annotated[OpsPerson, Depends(ops_person)]
 ) -> StreamingResponse:
     """Ask again, paced, for each case an outage sent offline in the window; a result line per case."""
-    pool = request.app.state.pool
-    cases = await cases_in(pool, order.window)
+    pool: AsyncConnectionPool = request.app.state.pool
+    client = await request.app.state.temporal.client()  # before anything is sent: 503 if Temporal is down
+    held = await pool.getconn()
+    try:
+        await held.set_autocommit(True)  # the lock is the session's: no transaction stays open while it runs
+        if not await _try_lock(held):
+            raise ApiProblem(409, ["reverification: another run is going on; try again when it has ended"])
+    except BaseException:
+        await held.set_autocommit(False)
+        await pool.putconn(held)
+        raise
+    try:
+        selected = await cases_in(pool, order.window)
+    except BaseException:
+        await _unlock(pool, held)
+        raise
+    cases, more_remain = selected[:MAX_CASES_PER_RUN], len(selected) > MAX_CASES_PER_RUN
     source = request.client.host if request.client else None
     sub = person.identity.sub
 
@@ -103,47 +137,78 @@ async def reverify_cases(
             ),
         )
 
-    await audited(
-        "reverify_requested",
-        "dry_run" if order.dry_run else "started",
-        cases=len(cases),
-        per_second=order.per_second,
-        district=order.district_code,
-    )
-    window = {"from": order.since.isoformat(), "to": order.until.isoformat(), "district_code": order.district_code}
-
     async def progress() -> AsyncIterator[bytes]:
-        yield _line("selected", cases=len(cases), dry_run=order.dry_run, **window)
-        if order.dry_run:
-            for case in cases:
-                yield _line("case", application_id=case, result="selected")
-            yield _line("done", counts={"selected": len(cases)})
-            return
-        client = await request.app.state.temporal.client()
-        prover: ClientProver = request.app.state.prove
-        message = Reverification(requested_by=sub, reason=order.reason)
-        finished: asyncio.Queue[CaseResult | None] = asyncio.Queue()
-        job = asyncio.create_task(
-            reverify(
-                client,
-                cases,
-                prover.acting_for(person.access_token),
-                message,
-                order.per_second,
-                on_result=finished.put_nowait,
-            )
-        )
-        # However the job ends, the lines end with it (an error it raised is raised here after them).
-        job.add_done_callback(lambda _: finished.put_nowait(None))
-        counts = dict.fromkeys(RESULTS, 0)
         try:
-            while (result := await finished.get()) is not None:
-                counts[result.result] += 1
-                await audited("reverify", result.result, result.application_id)
-                yield _line("case", done=sum(counts.values()), of=len(cases), **vars(result))
-            await job
+            await audited(
+                "reverify_requested",
+                "dry_run" if order.dry_run else "started",
+                cases=len(cases),
+                per_second=order.per_second,
+                district=order.district_code,
+            )
+            window = {
+                "from": order.since.isoformat(),
+                "to": order.until.isoformat(),
+                "district_code": order.district_code,
+            }
+            yield _line("selected", cases=len(cases), more_remain=more_remain, dry_run=order.dry_run, **window)
+            if order.dry_run:
+                for case in cases:
+                    yield _line("case", application_id=case, result="selected")
+                yield _line("done", counts={"selected": len(cases)})
+                return
+            async for line in _reverified(client, cases, order, person, request.app.state.prove, audited):
+                yield line
         finally:
-            job.cancel()
-        yield _line("done", counts=counts)
+            await _unlock(pool, held)
 
     return StreamingResponse(progress(), media_type=NDJSON)
+
+
+async def _reverified(
+    client: Client,
+    cases: list[str],
+    order: ReverificationOrder,
+    person: OpsPerson,
+    prover: ClientProver,
+    audited: Callable[..., Awaitable[None]],
+) -> AsyncIterator[bytes]:
+    """The job's `case` lines as results come, then its `done` line; the job ends if the caller goes away."""
+    message = Reverification(requested_by=person.identity.sub, reason=order.reason)
+    finished: asyncio.Queue[CaseResult | None] = asyncio.Queue()
+    job = asyncio.create_task(
+        reverify(
+            client,
+            cases,
+            prover.acting_for(person.access_token),
+            message,
+            order.per_second,
+            on_result=finished.put_nowait,
+        )
+    )
+    # However the job ends, the lines end with it (an error it raised is raised here after them).
+    job.add_done_callback(lambda _: finished.put_nowait(None))
+    counts = dict.fromkeys(RESULTS, 0)
+    try:
+        while (result := await finished.get()) is not None:
+            counts[result.result] += 1
+            await audited("reverify", result.result, result.application_id)
+            yield _line("case", done=sum(counts.values()), of=len(cases), **vars(result))
+        await job
+    finally:
+        job.cancel()
+    yield _line("done", counts=counts)
+
+
+async def _try_lock(conn: AsyncConnection[Any]) -> bool:
+    row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (ONE_RUN_AT_A_TIME,))).fetchone()
+    return bool(row and row[0])
+
+
+async def _unlock(pool: AsyncConnectionPool, conn: AsyncConnection[Any]) -> None:
+    """Release the run's lock and give its connection back (a broken connection's lock ends with it)."""
+    try:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (ONE_RUN_AT_A_TIME,))
+        await conn.set_autocommit(False)  # as the pool's other users expect it
+    finally:
+        await pool.putconn(conn)

@@ -93,6 +93,8 @@ async def _send(client: Client, application_id: str, prove: Prover, message: Rev
     except IdentityError as err:
         # The sender's sign-in ended (expired, revoked) mid-run: this case is left as it was; run again.
         return CaseResult(application_id, "failed", reason=f"proof: {err}")
+    except Exception as err:
+        return CaseResult(application_id, "failed", reason=f"{type(err).__name__}: {err}")
     if not receipt.accepted:
         return CaseResult(application_id, "refused", receipt.status, receipt.reason)
     outcome: Result = "still_offline" if receipt.status == "awaiting_offline_registration" else "online"

@@ -17,12 +17,14 @@ import pytest
 import structlog
 from joserfc import jws, jwt
 from joserfc.jwk import ECKey, KeySet
+from pydantic import ValidationError
 
 from enrollment import logs
 from enrollment.oidc import IdentityError, IdentityProvider
 from enrollment.proofs import TrustedKeys, check_proof
 from stack.temporal_server import free_port
 from standins.identity_provider import Lifetimes, RunningIdentityProvider, start_in_thread
+from standins.identity_provider.accounts import GRANT_TOKEN_EXCHANGE, Client
 from standins.identity_provider.keys import SigningKeys
 from tests.support.identity import (
     CLIENT_SECRETS,
@@ -377,6 +379,13 @@ async def test_the_api_acts_only_for_people_signed_in_on_the_command_line_and_sa
     claims = jwt.decode(proof, KeySet.import_key_set(await idp.jwks()), algorithms=["ES256"]).claims
     assert (claims["sub"], claims["role"], claims["act"]) == ("ops-1", "ops", {"sub": "client:enroll-api"})
 
+    # Only to re-verify: not a reviewer's decision, though the reviewer signed in on the command line too.
+    flow = await idp.start_device_flow(CLI)
+    assert (await approve_device(browser, provider.base_url, flow.user_code, "r-510104-1")).status_code == 200
+    reviewer = (await idp.poll_device_flow(flow, CLI)).access_token
+    with pytest.raises(IdentityError) as refused:
+        await idp.exchange_for_proof(reviewer, action="review", **as_the_api)
+    assert refused.value.error == "invalid_grant"
     # Not for a token of another client (the console's), nor for a client's own token (the codec's).
     in_the_console = (await console_tokens(provider.base_url, "ops-1"))["access_token"]
     codec = await idp.client_credentials("enroll-codec", CLIENT_SECRETS["enroll-codec"])
@@ -396,6 +405,11 @@ async def test_the_api_acts_only_for_people_signed_in_on_the_command_line_and_sa
             client_secret=CLIENT_SECRETS[CONSOLE],
         )
     assert refused.value.error == "invalid_grant"
+
+
+def test_a_public_client_acts_for_nobody():
+    with pytest.raises(ValidationError, match="acts_for needs a secret"):
+        Client.model_validate({"client_id": "tool", "grants": [GRANT_TOKEN_EXCHANGE], "acts_for": {CLI: ["reverify"]}})
 
 
 async def test_a_disabled_account_is_inactive_at_once(provider, idp, browser):

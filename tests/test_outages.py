@@ -17,8 +17,10 @@ from typing import TypeVar
 
 import httpx
 import pytest
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from api.reverifications import ONE_RUN_AT_A_TIME
 from enrollment.case import Reverification
 from enrollment.oidc import IdentityProvider
 from enrollment.policy import DEFAULT_POLICIES_DIR
@@ -226,13 +228,15 @@ async def test_ops_re_verify_through_the_api_with_progress_a_result_per_case_and
             refused = await post(order | wrong, ops)
             assert refused.status_code == 422 and field in " ".join(refused.json()["errors"]), refused.text
 
-        # A revoked sign-in still has a valid signature, but the provider gives no proof for it: nothing changes.
+        # A revoked sign-in still has a valid signature: the API asks the provider, and refuses it.
         revoked = await cli_token(issuer, "ops-1")
         await IdentityProvider(issuer).revoke(revoked, CLI_CLIENT)
-        unproven = [json.loads(line) for line in (await post(order, revoked)).text.splitlines()]
-        assert [line.get("result") for line in unproven[1:-1]] == ["failed", "failed"], unproven
-        assert all(line["reason"].startswith("proof: ") for line in unproven[1:-1]), unproven
-        assert unproven[-1]["counts"]["failed"] == 2
+        after_revocation = await post(order, revoked)
+        assert after_revocation.status_code == 403 and "ended" in after_revocation.json()["errors"][0]
+        # One run at a time, across every API replica: while another holds the run, a second is refused.
+        async with await AsyncConnection.connect(database_url, autocommit=True) as other_replica:
+            await other_replica.execute("SELECT pg_advisory_lock(%s)", (ONE_RUN_AT_A_TIME,))
+            assert (await post(order, ops)).status_code == 409
 
         listed = [json.loads(line) for line in (await post(order | {"dry_run": True}, ops)).text.splitlines()]
         assert [line.get("application_id") for line in listed[1:-1]] == sorted(a.application_id for a in batch)
@@ -246,9 +250,8 @@ async def test_ops_re_verify_through_the_api_with_progress_a_result_per_case_and
         again = [json.loads(line) for line in (await post(order, ops)).text.splitlines()]
         views = [await stack.status(each) for each in handles]
 
-    assert lines[0] == {"event": "selected", "cases": 2, "dry_run": False, **{k: order[k] for k in ("from", "to")}} | {
-        "district_code": None
-    }
+    window = {"from": order["from"], "to": order["to"], "district_code": None}
+    assert lines[0] == {"event": "selected", "cases": 2, "more_remain": False, "dry_run": False, **window}
     assert [(line["result"], line["status"], line["done"]) for line in lines[1:3]] == [
         ("online", "awaiting_review", 1),
         ("online", "awaiting_review", 2),

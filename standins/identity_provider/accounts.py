@@ -110,9 +110,13 @@ class Client(BaseModel):
     post_logout_redirect_uris: list[str] = Field(default_factory=list)
     # The role of the client's own access tokens (client_credentials): who it is when it acts for itself.
     role: ClientRole | None = None
-    # Clients whose people's access tokens this one may exchange for proofs, acting for the person (RFC 8693
-    # delegation; the proof names this client as `act`): the API acts for an ops person's command line.
-    acts_for: list[str] = Field(default_factory=list)
+    # Whose people this client may act for, and in which actions: it may exchange the access tokens a client
+    # named here issued to people for proofs of those actions only (RFC 8693 delegation; the proof names this
+    # client as `act`). The API acts for ops people signed in on the command line, to re-verify cases.
+    acts_for: dict[str, list[str]] = Field(default_factory=dict)
+
+    def may_act_for(self, client_id: str, action: str) -> bool:
+        return action in self.acts_for.get(client_id, ())
 
     @model_validator(mode="after")
     def _shape(self) -> Client:

@@ -194,7 +194,7 @@ def _token_exchange(issuer: Issuer, client: Client, form: dict[str, str]) -> dic
         raise OAuthError("invalid_grant", "subject_token: not active (invalid, expired, revoked or account disabled)")
     if subject.client_id == client.client_id:
         return issuer.proof(subject, case, action, digest)
-    if subject.client_id in client.acts_for and not subject.sub.startswith("client:"):
+    if client.may_act_for(subject.client_id, action) and subject.sub in issuer.directory.accounts:
         return issuer.proof(subject, case, action, digest, actor=client)
     raise OAuthError("invalid_grant", "subject_token: issued to another client", sub=subject.sub)
 
