@@ -24,12 +24,13 @@ from api.reverifications import ONE_RUN_AT_A_TIME
 from enrollment.case import Reverification
 from enrollment.oidc import IdentityProvider
 from enrollment.policy import DEFAULT_POLICIES_DIR
-from starter.reverify import CaseResult, Window, cases_in, reverify
+from starter.reverify import Window, cases_in, reverify
 from starter.signin import CLI_CLIENT
 from tests.support.api import served_api
 from tests.support.identity import cli_token, console_tokens
 from tests.support.keys import LOOKUP_KEY
 from tests.support.people import People, reviewer_of
+from tests.support.processes import enroll_async, product_environment
 from tests.support.stack import Stack, running_workers, settings_for
 
 # A patience short enough that a test can skip past it in seconds, in a copy of the policies in force.
@@ -128,7 +129,7 @@ async def test_a_wrong_answer_still_sends_the_family_offline_at_once(stack, work
 
 
 async def test_ops_re_verification_after_an_outage_brings_the_families_back_online(
-    stack, impatient_policies, slow_clock_provider
+    stack, impatient_policies, slow_clock_provider, database_url
 ):
     people = People(slow_clock_provider.base_url)
     settings = settings_for(
@@ -162,11 +163,19 @@ async def test_ops_re_verification_after_an_outage_brings_the_families_back_onli
         impostor = await people.send(handle, forged)
         assert not impostor.accepted and "may not reverify" in (impostor.reason or ""), impostor
 
+        # The command ops run, as they run it (signed in on the command line), with its output.
+        temporal = stack.env.client.service_client.config.target_host
+        environment = product_environment(
+            temporal, stack.standins.base_url, database_url, ENROLL_IDENTITY_ISSUER=slow_clock_provider.base_url
+        )
+        ops = await cli_token(slow_clock_provider.base_url, "ops-1")
+        command = ["reverify", "--from", window.since.isoformat(), "--to", window.until.isoformat(), "--rate", "4"]
+        ran = await enroll_async(environment, *command, "--reason", request.reason, "--token", ops)
+        assert ran.returncode == 0, ran.stderr
+        printed = [json.loads(line) for line in ran.stdout.splitlines()]
+        assert [(r["result"], r["status"]) for r in printed] == [("online", "awaiting_review")] * 2, printed
+        assert "online 2; still_offline 0; refused 0; failed 0" in ran.stderr, ran.stderr
         prove = await people.prover_for(request)
-        seen: list[CaseResult] = []
-        results = await reverify(stack.client, await cases_in(stack.pool, window), prove, request, 4, 2, seen.append)
-        assert [(r.result, r.status) for r in results] == [("online", "awaiting_review")] * 2, results
-        assert seen == results
         again = await reverify(stack.client, [a.application_id for a in batch], prove, request, 4)
         assert {r.result for r in again} == {"refused"}, "a case back online is not asked again"
         views = [await stack.status(each) for each in handles]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -60,6 +61,18 @@ def enroll(environment: dict[str, str], *args: str, readable: bool = False) -> s
     """Run `enroll`; its output is JSON (--json) unless the test reads what a person would see."""
     command = [str(BIN / "enroll"), *args, *([] if readable else ["--json"])]
     return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
+
+
+async def enroll_async(
+    environment: dict[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`enroll` (JSON output) without blocking the event loop: for tests whose workers run in this process."""
+    process = await asyncio.create_subprocess_exec(
+        str(BIN / "enroll"), *args, "--json", env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(args, process.returncode, stdout.decode(), stderr.decode())
 
 
 async def wait_for_status(client: Client, application_id: str, *statuses: str, timeout: float = 30.0) -> None:
