@@ -135,7 +135,8 @@ def plot_storage(axes, runs: list[dict]) -> None:
     axes.set_xticks([p + 0.2 for p in positions], [name_of(run) for run in runs], fontsize=7)
     axes.set_ylabel("kB per case")
     axes.set_title("Storage per case: waiting (light), completed")
-    axes.legend(fontsize=6)
+    axes.margins(y=0.4)  # room above the bars for the legend
+    axes.legend(fontsize=6, ncols=2, loc="upper left")
 
 
 def plot_visibility(axes, runs: list[dict]) -> None:
