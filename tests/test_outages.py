@@ -53,9 +53,18 @@ def notices(stack: Stack, application_id: str) -> list[str]:
     return [notice["body"]["kind"] for notice in stack.platform_record(application_id).get("notice", [])]
 
 
-async def audit_rows(pool: AsyncConnectionPool, actor: str) -> list[tuple[str, str]]:
+async def audit_seq(pool: AsyncConnectionPool) -> int:
+    """Where the audit trail is now: it is append-only, so it keeps other tests' events of the same session."""
     async with pool.connection() as conn:
-        cursor = await conn.execute("SELECT action, outcome FROM audit_events WHERE actor = %s ORDER BY seq", (actor,))
+        row = await (await conn.execute("SELECT coalesce(max(seq), 0) FROM audit_events")).fetchone()
+        return int(row[0]) if row else 0
+
+
+async def audit_rows(pool: AsyncConnectionPool, actor: str, after: int) -> list[tuple[str, str]]:
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            "SELECT action, outcome FROM audit_events WHERE actor = %s AND seq > %s ORDER BY seq", (actor, after)
+        )
         return [(action, outcome) for action, outcome in await cursor.fetchall()]
 
 
@@ -198,6 +207,7 @@ async def test_ops_re_verify_through_the_api_with_progress_a_result_per_case_and
         served_api(temporal, database_url, [], LOOKUP_KEY, issuer=issuer) as api,
         httpx.AsyncClient(base_url=api.base_url, timeout=60) as http,
     ):
+        trail_before = await audit_seq(stack.pool)
         outage_began = await stack.env.get_current_time()
         stack.set_faults("hukou", outage=True)
         batch = [stack.application("hukou_verified", index=i) for i in (14, 15)]
@@ -272,7 +282,7 @@ async def test_ops_re_verify_through_the_api_with_progress_a_result_per_case_and
         assert notices(stack, application.application_id)[-1] == "verified_after_outage"
         requested = [entry for entry in view.timeline if entry.step == "reverification_requested"]
         assert [entry.actor for entry in requested] == ["ops:ops-1"], requested
-    trail = await audit_rows(stack.pool, "ops-1")
+    trail = await audit_rows(stack.pool, "ops-1", trail_before)
     assert ("reverify_requested", "dry_run") in trail and ("reverify_requested", "started") in trail
     assert trail.count(("reverify", "online")) == 2
 
