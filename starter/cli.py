@@ -108,24 +108,26 @@ def _may_read_district(person: SignedIn, district_code: str) -> None:
         )
 
 
-async def _audited(settings: Settings, person: SignedIn, case_id: str | None, action: str, outcome: str) -> None:
-    """What a person read or did at the command line, into the audit trail (who saw this child's data)."""
-    pool = await open_pool(resolve_url(settings.reveal_database_url()), max_size=1)
+def _audit_event(person: SignedIn, case_id: str | None, action: str, outcome: str) -> audit.AuditEvent:
+    """What a person read or did at the command line, as the audit trail records it (who saw this child's data)."""
     identity = person.identity
+    return audit.AuditEvent(
+        actor=identity.sub,
+        role=identity.role,
+        district=identity.district,
+        source="enroll command line",
+        case_id=case_id,
+        action=action,
+        outcome=outcome,
+        detail={"session": identity.sid},
+    )
+
+
+async def _audited(settings: Settings, person: SignedIn, case_id: str | None, action: str, outcome: str) -> None:
+    """One event into the audit trail, through a connection of its own."""
+    pool = await open_pool(resolve_url(settings.reveal_database_url()), max_size=1)
     try:
-        await audit.record(
-            pool,
-            audit.AuditEvent(
-                actor=identity.sub,
-                role=identity.role,
-                district=identity.district,
-                source="enroll command line",
-                case_id=case_id,
-                action=action,
-                outcome=outcome,
-                detail={"session": identity.sid},
-            ),
-        )
+        await audit.record(pool, _audit_event(person, case_id, action, outcome))
     finally:
         await pool.close()
 
@@ -323,22 +325,22 @@ async def _reverify(args, settings: Settings) -> int:
     pool = await open_pool(resolve_url(settings.reveal_database_url()), max_size=1)
     try:
         cases = await cases_in(pool, window)
+        out = _out(args)
+        if args.dry_run:
+            out.table([{"application_id": case} for case in cases], ["application_id"])
+            return 0
+        done: list[CaseResult] = []
+
+        def show(result: CaseResult) -> None:
+            done.append(result)
+            progress(len(done), len(cases), "re-verified")
+
+        message = Reverification(requested_by=person.identity.sub, reason=args.reason)
+        results = await reverify(await connect(settings), cases, person.prove, message, args.rate, on_result=show)
+        for result in results:
+            await audit.record(pool, _audit_event(person, result.application_id, "reverify", result.result))
     finally:
         await pool.close()
-    out = _out(args)
-    if args.dry_run:
-        out.table([{"application_id": case} for case in cases], ["application_id"])
-        return 0
-    done: list[CaseResult] = []
-
-    def show(result: CaseResult) -> None:
-        done.append(result)
-        progress(len(done), len(cases), "re-verified")
-
-    message = Reverification(requested_by=person.identity.sub, reason=args.reason)
-    results = await reverify(await connect(settings), cases, person.prove, message, args.rate, on_result=show)
-    for result in results:
-        await _audited(settings, person, result.application_id, "reverify", result.result)
     out.table([vars(result) for result in results], ["application_id", "result", "status", "reason"])
     counts = {kind: sum(r.result == kind for r in results) for kind in RESULTS}
     print("; ".join(f"{kind} {count}" for kind, count in counts.items()), file=sys.stderr)
