@@ -63,9 +63,8 @@ class ReverificationOrder(BaseModel):
     dry_run: bool = Field(False, description="list the cases, send nothing")
 
     @model_validator(mode="after")
-    def _forward(self) -> ReverificationOrder:
-        if self.until <= self.since:
-            raise ValueError("to: must be later than from")
+    def _a_window(self) -> ReverificationOrder:
+        Window(since=self.since, until=self.until)  # its rules (zoned, forward) refuse a bad one: a 422
         return self
 
     @property
@@ -112,18 +111,15 @@ async def reverify_cases(
     pool: AsyncConnectionPool = request.app.state.pool
     client = await request.app.state.temporal.client()  # before anything is sent: 503 if Temporal is down
     held = await pool.getconn()
+    locked = False
     try:
         await held.set_autocommit(True)  # the lock is the session's: no transaction stays open while it runs
-        if not await _try_lock(held):
+        locked = await _try_lock(held)
+        if not locked:
             raise ApiProblem(409, ["reverification: another run is going on; try again when it has ended"])
-    except BaseException:
-        await held.set_autocommit(False)
-        await pool.putconn(held)
-        raise
-    try:
         selected = await cases_in(pool, order.window)
     except BaseException:
-        await _unlock(pool, held)
+        await _give_back(pool, held, locked)
         raise
     cases, more_remain = selected[:MAX_CASES_PER_RUN], len(selected) > MAX_CASES_PER_RUN
     source = request.client.host if request.client else None
@@ -160,7 +156,7 @@ async def reverify_cases(
             async for line in _reverified(client, cases, order, person, request.app.state.prove, audited):
                 yield line
         finally:
-            await _unlock(pool, held)
+            await _give_back(pool, held, locked=True)
 
     return StreamingResponse(progress(), media_type=NDJSON)
 
@@ -205,10 +201,11 @@ async def _try_lock(conn: AsyncConnection[Any]) -> bool:
     return bool(row and row[0])
 
 
-async def _unlock(pool: AsyncConnectionPool, conn: AsyncConnection[Any]) -> None:
-    """Release the run's lock and give its connection back (a broken connection's lock ends with it)."""
+async def _give_back(pool: AsyncConnectionPool, conn: AsyncConnection[Any], locked: bool) -> None:
+    """Release the run's lock if held and give its connection back (a broken connection's lock ends with it)."""
     try:
-        await conn.execute("SELECT pg_advisory_unlock(%s)", (ONE_RUN_AT_A_TIME,))
+        if locked:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (ONE_RUN_AT_A_TIME,))
         await conn.set_autocommit(False)  # as the pool's other users expect it
     finally:
         await pool.putconn(conn)
