@@ -32,6 +32,7 @@ from tests.support.identity import (
     Authorization,
     approve_device,
     callback_params,
+    cli_token,
     console_tokens,
     password,
     redeem,
@@ -368,21 +369,15 @@ async def test_token_exchange_signs_a_proof_for_exactly_one_message(provider, id
         assert refused.value.error == error, fields
 
 
-async def test_the_api_acts_only_for_people_signed_in_on_the_command_line_and_says_so_in_the_proof(
-    provider, idp, browser
-):
-    flow = await idp.start_device_flow(CLI)
-    assert (await approve_device(browser, provider.base_url, flow.user_code, "ops-1")).status_code == 200
-    on_the_command_line = (await idp.poll_device_flow(flow, CLI)).access_token
+async def test_the_api_acts_only_for_people_signed_in_on_the_command_line_and_says_so_in_the_proof(provider, idp):
+    on_the_command_line = await cli_token(provider.base_url, "ops-1")
     as_the_api = {"client_id": API, "client_secret": CLIENT_SECRETS[API], "case": CASE, "digest": DIGEST}
     proof = await idp.exchange_for_proof(on_the_command_line, action="reverify", **as_the_api)
     claims = jwt.decode(proof, KeySet.import_key_set(await idp.jwks()), algorithms=["ES256"]).claims
     assert (claims["sub"], claims["role"], claims["act"]) == ("ops-1", "ops", {"sub": "client:enroll-api"})
 
     # Only to re-verify: not a reviewer's decision, though the reviewer signed in on the command line too.
-    flow = await idp.start_device_flow(CLI)
-    assert (await approve_device(browser, provider.base_url, flow.user_code, "r-510104-1")).status_code == 200
-    reviewer = (await idp.poll_device_flow(flow, CLI)).access_token
+    reviewer = await cli_token(provider.base_url, "r-510104-1")
     with pytest.raises(IdentityError) as refused:
         await idp.exchange_for_proof(reviewer, action="review", **as_the_api)
     assert refused.value.error == "invalid_grant"

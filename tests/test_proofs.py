@@ -18,13 +18,13 @@ from temporalio import workflow
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from enrollment.oidc import IdentityProvider
 from enrollment.proofs import ACTION_ROLES, ProofCheck, TrustedKeys, check_proof, message_digest
 from standins.identity_provider import RunningIdentityProvider
 from tests.support.identity import CLIENT_SECRETS, CONSOLE, console_tokens
 from tests.support.stack import TEST_SERVER
+from workers.build import workflow_runner
 
 CASE = "case-SC2027-000042"
 
@@ -308,10 +308,10 @@ class ProofCheckingWorkflow:
         )
 
 
-async def test_the_check_runs_in_the_workflow_sandbox_as_the_case_worker_runs_it(provider, idp):
+async def test_the_check_runs_in_the_workflow_sandbox_as_the_tests_case_worker_runs_it(provider, idp):
     proof = await reviewer_proof(provider, idp)
     keys = await trusted_keys(provider)
-    runner = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
+    runner = workflow_runner(sandboxed=True)
     async with (
         await WorkflowEnvironment.start_time_skipping(
             data_converter=pydantic_data_converter, test_server_existing_path=TEST_SERVER
