@@ -7,10 +7,12 @@ import base64
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -20,11 +22,11 @@ from joserfc.jwk import ECKey, KeySet
 from pydantic import ValidationError
 
 from enrollment import logs
-from enrollment.oidc import IdentityError, IdentityProvider
+from enrollment.oidc import TEMPORAL_AUDIENCE, IdentityError, IdentityProvider
 from enrollment.proofs import TrustedKeys, check_proof
 from stack.temporal_server import free_port
 from standins.identity_provider import Lifetimes, RunningIdentityProvider, start_in_thread
-from standins.identity_provider.accounts import GRANT_TOKEN_EXCHANGE, Client
+from standins.identity_provider.accounts import GRANT_TOKEN_EXCHANGE, Client, hash_secret
 from standins.identity_provider.keys import SigningKeys
 from tests.support.identity import (
     CLIENT_SECRETS,
@@ -40,7 +42,7 @@ from tests.support.identity import (
 )
 from tests.support.waiting import wait_until
 
-API, CLI = "enroll-api", "enroll-cli"
+API, CLI, UI = "enroll-api", "enroll-cli", "temporal-ui"
 CASE = "case-SC2027-000001"
 DIGEST = "0" * 64
 
@@ -654,3 +656,109 @@ async def test_the_command_line_serves_the_provider(tmp_path):
         process.terminate()
         output = process.communicate(timeout=10)[0].decode()
     assert (tmp_path / "admin-secret").read_text() not in output
+
+
+# Tokens for Temporal's frontend (audience `temporal`, a `permissions` claim its default claim mapper reads)
+
+
+async def temporal_claims(idp: IdentityProvider, token: str) -> dict[str, object]:
+    published: Any = await idp.jwks()  # the JWKS document as served
+    decoded = jwt.decode(token, KeySet.import_key_set(published), algorithms=["ES256"])
+    return dict(decoded.claims)
+
+
+async def test_a_service_gets_its_own_temporal_token_which_the_product_refuses(idp):
+    workers = await idp.client_credentials("enroll-workers", CLIENT_SECRETS["enroll-workers"], TEMPORAL_AUDIENCE)
+    claims = await temporal_claims(idp, workers)
+    assert (claims["sub"], claims["aud"], claims["permissions"]) == (
+        "client:enroll-workers",
+        "temporal",
+        ["default:write"],
+    )
+    setup = await idp.client_credentials("enroll-setup", CLIENT_SECRETS["enroll-setup"], TEMPORAL_AUDIENCE)
+    assert (await temporal_claims(idp, setup))["permissions"] == ["temporal-system:admin"]
+    console = await idp.client_credentials(CONSOLE, CLIENT_SECRETS[CONSOLE], TEMPORAL_AUDIENCE)
+    assert (await temporal_claims(idp, console))["permissions"] == ["default:write"]
+    # A Temporal token is no token for the product's services.
+    with pytest.raises(IdentityError, match=r"claim (aud|role) is missing or wrong"):
+        await idp.verify_access_token(workers, {"service", "platform"})
+
+
+async def test_temporal_tokens_go_only_to_clients_given_rights_there(provider, idp, browser):
+    def client_credentials(client_id: str, **form: str) -> httpx.Response:
+        data = {"grant_type": "client_credentials", **form}
+        return httpx.post(f"{provider.base_url}/token", data=data, auth=(client_id, CLIENT_SECRETS[client_id]))
+
+    # The codec server decodes payloads and has no business at Temporal.
+    codec = await asyncio.to_thread(client_credentials, "enroll-codec", audience="temporal")
+    assert codec.status_code == 400 and codec.json()["error"] == "invalid_target"
+    # The workers' and the console's own tokens are for Temporal alone.
+    for client_id in ("enroll-workers", CONSOLE):
+        product = await asyncio.to_thread(client_credentials, client_id)
+        assert product.status_code == 400 and product.json()["error"] == "invalid_target", client_id
+    elsewhere = await asyncio.to_thread(client_credentials, "enroll-workers", audience="https://elsewhere.example")
+    assert elsewhere.status_code == 400 and elsewhere.json() == {
+        "error": "invalid_target",
+        "error_description": "audience: must be enrollment or temporal",
+    }
+
+
+async def test_a_person_exchanges_their_command_line_token_for_their_roles_temporal_token(provider, idp):
+    ops = await idp.exchange_for_temporal(await cli_token(provider.base_url, "ops-1"), CLI)
+    claims = await temporal_claims(idp, ops.access_token)
+    assert (claims["sub"], claims["aud"], claims["permissions"]) == ("ops-1", "temporal", ["temporal-system:read"])
+
+    # A reviewer has no rights at Temporal: decisions go through the console, which holds them.
+    with pytest.raises(IdentityError) as reviewer:
+        await idp.exchange_for_temporal(await cli_token(provider.base_url, "r-510104-1"), CLI)
+    assert reviewer.value.error == "invalid_target"
+    # Only the client a token was issued to exchanges it: the command line may not exchange a console token.
+    in_the_console = (await console_tokens(provider.base_url, "ops-1"))["access_token"]
+    with pytest.raises(IdentityError) as other_client:
+        await idp.exchange_for_temporal(in_the_console, CLI)
+    assert other_client.value.error == "invalid_grant"
+
+
+async def test_the_temporal_ui_signs_in_ops_without_pkce_and_refuses_a_reviewer(provider, idp, browser):
+    for sub, expected in (("ops-1", 200), ("r-510104-1", 400)):
+        authorization = Authorization(redirect_uri="http://127.0.0.1:8233/auth/sso/callback", client_id=UI)
+        params = {k: v for k, v in authorization.params().items() if not k.startswith("code_challenge")}
+        async with httpx.AsyncClient() as person:
+            form = await person.get(f"{provider.base_url}/authorize", params=params)
+            request_id = re.search(r'name="request_id" value="([^"]+)"', form.text)
+            assert form.status_code == 200 and request_id, form.text
+            answer = await person.post(
+                f"{provider.base_url}/authorize",
+                data={"request_id": request_id.group(1), "username": sub, "password": password(sub)},
+            )
+            code = callback_params(answer)["code"]
+        data = {"grant_type": "authorization_code", "code": code, "redirect_uri": authorization.redirect_uri}
+        tokens = await browser.post(f"{provider.base_url}/token", data=data, auth=(UI, CLIENT_SECRETS[UI]))
+        assert tokens.status_code == expected, tokens.text
+        if expected == 200:
+            claims = await temporal_claims(idp, tokens.json()["access_token"])
+            assert (claims["aud"], claims["permissions"]) == ("temporal", ["temporal-system:read"])
+            assert (await temporal_claims(idp, tokens.json()["id_token"]))["aud"] == UI
+        else:
+            assert tokens.json() == {
+                "error": "access_denied",
+                "error_description": "a reviewer has no access to Temporal",
+            }
+
+
+def test_only_a_confidential_client_may_go_without_pkce_and_temporal_rights_are_well_formed():
+    with pytest.raises(ValidationError, match="a public client must use PKCE"):
+        Client.model_validate({"client_id": "tool", "grants": [], "require_pkce": False})
+    with pytest.raises(ValidationError, match=r"audience temporal needs temporal\.people"):
+        Client.model_validate(
+            {"client_id": "ui", "secret_hash": hash_secret("x"), "grants": [], "audience": "temporal"}
+        )
+    with pytest.raises(ValidationError, match="namespace"):
+        Client.model_validate(
+            {
+                "client_id": "svc",
+                "secret_hash": hash_secret("x"),
+                "grants": ["client_credentials"],
+                "temporal": {"own": ["default:everything"]},
+            }
+        )

@@ -16,7 +16,7 @@ import secrets
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_ACCOUNTS = Path(__file__).with_name("accounts.json")
 DEFAULT_CLIENTS = Path(__file__).with_name("clients.json")
@@ -42,6 +42,18 @@ Grant = Literal[
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 _SUB = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 _DISTRICT = re.compile(r"^[0-9]{6}$")
+# One entry of a Temporal token's `permissions` claim, as the frontend's default claim mapper reads it:
+# `<namespace>:<role>` (`temporal-system` for the whole cluster).
+_TEMPORAL_PERMISSION = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}:(read|write|worker|admin)$")
+
+
+def _check_temporal_permission(permission: str) -> str:
+    if not _TEMPORAL_PERMISSION.match(permission):
+        raise ValueError("must be <namespace>:<read|write|worker|admin>")
+    return permission
+
+
+TemporalPermission = Annotated[str, AfterValidator(_check_temporal_permission)]
 
 
 def hash_secret(secret: str) -> str:
@@ -100,6 +112,20 @@ class Account(BaseModel):
         return self
 
 
+class TemporalAccess(BaseModel):
+    """What this client's tokens for Temporal's frontend may do there (their `permissions` claim).
+
+    `own`: the client's own token (client_credentials with `audience=temporal`), for a service that runs or
+    starts cases. `people`: a person's, by role, when they sign in through this client or exchange its token;
+    a role not named here gets no Temporal token at all.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    own: list[TemporalPermission] = Field(default_factory=list)
+    people: dict[Role, list[TemporalPermission]] = Field(default_factory=dict)
+
+
 class Client(BaseModel):
     """A program that asks for tokens: confidential when it has a secret, public (a command line) when not."""
 
@@ -114,18 +140,33 @@ class Client(BaseModel):
     # named here issued to people for proofs of those actions only (RFC 8693 delegation; the proof names this
     # client as `act`). The API acts for ops people signed in on the command line, to re-verify cases.
     acts_for: dict[str, list[str]] = Field(default_factory=dict)
+    temporal: TemporalAccess = Field(default_factory=TemporalAccess)
+    # Whom the access tokens people get through this client are for: the product's services, or Temporal's
+    # frontend (the Temporal UI signs people in for itself alone).
+    audience: Literal["enrollment", "temporal"] = "enrollment"
+    # PKCE on the authorization code flow. Only a confidential client that checks the ID token's nonce may go
+    # without: the Temporal UI server sends no code_challenge, and its secret and nonce bind the code to it.
+    require_pkce: bool = True
 
     def may_act_for(self, client_id: str, action: str) -> bool:
         return action in self.acts_for.get(client_id, ())
 
     @model_validator(mode="after")
     def _shape(self) -> Client:
-        if GRANT_CLIENT_CREDENTIALS in self.grants and (self.secret_hash is None or self.role is None):
-            raise ValueError("client_credentials needs a secret and a role")
+        if GRANT_CLIENT_CREDENTIALS in self.grants and (
+            self.secret_hash is None or (self.role is None and not self.temporal.own)
+        ):
+            raise ValueError("client_credentials needs a secret, and a role or temporal.own")
         if GRANT_AUTHORIZATION_CODE in self.grants and not self.redirect_uris:
             raise ValueError("authorization_code needs redirect_uris")
         if self.acts_for and not self.confidential:
             raise ValueError("acts_for needs a secret: a public client cannot act for anyone")
+        if not self.require_pkce and not self.confidential:
+            raise ValueError("require_pkce: a public client must use PKCE")
+        if self.temporal.own and GRANT_CLIENT_CREDENTIALS not in self.grants:
+            raise ValueError("temporal.own needs client_credentials")
+        if self.audience == "temporal" and not self.temporal.people:
+            raise ValueError("audience temporal needs temporal.people: whose Temporal tokens it may issue")
         return self
 
     @property

@@ -156,8 +156,10 @@ async def authorize(request: Request) -> Response:
     ):
         return pages.message("登录失败 Sign-in failed", "未登记的应用或回调地址。Unknown client or redirect URI.", 400)
     state, nonce, challenge = query.get("state", ""), query.get("nonce", ""), query.get("code_challenge", "")
-    refusal = _authorization_refusal(query.get("response_type"), query.get("scope", ""), state, nonce, challenge)
-    if refusal is None and query.get("code_challenge_method") != "S256":
+    refusal = _authorization_refusal(
+        query.get("response_type"), query.get("scope", ""), state, nonce, challenge, client.require_pkce
+    )
+    if refusal is None and (challenge or client.require_pkce) and query.get("code_challenge_method") != "S256":
         refusal = ("invalid_request", "code_challenge_method: S256 is required")
     if refusal is not None:
         params = {"error": refusal[0], "error_description": refusal[1], "iss": issuer.url}
@@ -183,7 +185,7 @@ def _secure(issuer: Issuer) -> bool:
 
 
 def _authorization_refusal(
-    response_type: str | None, scope: str, state: str, nonce: str, challenge: str
+    response_type: str | None, scope: str, state: str, nonce: str, challenge: str, require_pkce: bool
 ) -> tuple[str, str] | None:
     if response_type != "code":
         return ("unsupported_response_type", "response_type: must be code")
@@ -193,9 +195,9 @@ def _authorization_refusal(
         return ("invalid_request", "state: required")
     if not nonce:
         return ("invalid_request", "nonce: required")
-    if not challenge:
+    if not challenge and require_pkce:
         return ("invalid_request", "code_challenge: required (PKCE with S256)")
-    if not _CHALLENGE.match(challenge):
+    if challenge and not _CHALLENGE.match(challenge):
         return ("invalid_request", "code_challenge: must be BASE64URL(SHA-256(code_verifier)), 43 characters")
     return None
 

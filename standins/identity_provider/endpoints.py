@@ -30,7 +30,7 @@ from standins.identity_provider.accounts import (
     GRANT_TOKEN_EXCHANGE,
     Client,
 )
-from standins.identity_provider.issuer import Issuer
+from standins.identity_provider.issuer import ACCESS_AUDIENCE, TEMPORAL_AUDIENCE, Issuer
 
 log = structlog.get_logger("standins.identity_provider")
 
@@ -117,7 +117,7 @@ async def authenticate_client(request: Request, form: dict[str, str], issuer: Is
 
 
 def _authorization_code(issuer: Issuer, client: Client, form: dict[str, str]) -> dict[str, Any]:
-    redirect_uri, verifier = _required(form, "redirect_uri"), _required(form, "code_verifier")
+    redirect_uri = _required(form, "redirect_uri")
     record = issuer.grants.code(_required(form, "code"))
     if record is None or record.request.client_id != client.client_id:
         raise OAuthError("invalid_grant", "code: unknown, expired or issued to another client")
@@ -130,11 +130,14 @@ def _authorization_code(issuer: Issuer, client: Client, form: dict[str, str]) ->
     record.used = True
     if record.request.redirect_uri != redirect_uri:
         raise OAuthError("invalid_grant", "redirect_uri: differs from the authorization request's", sub=sub)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    if not _VERIFIER.match(verifier) or not hmac.compare_digest(challenge, record.request.code_challenge):
-        raise OAuthError("invalid_grant", "code_verifier: does not match the code_challenge (PKCE)", sub=sub)
+    if record.request.code_challenge or client.require_pkce:
+        verifier = _required(form, "code_verifier")
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        if not _VERIFIER.match(verifier) or not hmac.compare_digest(challenge, record.request.code_challenge):
+            raise OAuthError("invalid_grant", "code_verifier: does not match the code_challenge (PKCE)", sub=sub)
     if session is None:
         raise OAuthError("invalid_grant", "the session has ended (signed out, or the account disabled)")
+    _may_have_temporal_tokens(issuer, client, session.sub)
     refresh = GRANT_REFRESH_TOKEN in client.grants
     return issuer.person_tokens(session, client, "authorization_code", nonce=record.request.nonce, refresh=refresh)
 
@@ -173,13 +176,61 @@ def _device_code(issuer: Issuer, client: Client, form: dict[str, str]) -> dict[s
     return issuer.person_tokens(session, client, "device_code")
 
 
+def _may_have_temporal_tokens(issuer: Issuer, client: Client, sub: str) -> None:
+    """A client that signs people in for Temporal (the Temporal UI) gives tokens only to the roles it names."""
+    if client.audience != TEMPORAL_AUDIENCE:
+        return
+    role = issuer.directory.accounts[sub].role
+    if role not in client.temporal.people:
+        raise OAuthError("access_denied", f"a {role} has no access to Temporal", sub=sub)
+
+
+def _audience(form: dict[str, str]) -> str:
+    """Whom the token is for (`audience`, as RFC 8693 names the parameter): the product, unless Temporal."""
+    audience = form.get("audience", ACCESS_AUDIENCE)
+    if audience not in (ACCESS_AUDIENCE, TEMPORAL_AUDIENCE):
+        raise OAuthError("invalid_target", f"audience: must be {ACCESS_AUDIENCE} or {TEMPORAL_AUDIENCE}")
+    return audience
+
+
 def _client_credentials(issuer: Issuer, client: Client, form: dict[str, str]) -> dict[str, Any]:
-    return issuer.client_token(client)
+    if _audience(form) == ACCESS_AUDIENCE:
+        if client.role is None:
+            raise OAuthError("invalid_target", "audience: this client's own tokens are for Temporal alone")
+        return issuer.client_token(client)
+    if not client.temporal.own:
+        raise OAuthError("invalid_target", "audience: this client has no access to Temporal")
+    return issuer.client_temporal_token(client)
+
+
+def _temporal_exchange(issuer: Issuer, client: Client, form: dict[str, str]) -> dict[str, Any]:
+    """A person's own token for Temporal's frontend, for the access token this client issued them: their
+    role's `temporal.people` permissions, as their own `temporal` command sends it (TEMPORAL_API_KEY)."""
+    subject = issuer.active(_required(form, "subject_token"))
+    if subject is None:
+        raise OAuthError("invalid_grant", "subject_token: not active (invalid, expired, revoked or account disabled)")
+    if subject.client_id != client.client_id or subject.sub not in issuer.directory.accounts:
+        raise OAuthError("invalid_grant", "subject_token: not a person's token issued to this client", sub=subject.sub)
+    permissions = client.temporal.people.get(issuer.directory.accounts[subject.sub].role)
+    if not permissions:
+        raise OAuthError("invalid_target", f"audience: a {subject.role} has no access to Temporal", sub=subject.sub)
+    session = issuer.grants.session(subject.sid)
+    assert session is not None  # active() answers only for a live session
+    return {
+        "access_token": issuer.temporal_token(session, client, permissions, "token-exchange"),
+        "issued_token_type": ACCESS_TOKEN_URN,
+        "token_type": "Bearer",
+        "expires_in": issuer.grants.lifetimes.access_token,
+    }
 
 
 def _token_exchange(issuer: Issuer, client: Client, form: dict[str, str]) -> dict[str, Any]:
     if _required(form, "subject_token_type") != ACCESS_TOKEN_URN:
         raise OAuthError("invalid_request", f"subject_token_type: must be {ACCESS_TOKEN_URN}")
+    if _audience(form) == TEMPORAL_AUDIENCE:
+        if form.get("requested_token_type", ACCESS_TOKEN_URN) != ACCESS_TOKEN_URN:
+            raise OAuthError("invalid_request", f"requested_token_type: must be {ACCESS_TOKEN_URN} for Temporal")
+        return _temporal_exchange(issuer, client, form)
     if _required(form, "requested_token_type") != PROOF_TOKEN_URN:
         raise OAuthError("invalid_request", f"requested_token_type: must be {PROOF_TOKEN_URN}")
     case, action, digest = _required(form, "case"), _required(form, "action"), _required(form, "digest")

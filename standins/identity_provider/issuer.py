@@ -27,6 +27,9 @@ from standins.identity_provider.keys import ALGORITHM, SigningKeys
 log = structlog.get_logger("standins.identity_provider")
 
 ACCESS_AUDIENCE = "enrollment"
+# Tokens Temporal's frontend checks (global.authorization.audience in its config): never accepted by the
+# product's services, and the product's are never accepted by Temporal.
+TEMPORAL_AUDIENCE = "temporal"
 PROOF_AUDIENCE = "enrollment-case"
 ACCESS_TOKEN_TYPE = "at+jwt"
 PROOF_TOKEN_TYPE = "proof+jwt"
@@ -63,7 +66,10 @@ class Issuer:
         """The token response for a signed-in person: access token, refresh token, and an ID token
         when the flow is OpenID Connect's (`nonce` given)."""
         account = self.directory.accounts[session.sub]
-        access = self._access_token(session, client.client_id, account.role, account.district, grant)
+        if client.audience == TEMPORAL_AUDIENCE:
+            access = self.temporal_token(session, client, client.temporal.people[account.role], grant)
+        else:
+            access = self._access_token(session, client.client_id, account.role, account.district, grant)
         response: dict[str, Any] = {
             "access_token": access,
             "token_type": "Bearer",
@@ -94,6 +100,40 @@ class Issuer:
         session = self.grants.start_session(client.subject)
         access = self._access_token(session, client.client_id, client.role, None, "client_credentials")
         return {"access_token": access, "token_type": "Bearer", "expires_in": self.grants.lifetimes.access_token}
+
+    def client_temporal_token(self, client: Client) -> dict[str, Any]:
+        """client_credentials for Temporal's frontend: the client's own token, with its `temporal.own` permissions."""
+        session = self.grants.start_session(client.subject)
+        access = self.temporal_token(session, client, client.temporal.own, "client_credentials")
+        return {"access_token": access, "token_type": "Bearer", "expires_in": self.grants.lifetimes.access_token}
+
+    def temporal_token(self, session: Session, client: Client, permissions: list[str], grant: str) -> str:
+        """An access token for Temporal's frontend: `permissions` in the form its default claim mapper reads
+        (`<namespace>:<role>`). The frontend checks only signature, audience and lifetime, so it lives no
+        longer than any access token."""
+        now = int(time.time())
+        claims = {
+            "iss": self.url,
+            "sub": session.sub,
+            "aud": TEMPORAL_AUDIENCE,
+            "iat": now,
+            "exp": now + self.grants.lifetimes.access_token,
+            "jti": secrets.token_urlsafe(16),
+            "client_id": client.client_id,
+            "sid": session.sid,
+            "permissions": list(permissions),
+        }
+        token = self.keys.sign(claims, ACCESS_TOKEN_TYPE)
+        log.info(
+            "token issued",
+            sub=session.sub,
+            client=client.client_id,
+            grant=grant,
+            outcome="issued",
+            jti=claims["jti"],
+            token_type="temporal",
+        )
+        return token
 
     def proof(
         self, subject: AccessClaims, case: str, action: str, digest: str, actor: Client | None = None

@@ -41,6 +41,9 @@ CLIENT_SECRETS = {
     "enroll-console": "demo-console-secret",
     "enroll-api": "demo-api-secret",
     "enroll-codec": "demo-codec-secret",
+    "enroll-workers": "demo-workers-secret",
+    "enroll-setup": "demo-setup-secret",
+    "temporal-ui": "demo-temporal-ui-secret",
 }
 
 
