@@ -3,6 +3,7 @@
 The connection is the SDK's environment configuration (temporalio.envconfig): a TOML profile
 (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE) with TEMPORAL_API_KEY, TEMPORAL_TLS_* and the other TEMPORAL_*
 variables over it, so Temporal Cloud, mTLS client certificates or an API key are configuration, not code.
+A frontend that checks the identity provider's tokens gets this process's own (enrollment/temporal_tokens.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from temporalio.runtime import Runtime
 from enrollment import deployment_secrets
 from enrollment.codec import EncryptionCodec, parse_keys
 from enrollment.settings import Settings
+from enrollment.temporal_tokens import TemporalCredentials
 
 
 def payload_codec(settings: Settings) -> EncryptionCodec:
@@ -45,5 +47,24 @@ def connect_options(settings: Settings) -> ClientConnectConfig:
     return options
 
 
-async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    return await Client.connect(**connect_options(settings), data_converter=data_converter(settings), runtime=runtime)
+def temporal_credentials(settings: Settings) -> TemporalCredentials | None:
+    """This process's client at the identity provider for Temporal's frontend, when it needs a token there."""
+    if settings.temporal_client_id is None:
+        return None
+    secret = deployment_secrets.identity_client_secret(settings, settings.temporal_client_id)
+    return TemporalCredentials(settings.identity_issuer, settings.temporal_client_id, secret)
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None, converter: DataConverter | None = None) -> Client:
+    """A client of the configured Temporal; with ENROLL_TEMPORAL_CLIENT_ID, sending this process's own token
+    from the identity provider (renewed while the process runs) to a frontend that checks them. `converter`
+    replaces the product's encrypting data converter (a benchmark's plain workflows)."""
+    options = connect_options(settings)
+    credentials = temporal_credentials(settings)
+    if credentials is not None:
+        options["api_key"] = await credentials.token()
+    converter = converter or data_converter(settings)
+    client = await Client.connect(**options, data_converter=converter, runtime=runtime)
+    if credentials is not None:
+        credentials.keep_fresh(client)
+    return client

@@ -29,6 +29,9 @@ from joserfc.jwt import ClaimsOption, JWTClaimsRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ACCESS_AUDIENCE = "enrollment"
+# The audience of tokens for Temporal's frontend (its global.authorization.audience): a token for the product is
+# never accepted there, nor one for Temporal by the product.
+TEMPORAL_AUDIENCE = "temporal"
 ACCESS_TOKEN_TYPE = "at+jwt"
 ALGORITHM = "ES256"
 JWKS_MAX_AGE = 60.0
@@ -111,7 +114,7 @@ class IdentityProvider:
         self._jwks: dict[str, Any] | None = None
         self._jwks_fetched_at = float("-inf")
         self._unknown_kid_refetched_at = float("-inf")
-        self._client_tokens: dict[str, tuple[str, float]] = {}
+        self._client_tokens: dict[tuple[str, str], tuple[str, float]] = {}
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -169,16 +172,31 @@ class IdentityProvider:
             raise IdentityError(f"token: a {identity.role} may not do this")
         return identity
 
-    async def client_credentials(self, client_id: str, secret: str) -> str:
-        """An access token of the client itself, reused until shortly before it expires."""
-        cached = self._client_tokens.get(client_id)
+    async def client_credentials(self, client_id: str, secret: str, audience: str = ACCESS_AUDIENCE) -> str:
+        """An access token of the client itself for `audience`, reused until shortly before it expires."""
+        cached = self._client_tokens.get((client_id, audience))
         if cached is not None and time.monotonic() < cached[1]:
             return cached[0]
-        body = await self._token_request({"grant_type": "client_credentials"}, client_id, secret, "client_credentials")
+        form = {"grant_type": "client_credentials"}
+        if audience != ACCESS_AUDIENCE:
+            form["audience"] = audience
+        body = await self._token_request(form, client_id, secret, "client_credentials")
         tokens = TokenSet.model_validate(body)
         margin = min(CLIENT_TOKEN_MARGIN, tokens.expires_in / 2)
-        self._client_tokens[client_id] = (tokens.access_token, time.monotonic() + tokens.expires_in - margin)
+        self._client_tokens[client_id, audience] = (tokens.access_token, time.monotonic() + tokens.expires_in - margin)
         return tokens.access_token
+
+    async def exchange_for_temporal(self, access_token: str, client_id: str) -> TokenSet:
+        """A signed-in person's own token for Temporal's frontend, for their access token from `client_id`
+        (RFC 8693): what their role may do there, or IdentityError if nothing."""
+        form = {
+            "grant_type": TOKEN_EXCHANGE,
+            "subject_token": access_token,
+            "subject_token_type": ACCESS_TOKEN_URN,
+            "requested_token_type": ACCESS_TOKEN_URN,
+            "audience": TEMPORAL_AUDIENCE,
+        }
+        return TokenSet.model_validate(await self._token_request(form, client_id, None, "token exchange"))
 
     async def exchange_for_proof(
         self,

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     identity_issuer: str = _env("ENROLL_IDENTITY_ISSUER", "http://127.0.0.1:8900")
     # This process's own client secret at the provider (console, API, codec server); workers need none.
     identity_client_secret: SecretStr | None = _env("ENROLL_IDENTITY_CLIENT_SECRET", None)
+    # This process's client at the provider whose own tokens Temporal's frontend accepts (enroll-workers,
+    # enroll-api, enroll-console), its secret ENROLL_IDENTITY_CLIENT_SECRET; unset, no token is sent (a
+    # frontend without authorization, or mTLS alone).
+    temporal_client_id: str | None = _env("ENROLL_TEMPORAL_CLIENT_ID", None)
     # The review console's sessions: ended this long after sign-in, or after this long unused.
     console_session_hours: PositiveFloat = _env(
         "ENROLL_CONSOLE_SESSION_HOURS", 8.0, "must be a positive number of hours, as 8 or 0.5"

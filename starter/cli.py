@@ -41,7 +41,7 @@ from starter.cases import CaseActionError, case_status, cases_awaiting, send_mes
 from starter.intake import Intake, submit_file, submit_one
 from starter.output import Output, progress
 from starter.reverify import RESULTS, CaseResult, Window, cases_in, reverify
-from starter.signin import SignedIn, login, logout, signed_in
+from starter.signin import CLI_CLIENT, SignedIn, login, logout, signed_in
 from store import audit, roles
 from store.cases import case_record, list_cases
 from store.database import embedded, migrate, open_pool, resolve_url
@@ -205,6 +205,19 @@ async def _access_token(args, settings: Settings) -> int:
     """The signed-in person's access token, for `temporal --codec-auth "Bearer ..."` and the codec's /login."""
     person = await signed_in(args.token, settings, READER_ROLES)
     print(person.access_token)
+    return 0
+
+
+async def _temporal_token(args, settings: Settings) -> int:
+    """The signed-in person's own token for a Temporal frontend that checks tokens, exchanged at the provider
+    for their command-line token: `export TEMPORAL_API_KEY=$(enroll temporal-token)`, then the `temporal`
+    and `enroll` commands read with the person's rights there (ops: read only; other roles: none)."""
+    person = await signed_in(args.token, settings, ("ops",))
+    try:
+        tokens = await person.provider.exchange_for_temporal(person.access_token, CLI_CLIENT)
+    except IdentityError as err:
+        raise CaseActionError(f"temporal token: {err}") from None
+    print(tokens.access_token)
     return 0
 
 
@@ -432,6 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = command("access-token", help="print the signed-in person's access token (for the codec server)")
     token.set_defaults(handler=_access_token, application_id=None)
+
+    temporal_token = command(
+        "temporal-token", help="print the signed-in ops person's own token for Temporal (as TEMPORAL_API_KEY)"
+    )
+    temporal_token.set_defaults(handler=_temporal_token, application_id=None)
 
     signout = command("logout", help="sign out: revoke this machine's tokens at the identity provider")
     signout.set_defaults(handler=_logout, application_id=None)

@@ -20,6 +20,9 @@ from workers.build import ROLES, build_workers, new_http_client
 from workers.metrics import BacklogReporter, runtime_with_metrics
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=50)
+# The workers' client at the identity provider: their own token for a Temporal frontend that checks tokens
+# (ENROLL_TEMPORAL_CLIENT_ID names it; its secret is ENROLL_IDENTITY_CLIENT_SECRET).
+WORKERS_IDENTITY_CLIENT = "enroll-workers"
 
 
 async def run(roles: tuple[str, ...]) -> None:
