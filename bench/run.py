@@ -590,9 +590,10 @@ async def main_async(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     work = args.work = Path(tempfile.mkdtemp(prefix="bench-"))
     args.children = []
+    identity = start_identity_provider(work)  # first: the cluster's frontend checks its tokens
     if args.cluster:
         say(f"[cluster] starting the production topology in {work / 'cluster'}")
-        target = await start_cluster_target(work)
+        target = await start_cluster_target(work, identity.base_url)
     else:
         target = await start_dev_server(work, tuple(args.server_flag))
     population, applications = applications_reaching_review(args.cases, args.seed)
@@ -604,7 +605,6 @@ async def main_async(args) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    identity = start_identity_provider(work)
     limits = ",".join(f"{v}={args.verifier_rate_limit}" for v in VERIFIERS) if args.verifier_rate_limit else ""
     env = product_environment(target.address, standins_url, target.worker_store_url, identity.base_url, limits)
     env |= target.worker_env

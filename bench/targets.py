@@ -23,9 +23,21 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 
 from stack import temporal_server
-from stack.cluster import NUM_HISTORY_SHARDS, STORE_DATABASE, STORE_OWNER, TEMPORAL_DATABASES, Cluster, start_cluster
+from stack.cluster import (
+    NUM_HISTORY_SHARDS,
+    SETUP_CLIENT,
+    STORE_DATABASE,
+    STORE_OWNER,
+    TEMPORAL_DATABASES,
+    UI_CLIENT,
+    Cluster,
+    ClusterIdentity,
+    start_cluster,
+)
 from store import roles
 from store.database import EmbeddedDatabase, migrate
+from tests.support.identity import CLIENT_SECRETS
+from workers.__main__ import WORKERS_IDENTITY_CLIENT
 
 # The driver hands cases in and sends the reviews as the API does; the workers use their own certificate.
 DRIVER_PROFILE = "api"
@@ -141,9 +153,11 @@ async def start_dev_server(work: Path, server_flags: tuple[str, ...]) -> Target:
     )
 
 
-async def start_cluster_target(work: Path) -> Target:
+async def start_cluster_target(work: Path, issuer: str) -> Target:
+    """The cluster, trusting the stand-in provider at `issuer` (its demo clients and secrets)."""
+    identity = ClusterIdentity(issuer, CLIENT_SECRETS[SETUP_CLIENT], CLIENT_SECRETS[UI_CLIENT])
     cluster: Cluster = await start_cluster(
-        work / "cluster", port=temporal_server.free_port(), ui_port=temporal_server.free_port()
+        work / "cluster", identity, port=temporal_server.free_port(), ui_port=temporal_server.free_port()
     )
     try:
         owner_url = cluster.database.url(STORE_OWNER, STORE_DATABASE)
@@ -172,13 +186,20 @@ async def start_cluster_target(work: Path) -> Target:
         server_processes={**processes, "postgres": [cluster.database.process.pid]},
         store_url=owner_url,
         worker_store_url=urls["worker"],
-        worker_env=cluster.profile_env(WORKER_PROFILE),
+        worker_env={
+            **cluster.profile_env(WORKER_PROFILE),
+            "ENROLL_TEMPORAL_CLIENT_ID": WORKERS_IDENTITY_CLIENT,
+            "ENROLL_IDENTITY_CLIENT_SECRET": CLIENT_SECRETS[WORKERS_IDENTITY_CLIENT],
+        },
         ceiling_worker_command=[sys.executable, "-m", "bench.ceiling_worker_profile"],
         _connect=connect,
         _storage=storage,
         _stop=cluster.stop,
         description={
-            "server": "stack/cluster.py: frontend, history, matching, worker processes on PostgreSQL 15, mTLS",
+            "server": (
+                "stack/cluster.py: frontend, internal-frontend, history, matching, worker processes on PostgreSQL 15,"
+                " mTLS and the identity provider's tokens"
+            ),
             "case_store": "database enrollment in the cluster's PostgreSQL",
             "history_shards": NUM_HISTORY_SHARDS,
         },

@@ -35,9 +35,9 @@ SERVER_IPS = ("127.0.0.1",)
 FRONTEND_SERVER_NAME = "localhost"
 INTERNODE_SERVER_NAME = "internode.temporal"
 # One client certificate each: the product's services (`setup` is the compose deployment's `enroll setup` job),
-# a person at a terminal, the read-only UI, Temporal's own internal worker (it is a frontend client too), and
-# the tests.
-CLIENTS = ("workers", "api", "console", "codec-server", "setup", "operator", "ui", "system-worker", "tests")
+# a person at a terminal, the read-only UI, and the tests. (Temporal's own internal worker reaches the internal
+# frontend with the internode certificate.)
+CLIENTS = ("workers", "api", "console", "codec-server", "setup", "operator", "ui", "tests")
 CA_DAYS = 3650
 LEAF_DAYS = 825
 

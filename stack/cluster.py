@@ -1,10 +1,13 @@
-"""The production topology on one machine: Temporal's services as separate processes on PostgreSQL, behind mTLS.
+"""The production topology on one machine: Temporal's services as separate processes on PostgreSQL, behind
+mTLS and the identity provider's tokens.
 
-The dev server (stack/temporal_server.py) is one process on SQLite; production runs frontend, history,
-matching and the internal worker as separate processes (each can be scaled and restarted alone) on
-PostgreSQL with SQL advanced visibility, and the frontend accepts only clients holding a certificate the
-deployment issued (stack/certificates.py). `start_cluster` builds exactly that in a state folder, so the
-demo (`scripts/demo --cluster`) and tests/test_cluster.py run the product on it and kill its parts.
+The dev server (stack/temporal_server.py) is one process on SQLite; production runs frontend, internal
+frontend, history, matching and the internal worker as separate processes (each can be scaled and
+restarted alone) on PostgreSQL with SQL advanced visibility. Two locks on the frontend: a client must hold
+a certificate the deployment issued (stack/certificates.py), and every call must carry a token the identity
+provider signed for Temporal, whose `permissions` claim allows it (the server's JWT claim mapper and default
+authorizer; `authorization_config`). `start_cluster` builds exactly that in a state folder, so the demo
+(`scripts/demo --cluster`) and tests/test_cluster.py run the product on it and kill its parts.
 
 `scripts/install-temporal-server` builds the server and the schema tool into `.tools/bin` and installs
 PostgreSQL 15. Clients connect through the SDK's environment configuration: the TOML file at
@@ -29,19 +32,25 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import yaml
 from psycopg import sql
 from temporalio.client import Client
 
+from enrollment.oidc import TEMPORAL_AUDIENCE
+from enrollment.temporal_tokens import TemporalCredentials
 from stack.certificates import FRONTEND_SERVER_NAME, INTERNODE_SERVER_NAME, ClusterCertificates, ensure_certificates
-from stack.temporal_server import ROOT, free_port, start_ui
+from stack.temporal_server import ROOT, free_port, start_ui, ui_sign_in
 
 SERVER_VERSION = "v1.29.1"
-# Start order: the frontend alone first, so the namespace and search attributes exist before history
-# loads its caches (they refresh only every minute; a case upserting an attribute history does not
-# know yet would fail its workflow task until then).
-SERVICES = ("frontend", "history", "matching", "worker")
+# Start order: the two frontends first, so the namespace and search attributes exist before history loads
+# its caches (they refresh only every minute; a case upserting an attribute history does not know yet would
+# fail its workflow task until then). The internal frontend serves the server's own calls (the frontend's
+# operator API reaches it to read a namespace, and Temporal's internal worker, which holds no token, reaches
+# Temporal through it), on internode TLS and without the authorizer (the server's config.go, PublicClient).
+SERVICES = ("frontend", "internal-frontend", "history", "matching", "worker")
+FRONTENDS = SERVICES[:2]
 # The number of history shards is fixed when the cluster's database is created and can never change.
 # A season is 1.8 million applications, most in the first week: ~150k new cases a day, ~20 a second
 # at the peak hour, each dozens of history writes (four verifications, reviews, timers, the platform),
@@ -57,6 +66,11 @@ POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")  # Debian's postgresql-15
 # The OS user PostgreSQL runs as when this process is root (initdb and postgres refuse root).
 POSTGRES_OS_USER = "postgres"
 TEMPORAL_DATABASES = ("temporal", "temporal_visibility")
+# The provider's client whose own token the cluster's setup (namespace, search attributes), the tests and the
+# bench driver send: `temporal-system:admin` (standins/identity_provider/clients.json).
+SETUP_CLIENT = "enroll-setup"
+# The provider's client that signs people in to the Temporal UI (ops alone, read only).
+UI_CLIENT = "temporal-ui"
 # Their schemas in the server's module (schema/postgresql/v12/<folder>/versioned), in the same order.
 SCHEMA_FOLDERS = ("temporal", "visibility")
 STORE_DATABASE = "enrollment"
@@ -336,9 +350,10 @@ def tls_config(certificates: ClusterCertificates) -> dict[str, Any]:
     """
     internode_client = {"serverName": INTERNODE_SERVER_NAME, "rootCaFiles": [str(certificates.internode_ca)]}
     frontend_client = {"serverName": FRONTEND_SERVER_NAME, "rootCaFiles": [str(certificates.ca)]}
-    system_worker = certificates.client("system-worker")
     return {
-        # History, matching, frontend and the internal worker to each other: their own CA, both ways.
+        # History, matching, the frontends and the internal worker to each other: their own CA, both ways. The
+        # internal worker reaches the internal frontend this way (no `systemWorker` section: it is no client of
+        # the public frontend, whose authorizer would refuse it, holding no token).
         "internode": {
             "server": {
                 "certFile": str(certificates.internode.cert),
@@ -358,20 +373,32 @@ def tls_config(certificates: ClusterCertificates) -> dict[str, Any]:
             },
             "client": frontend_client,
         },
-        # The internal worker is a frontend client like any other, with its own certificate.
-        # No authorizer is configured (mTLS is the gate), so it reaches the frontend through
-        # membership and no internal-frontend is needed; with an authorizer and claim mapper
-        # an `internal-frontend` service on internode TLS would serve it instead.
-        "systemWorker": {
-            "certFile": str(system_worker.cert),
-            "keyFile": str(system_worker.key),
-            "client": frontend_client,
-        },
+    }
+
+
+def authorization_config(jwks_uri: str) -> dict[str, Any]:
+    """The server's `global.authorization`: the frontend checks every call's bearer token.
+
+    The default claim mapper verifies the token against the provider's published keys (refetched every
+    minute, so a rotation is picked up), requires the `temporal` audience (a token for the product's own
+    services is refused) and reads `permissions` (`default:write`, `temporal-system:admin`, ...); the default
+    authorizer allows a call when those roles cover it. Health checks alone pass without a token.
+    """
+    return {
+        "jwtKeyProvider": {"keySourceURIs": [jwks_uri], "refreshInterval": "1m"},
+        "permissionsClaimName": "permissions",
+        "authorizer": "default",
+        "claimMapper": "default",
+        "audience": TEMPORAL_AUDIENCE,
     }
 
 
 def server_config(
-    ports: Mapping[str, int], postgres: Postgres, certificates: ClusterCertificates, num_history_shards: int
+    ports: Mapping[str, int],
+    postgres: Postgres,
+    certificates: ClusterCertificates,
+    num_history_shards: int,
+    jwks_uri: str,
 ) -> dict[str, Any]:
     """The server's YAML (common/config/config.go in the server's module), the same for every service process.
 
@@ -412,6 +439,7 @@ def server_config(
         "global": {
             "membership": {"maxJoinDuration": "30s", "broadcastAddress": "127.0.0.1"},
             "tls": tls_config(certificates),
+            "authorization": authorization_config(jwks_uri),
         },
         "services": {name: service(name) for name in SERVICES},
         "clusterMetadata": {
@@ -459,6 +487,21 @@ def client_profiles(address: str, namespace: str, certificates: ClusterCertifica
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class ClusterIdentity:
+    """The identity provider the frontend trusts, and the secrets of the two clients the cluster itself is."""
+
+    issuer: str
+    setup_secret: str = field(repr=False)
+    ui_secret: str = field(repr=False)
+
+    def jwks_uri(self) -> str:
+        """The provider's published keys, from its discovery document (as any OpenID Connect client finds them)."""
+        answer = httpx.get(f"{self.issuer.rstrip('/')}/.well-known/openid-configuration", timeout=10)
+        answer.raise_for_status()
+        return str(answer.json()["jwks_uri"])
+
+
 @dataclass
 class Cluster:
     """A running cluster: the same surface as the dev server (`address`, `ui_url`, `stop`) plus fault controls."""
@@ -469,6 +512,8 @@ class Cluster:
     client_profile: Path
     certificates: ClusterCertificates
     database: Postgres
+    # The setup client's own token (temporal-system:admin): the cluster's setup, the tests and the bench driver.
+    credentials: TemporalCredentials
     namespace: str = NAMESPACE
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ui_process: subprocess.Popen[bytes] | None = None
@@ -486,13 +531,16 @@ class Cluster:
         return f"export TEMPORAL_CONFIG_FILE={self.client_profile} TEMPORAL_PROFILE={profile}"
 
     async def connect(self, profile: str = "tests", **options: Any) -> Client:
-        """A client with `profile`'s certificate (Client.connect options, a data converter say, pass through)."""
+        """A client with `profile`'s certificate and the setup client's token, kept fresh (Client.connect
+        options, a data converter say, pass through)."""
         from temporalio.envconfig import ClientConfig
 
         connect = ClientConfig.load_client_connect_config(
             profile, config_file=str(self.client_profile), disable_env=True
         )
-        return await Client.connect(**{**connect, **options})
+        client = await Client.connect(**{**connect, "api_key": await self.credentials.token(), **options})
+        self.credentials.keep_fresh(client)
+        return client
 
     def start_service(self, service: str) -> subprocess.Popen[bytes]:
         if service == "postgres":
@@ -501,7 +549,7 @@ class Cluster:
             return self.database.process
         server = find_binary("temporal-server")
         command = [str(server), "--root", str(self.state_dir), "--config", "config", "--env", "cluster"]
-        command += ["--allow-no-auth", "start", "--service", service]
+        command += ["start", "--service", service]
         env = {**os.environ, "TEMPORAL_SQL_PASSWORD": self.database.password("temporal")}
         with open(self.logs / f"{service}.log", "ab") as output:
             process = subprocess.Popen(
@@ -625,6 +673,7 @@ async def register_namespace(cluster: Cluster) -> None:
 
 async def start_cluster(
     state_dir: Path,
+    identity: ClusterIdentity,
     port: int = 7233,
     ui_port: int = 8233,
     ui_codec_endpoint: str | None = None,
@@ -632,10 +681,13 @@ async def start_cluster(
     postgres_port: int | None = None,
     wait_seconds: float = 180.0,
 ) -> Cluster:
-    """Start PostgreSQL, the four Temporal services and the read-only UI; return when cases can run.
+    """Start PostgreSQL, the five Temporal services and the read-only UI; return when cases can run.
 
-    The state folder keeps everything (database, certificates, config, logs), so a second start with the
-    same folder resumes the same cluster. Failing half-way stops whatever was started.
+    The identity provider must be serving: the frontend fetches its keys, the setup signs in there, and the UI
+    signs people in there.
+
+        The state folder keeps everything (database, certificates, config, logs), so a second start with the
+        same folder resumes the same cluster. Failing half-way stops whatever was started.
     """
     find_binary("temporal-server")  # fail before starting anything
     if not postgres_available():
@@ -652,8 +704,11 @@ async def start_cluster(
     address = f"127.0.0.1:{port}"
     profile = state_dir / "temporal.toml"
     profile.write_text(client_profiles(address, NAMESPACE, certificates), encoding="utf-8")
-    cluster = Cluster(state_dir, address, f"http://127.0.0.1:{ui_port}", profile, certificates, postgres, ports=ports)
-    config = server_config(ports, postgres, certificates, num_history_shards)
+    credentials = TemporalCredentials(identity.issuer, SETUP_CLIENT, identity.setup_secret)
+    cluster = Cluster(
+        state_dir, address, f"http://127.0.0.1:{ui_port}", profile, certificates, postgres, credentials, ports=ports
+    )
+    config = server_config(ports, postgres, certificates, num_history_shards, identity.jwks_uri())
     (state_dir / "config" / "cluster.yaml").write_text(
         "# enable-template\n# Written by stack/cluster.py on every start.\n" + yaml.safe_dump(config, sort_keys=False)
     )
@@ -662,13 +717,15 @@ async def start_cluster(
         postgres.create_databases()
         postgres.setup_temporal_schema(cluster.logs / "schema.log")
         postgres.forget_members()
-        cluster.start_service("frontend")
-        await cluster.wait_for_service("frontend", wait_seconds)
-        await register_namespace(cluster)
-        for service in SERVICES[1:]:
-            cluster.start_service(service)
-        for service in SERVICES[1:]:
-            await cluster.wait_for_service(service, wait_seconds)
+        # One at a time at first: the first process on a new database writes the cluster's metadata, and two
+        # doing so at once collide.
+        for group in ([FRONTENDS[0]], FRONTENDS[1:], SERVICES[len(FRONTENDS) :]):
+            for service in group:
+                cluster.start_service(service)
+            for service in group:
+                await cluster.wait_for_service(service, wait_seconds)
+            if service == FRONTENDS[-1]:
+                await register_namespace(cluster)
         await cluster.wait_until_serving(wait_seconds)
         ui = certificates.client("ui")
         tls = {
@@ -678,8 +735,9 @@ async def start_cluster(
             "serverName": FRONTEND_SERVER_NAME,
             "enableHostVerification": True,
         }
+        sign_in = ui_sign_in(identity.issuer, UI_CLIENT, identity.ui_secret, cluster.ui_url)
         cluster.ui_process = start_ui(
-            address, ui_port, state_dir / "ui-config", ui_codec_endpoint, cluster.logs / "ui.log", tls=tls
+            address, ui_port, state_dir / "ui-config", ui_codec_endpoint, cluster.logs / "ui.log", tls, sign_in
         )
         deadline = time.monotonic() + wait_seconds
         while not _listening(ui_port):  # so a browser (or a test) opening the printed address finds it

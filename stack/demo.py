@@ -43,6 +43,7 @@ from standins.identity_provider.accounts import DEFAULT_CLIENTS, hash_secret
 from starter.cases import case_handle, send_message
 from store import roles
 from store.database import EMBEDDED_DATA, embedded, migrate, open_pool, resolve_url
+from workers.__main__ import WORKERS_IDENTITY_CLIENT
 from workflows.enrollment_case import EnrollmentCase
 
 ROOT = temporal_server.ROOT
@@ -231,19 +232,46 @@ async def run_demo(args) -> None:
     codec_url = f"http://127.0.0.1:{args.codec_port}"
     cluster: temporal_cluster.Cluster | None = None
     server: temporal_server.DevServer | temporal_cluster.Cluster | None = None
+    identity_url = f"http://127.0.0.1:{args.identity_port}"
     try:
+        # First the identity provider: the cluster's frontend checks its tokens, and every process signs in there.
+        settings = Settings.from_env()
+        say(f"[0/6] identity provider (stand-in for 统一身份认证) on {identity_url}")
+        processes.start(
+            "identity-provider",
+            [
+                sys.executable,
+                "-m",
+                "standins.identity_provider",
+                "--port",
+                str(args.identity_port),
+                "--state",
+                str(data / "identity"),
+                "--clients",
+                str(identity_clients_file(settings, data / "identity")),
+            ],
+            {name: value for name, value in os.environ.items() if not name.startswith("ENROLL_")},
+        )
+        wait_for_http(f"{identity_url}/.well-known/openid-configuration")
         if args.cluster:
             if not temporal_cluster.cluster_available():
                 # Built once (a few minutes): the server, its schema tool, PostgreSQL 15 when run as root.
                 subprocess.run([str(ROOT / "scripts" / "install-temporal-server")], check=True)
             say(f"[0/6] the production topology (state in {data / 'cluster'}): PostgreSQL 15, Temporal frontend,")
-            say("  history, matching and worker as separate processes, mTLS on the frontend, the read-only UI")
-            cluster = server = await temporal_cluster.start_cluster(
-                data / "cluster", port=args.temporal_port, ui_port=args.ui_port, ui_codec_endpoint=codec_url
+            say("  internal frontend, history, matching and worker as separate processes; on the frontend mTLS and")
+            say("  the identity provider's tokens; the read-only UI, signing ops in at the provider")
+            identity = temporal_cluster.ClusterIdentity(
+                identity_url,
+                deployment_secrets.identity_client_secret(settings, temporal_cluster.SETUP_CLIENT),
+                deployment_secrets.identity_client_secret(settings, temporal_cluster.UI_CLIENT),
             )
-            # This process connects as the operator; each product process below gets its own profile.
-            os.environ.update(cluster.profile_env("operator"))
-        settings = Settings.from_env()
+            cluster = server = await temporal_cluster.start_cluster(
+                data / "cluster", identity, port=args.temporal_port, ui_port=args.ui_port, ui_codec_endpoint=codec_url
+            )
+            # This process connects as the operator's certificate with the setup client's token (it hands in,
+            # reviews as the demo's reviewers and reads the cases); each product process below is its own.
+            os.environ.update(cluster.profile_env("operator"), ENROLL_TEMPORAL_CLIENT_ID=temporal_cluster.SETUP_CLIENT)
+            settings = Settings.from_env()
         say(
             "[0/6] PostgreSQL case store"
             + (
@@ -268,7 +296,6 @@ async def run_demo(args) -> None:
             else None
         )
         database_urls = await roles.service_urls(database_url, passwords)
-        identity_url = f"http://127.0.0.1:{args.identity_port}"
         env = {
             # A process gets a Temporal profile (client certificate) only when it talks to Temporal: profile().
             **{
@@ -281,9 +308,12 @@ async def run_demo(args) -> None:
             "ENROLL_IDENTITY_ISSUER": identity_url,
         }
 
-        def profile(name: str) -> dict[str, str]:
-            """The process's own client certificate on the cluster (nothing on the dev server)."""
-            return cluster.profile_env(name) if cluster else {}
+        def profile(name: str, client_id: str | None = None) -> dict[str, str]:
+            """The process's own client certificate on the cluster, and the provider's client whose token it
+            sends to the frontend (nothing on the dev server)."""
+            if cluster is None:
+                return {}
+            return {**cluster.profile_env(name), **({"ENROLL_TEMPORAL_CLIENT_ID": client_id} if client_id else {})}
 
         payload_keys = {"ENROLL_PAYLOAD_KEYS": deployment_secrets.payload_keys(settings)}
         lookup_key = {"ENROLL_LOOKUP_KEY": deployment_secrets.lookup_key(settings).secret.decode()}
@@ -291,23 +321,6 @@ async def run_demo(args) -> None:
         def client_secret(client_id: str) -> dict[str, str]:
             return {"ENROLL_IDENTITY_CLIENT_SECRET": deployment_secrets.identity_client_secret(settings, client_id)}
 
-        say(f"  identity provider (stand-in for 统一身份认证) on {identity_url}")
-        processes.start(
-            "identity-provider",
-            [
-                sys.executable,
-                "-m",
-                "standins.identity_provider",
-                "--port",
-                str(args.identity_port),
-                "--state",
-                str(data / "identity"),
-                "--clients",
-                str(identity_clients_file(settings, data / "identity")),
-            ],
-            env,
-        )
-        wait_for_http(f"{identity_url}/.well-known/openid-configuration")
         if cluster:
             say("[1/6] the codec server")
         else:
@@ -347,7 +360,7 @@ async def run_demo(args) -> None:
             **client_secret(API_IDENTITY_CLIENT),
             "DATABASE_URL": database_urls["api"],
             "ENROLL_API_CLIENTS_FILE": str(clients_file),
-            **profile("api"),
+            **profile("api", API_IDENTITY_CLIENT),
         }
         processes.start("api", [sys.executable, "-m", "api", "--port", str(args.api_port)], api_env)
         wait_for_http(f"{api_url}/healthz")
@@ -387,7 +400,7 @@ async def run_demo(args) -> None:
             **client_secret(CONSOLE_CLIENT),
             "DATABASE_URL": database_urls["console"],
             "ENROLL_PLATFORM_URL": f"{standins_url}/platform",
-            **profile("console"),
+            **profile("console", CONSOLE_CLIENT),
         }
         processes.start("console", [sys.executable, "-m", "console", "--port", str(args.console_port)], console_env)
         workers_env = {
@@ -397,7 +410,8 @@ async def run_demo(args) -> None:
             "DATABASE_URL": database_urls["worker"],
             # One worker process at a time in the demo, so one metrics port.
             "ENROLL_METRICS_ADDRESS": os.environ.get("ENROLL_METRICS_ADDRESS") or "127.0.0.1:9464",
-            **profile("workers"),
+            **(client_secret(WORKERS_IDENTITY_CLIENT) if cluster else {}),
+            **profile("workers", WORKERS_IDENTITY_CLIENT),
         }
         say("[3/6] workers in phase one; parents apply in the enrollment system's front end (first half)")
         processes.start(
@@ -439,6 +453,8 @@ async def run_demo(args) -> None:
         say(f"Temporal UI: {server.ui_url}/namespaces/default/workflows")
         say('  filter: CaseStatus="awaiting_review"')
         say("  read-only for ops: terminate, reset, signal and the other write actions are switched off.")
+        if cluster:
+            say("  it signs you in at the identity provider: ops-1, password demo-ops-1 (reviewers are refused)")
         say("  payloads are encrypted; to read them in the UI, sign in as ops and hand the codec server your token:")
         say("  .venv/bin/enroll login    # as ops-1, password demo-ops-1 (stand-in accounts: docs/identity.md)")
         say(f"  open {codec_url}/login?token=$(.venv/bin/enroll access-token)")
@@ -448,11 +464,18 @@ async def run_demo(args) -> None:
             say("Try, in another terminal (from this folder):")
             say(f"  export TEMPORAL_ADDRESS=127.0.0.1:{args.temporal_port} ENROLL_IDENTITY_ISSUER={identity_url}")
             if cluster:
+                # On the cluster people hold no write rights at Temporal: reviewers decide in the console.
                 say(f"  {cluster.export_line()}    # the operator's client certificate")
-            say(f"  .venv/bin/enroll login    # as {reviewer}, password demo-{reviewer}")
-            say(f"  .venv/bin/enroll awaiting-review --district {waiting.district_code}")
-            say(f"  .venv/bin/enroll review {waiting.application_id} --decision approve --opinion 同意入学")
-            say(f"  .venv/bin/enroll status {waiting.application_id}")
+                say("  .venv/bin/enroll login    # as ops-1, password demo-ops-1")
+                say("  export TEMPORAL_API_KEY=$(.venv/bin/enroll temporal-token)    # ops-1's own, read-only")
+                say("  .tools/bin/temporal workflow list --query 'CaseStatus=\"awaiting_review\"'")
+                say(f"  .venv/bin/enroll status {waiting.application_id}")
+                say(f"  (reviewers, {reviewer} among them, decide in the review console, port {args.console_port})")
+            else:
+                say(f"  .venv/bin/enroll login    # as {reviewer}, password demo-{reviewer}")
+                say(f"  .venv/bin/enroll awaiting-review --district {waiting.district_code}")
+                say(f"  .venv/bin/enroll review {waiting.application_id} --decision approve --opinion 同意入学")
+                say(f"  .venv/bin/enroll status {waiting.application_id}")
             if cluster:
                 # The auditor's own login on the cluster's PostgreSQL, password included: a file, not the screen.
                 auditor_url = cluster.state_dir / "secrets" / "auditor-database-url"
@@ -463,7 +486,8 @@ async def run_demo(args) -> None:
         say(f"Review console: {console_url} (signs in at the identity provider, {identity_url})")
         say("Worker metrics (Prometheus): http://127.0.0.1:9464/metrics")
         if cluster:
-            say("Temporal (production topology): frontend, history, matching and worker processes, mTLS only;")
+            say("Temporal (production topology): frontend, internal frontend, history, matching and worker processes;")
+            say("  mTLS and the identity provider's tokens on the frontend; the UI signs ops in at the provider;")
             say(f"  to connect your own `temporal` and `enroll` commands: {cluster.export_line()}")
             say(f"  cluster logs: {cluster.logs}")
         say(f"Logs: {logs}. Press Ctrl-C to stop everything.")

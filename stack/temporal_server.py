@@ -65,13 +65,38 @@ READ_ONLY_UI = {
 }
 
 
+def ui_sign_in(issuer: str, client_id: str, client_secret: str, ui_url: str) -> dict[str, object]:
+    """The UI server's `auth` section: people sign in at the identity provider (OpenID Connect), and the UI
+    sends the access token it gets (one for Temporal, with the person's permissions) on every call."""
+    return {
+        "enabled": True,
+        "providers": [
+            {
+                "label": "统一身份认证 Sign in",
+                "type": "oidc",
+                "providerUrl": issuer,
+                "issuerUrl": issuer,
+                "clientId": client_id,
+                "clientSecret": client_secret,
+                "scopes": ["openid"],
+                "callbackUrl": f"{ui_url}/auth/sso/callback",
+            }
+        ],
+    }
+
+
 def ui_config(
-    temporal_address: str, port: int, codec_endpoint: str | None, tls: dict[str, object] | None = None
+    temporal_address: str,
+    port: int,
+    codec_endpoint: str | None,
+    tls: dict[str, object] | None = None,
+    auth: dict[str, object] | None = None,
 ) -> dict[str, object]:
     """The UI server's configuration: read-only, on loopback, decoding through the codec server if given.
 
     `tls` is the UI server's own `tls` section (caFile, certFile, keyFile, serverName, ...) for a
-    frontend that requires client certificates (stack/cluster.py).
+    frontend that requires client certificates, and `auth` its sign-in (`ui_sign_in`) for a frontend that
+    checks tokens (stack/cluster.py).
     """
     config: dict[str, object] = {
         "temporalGrpcAddress": temporal_address,
@@ -88,6 +113,8 @@ def ui_config(
         config["codec"] = {"endpoint": codec_endpoint, "includeCredentials": True}
     if tls:
         config["tls"] = tls
+    if auth:
+        config["auth"] = auth
     return config
 
 
@@ -98,13 +125,18 @@ def start_ui(
     codec_endpoint: str | None,
     log_file: Path | None,
     tls: dict[str, object] | None = None,
+    auth: dict[str, object] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Run the UI server with `ui_config` (JSON is YAML, so the file needs no YAML writer)."""
+    """Run the UI server with `ui_config` (JSON is YAML, so the file needs no YAML writer); owner-only, as
+    `auth` holds the UI's client secret."""
     ui_server = find_ui_server()
     if ui_server is None:
         raise RuntimeError("Temporal UI server not found: run scripts/install-temporal-cli (or set TEMPORAL_UI_SERVER)")
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "readonly.yaml").write_text(json.dumps(ui_config(temporal_address, port, codec_endpoint, tls)))
+    config_file = config_dir / "readonly.yaml"
+    config_file.touch(mode=0o600)
+    config_file.chmod(0o600)
+    config_file.write_text(json.dumps(ui_config(temporal_address, port, codec_endpoint, tls, auth)))
     command = [str(ui_server), "--root", str(config_dir.parent), "--config", config_dir.name, "--env", "readonly"]
     with open(log_file or os.devnull, "ab") as output:
         return subprocess.Popen([*command, "start"], stdout=output, stderr=subprocess.STDOUT, start_new_session=True)

@@ -1,7 +1,9 @@
-"""The production topology (stack/cluster.py): four Temporal server processes on PostgreSQL, mTLS on the frontend.
+"""The production topology (stack/cluster.py): five Temporal server processes on PostgreSQL; on the frontend,
+mTLS and the identity provider's tokens.
 
 Real processes throughout: the product's worker and `enroll submit` connect with their own client
-certificates through the SDK's environment configuration, the case store lives in the cluster's
+certificates through the SDK's environment configuration and send their own tokens (each its client's at
+the provider), the UI signs people in at the provider, the case store lives in the cluster's
 PostgreSQL, and each fault test breaks one part of the cluster while a batch of cases is in flight,
 then checks that every case ends where its scenario leads with exactly one result at the platform.
 
@@ -12,10 +14,13 @@ is not built (scripts/install-temporal-server).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import re
 import signal
 import subprocess
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -24,14 +29,40 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
 from psycopg_pool import AsyncConnectionPool
-from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
+    GetSystemInfoRequest,
+    ListWorkflowExecutionsRequest,
+    RegisterNamespaceRequest,
+)
 from temporalio.client import Client
-from temporalio.service import TLSConfig
+from temporalio.envconfig import ClientConfig
+from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
-from stack.certificates import ensure_certificates
-from stack.cluster import SERVICES, STORE_DATABASE, STORE_OWNER, Cluster, cluster_available, start_cluster
+from enrollment import temporal_tokens
+from enrollment.oidc import IdentityError, IdentityProvider
+from enrollment.temporal_tokens import TemporalCredentials
+from stack.certificates import INTERNODE_SERVER_NAME, ensure_certificates
+from stack.cluster import (
+    SERVICES,
+    SETUP_CLIENT,
+    STORE_DATABASE,
+    STORE_OWNER,
+    UI_CLIENT,
+    Cluster,
+    ClusterIdentity,
+    cluster_available,
+    start_cluster,
+)
 from stack.temporal_server import find_cli, free_port
+from standins.identity_provider.grants import Lifetimes
+from standins.identity_provider.runner import RunningIdentityProvider
+from standins.identity_provider.runner import start_in_thread as start_identity_provider
 from standins.population import Population
 from standins.runner import RunningStandins
 from store import roles
@@ -44,10 +75,13 @@ from tests.support.batches import (
     slow_departments,
     statuses,
 )
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
+from tests.support.identity import CLIENT_SECRETS, cli_token, password
 from tests.support.keys import TEST_CONVERTER
 from tests.support.people import People
 from tests.support.processes import enroll, product_environment, start_worker
 from tests.support.stack import start_afresh
+from tests.support.waiting import wait_until
 
 pytestmark = [
     pytest.mark.cluster,
@@ -56,8 +90,11 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
-    running = await start_cluster(tmp_path_factory.mktemp("cluster"), port=free_port(), ui_port=free_port())
+async def cluster(
+    tmp_path_factory: pytest.TempPathFactory, identity_provider: RunningIdentityProvider
+) -> AsyncIterator[Cluster]:
+    identity = ClusterIdentity(identity_provider.base_url, CLIENT_SECRETS[SETUP_CLIENT], CLIENT_SECRETS[UI_CLIENT])
+    running = await start_cluster(tmp_path_factory.mktemp("cluster"), identity, port=free_port(), ui_port=free_port())
     yield running
     running.stop()
 
@@ -80,11 +117,17 @@ async def product(cluster: Cluster, standins: RunningStandins) -> AsyncIterator[
     urls = await roles.service_urls(owner_url, passwords)
     pool = await open_pool(owner_url, max_size=4)
 
-    def environment(service: roles.Service, profile: str) -> dict[str, str]:
-        return product_environment(cluster.address, standins.base_url, urls[service], **cluster.profile_env(profile))
+    def environment(service: roles.Service, profile: str, client_id: str) -> dict[str, str]:
+        """The process's certificate (`profile`) and its own token for Temporal (`client_id`'s)."""
+        token = {"ENROLL_TEMPORAL_CLIENT_ID": client_id, "ENROLL_IDENTITY_CLIENT_SECRET": CLIENT_SECRETS[client_id]}
+        return product_environment(
+            cluster.address, standins.base_url, urls[service], **cluster.profile_env(profile), **token
+        )
 
     client = await cluster.connect("tests", data_converter=TEST_CONVERTER)
-    yield Product(pool, client, environment("worker", "workers"), environment("api", "api"))
+    yield Product(
+        pool, client, environment("worker", "workers", "enroll-workers"), environment("api", "api", "enroll-api")
+    )
     await pool.close()
 
 
@@ -93,13 +136,14 @@ def service_of(process: psutil.Process) -> str:
     return arguments[arguments.index("--service") + 1]
 
 
-async def test_four_server_processes_serve_only_clients_with_a_certificate(cluster: Cluster, tmp_path: Path) -> None:
+async def test_five_server_processes_serve_only_clients_with_a_certificate(cluster: Cluster, tmp_path: Path) -> None:
     processes = {name: psutil.Process(process.pid) for name, process in cluster.processes.items()}
     assert sorted(processes) == sorted(SERVICES)
-    assert len({process.pid for process in processes.values()}) == 4
+    assert len({process.pid for process in processes.values()}) == 5
     for name, process in processes.items():
         assert process.is_running() and service_of(process) == name
         assert process.cmdline()[0].endswith("temporal-server")
+        assert "--allow-no-auth" not in process.cmdline()
 
     with pytest.raises(RuntimeError):  # no TLS at all
         await asyncio.wait_for(Client.connect(cluster.address), 20)
@@ -117,39 +161,198 @@ async def test_four_server_processes_serve_only_clients_with_a_certificate(clust
         )
         await asyncio.wait_for(Client.connect(cluster.address, tls=tls), 20)
 
+    # The internal frontend, which has no authorizer, takes only the cluster's own nodes: a product
+    # certificate is refused there.
+    with pytest.raises(RuntimeError):
+        tests = cluster.certificates.client("tests")
+        tls = TLSConfig(
+            server_root_ca_cert=cluster.certificates.internode_ca.read_bytes(),
+            domain=INTERNODE_SERVER_NAME,
+            client_cert=tests.cert.read_bytes(),
+            client_private_key=tests.key.read_bytes(),
+        )
+        await asyncio.wait_for(Client.connect(f"127.0.0.1:{cluster.ports['internal-frontend']}", tls=tls), 20)
+
     client = await cluster.connect("tests")
     info = await client.workflow_service.get_system_info(GetSystemInfoRequest())
     assert info.server_version.startswith("1.29")
 
-    # The read-only UI reaches the frontend with its own certificate.
-    answer = httpx.get(f"{cluster.ui_url}/api/v1/namespaces", timeout=10)
-    assert answer.status_code == 200
+
+async def with_token(cluster: Cluster, api_key: str | None) -> Client:
+    """A client with the tests' certificate and this bearer token (or none)."""
+    connect = ClientConfig.load_client_connect_config(
+        "tests", config_file=str(cluster.client_profile), disable_env=True
+    )
+    if api_key is not None:
+        connect["api_key"] = api_key
+    return await Client.connect(**connect)
+
+
+async def refused(call: Awaitable[object]) -> None:
+    with pytest.raises(RPCError) as raised:
+        await call
+    assert raised.value.status == RPCStatusCode.PERMISSION_DENIED, raised.value
+
+
+def forged(claims: dict[str, object], kid: str) -> str:
+    """A Temporal token with the provider's key id and every right, signed by a key that is not the provider's."""
+    key = ECKey.generate_key("P-256")
+    return jwt.encode({"alg": "ES256", "kid": kid, "typ": "at+jwt"}, claims, key)
+
+
+async def test_the_frontend_lets_a_call_through_only_with_the_providers_token_that_allows_it(
+    cluster: Cluster, identity_provider: RunningIdentityProvider
+) -> None:
+    issuer = identity_provider.base_url
+    provider = IdentityProvider(issuer)
+    describe = DescribeNamespaceRequest(namespace=cluster.namespace)
+    listing = ListWorkflowExecutionsRequest(namespace=cluster.namespace, page_size=1)
+
+    # A certificate alone is not enough.
+    anonymous = await with_token(cluster, None)
+    await refused(anonymous.workflow_service.describe_namespace(describe))
+
+    # A token for the product's services (audience `enrollment`) is not one for Temporal: the frontend
+    # refuses even the connection's first call.
+    product_token = await provider.client_credentials("enroll-api", CLIENT_SECRETS["enroll-api"])
+    with pytest.raises(RuntimeError, match="PermissionDenied"):
+        await with_token(cluster, product_token)
+
+    # A token with every right but not signed by the provider, under the provider's own key id.
+    now = int(time.time())
+    kid = (await provider.jwks())["keys"][0]["kid"]
+    claims = {"iss": issuer, "sub": "client:enroll-setup", "aud": "temporal", "iat": now, "exp": now + 600}
+    with pytest.raises(RuntimeError, match="PermissionDenied"):
+        await with_token(cluster, forged({**claims, "permissions": ["temporal-system:admin"]}, kid))
+    # The provider's real token for the setup client, expired.
+    with pytest.raises(RuntimeError, match="PermissionDenied"):
+        expired = {**claims, "iat": now - 1200, "exp": now - 600, "permissions": ["temporal-system:admin"]}
+        await with_token(cluster, identity_provider.app.state.issuer.keys.sign(expired, "at+jwt"))
+
+    # The workers' own token: everything a worker does in `default`, and nothing an administrator does.
+    workers = await with_token(
+        cluster, await provider.client_credentials("enroll-workers", CLIENT_SECRETS["enroll-workers"], "temporal")
+    )
+    await workers.workflow_service.describe_namespace(describe)
+    await workers.workflow_service.list_workflow_executions(listing)
+    await refused(
+        workers.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=cluster.namespace, search_attributes={"Stolen": IndexedValueType.INDEXED_VALUE_TYPE_TEXT}
+            )
+        )
+    )
+    await refused(workers.workflow_service.register_namespace(RegisterNamespaceRequest(namespace="elsewhere")))
+    await refused(workers.workflow_service.describe_namespace(DescribeNamespaceRequest(namespace="temporal-system")))
+
+    # An ops person's own token, for their `temporal` command: reading, never changing.
+    ops = await with_token(
+        cluster, (await provider.exchange_for_temporal(await cli_token(issuer, "ops-1"), "enroll-cli")).access_token
+    )
+    await ops.workflow_service.list_workflow_executions(listing)
+    await refused(ops.start_workflow("enrollment-case", id="case-SC2026-FORGED", task_queue="enrollment-cases"))
+    # A reviewer gets no Temporal token at all: decisions go through the console.
+    with pytest.raises(IdentityError) as no_token:
+        await provider.exchange_for_temporal(await cli_token(issuer, "r-510104-1"), "enroll-cli")
+    assert no_token.value.error == "invalid_target"
+
+
+async def test_a_long_running_client_renews_its_token_before_the_frontend_refuses_it(
+    cluster: Cluster, identity_provider: RunningIdentityProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tokens live minutes and workers run for weeks: the token on a client's connection is replaced in time.
+
+    A provider on the same keys whose tokens live 8 seconds, and the renewal's check every second (instead
+    of every 20): for 20 seconds the client keeps calling, which an expired token would have refused.
+    """
+    monkeypatch.setattr(temporal_tokens, "CHECK_SECONDS", 1.0)
+    describe = DescribeNamespaceRequest(namespace=cluster.namespace)
+    with start_identity_provider(identity_provider.state_dir, lifetimes=Lifetimes(access_token=8)) as short_lived:
+        credentials = TemporalCredentials(short_lived.base_url, "enroll-workers", CLIENT_SECRETS["enroll-workers"])
+        client = await with_token(cluster, await credentials.token())
+        renewal = credentials.keep_fresh(client)
+        try:
+            tokens_used = set()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                await client.workflow_service.describe_namespace(describe)
+                tokens_used.add(client.api_key)
+                await asyncio.sleep(1)
+        finally:
+            renewal.cancel()
+    assert len(tokens_used) >= 3, "a new token about every 4 seconds"
+
+
+async def sign_in_to_the_ui(cluster: Cluster, issuer: str, sub: str) -> tuple[httpx.Response, dict[str, str]]:
+    """A person's browser at the Temporal UI: its sign-in link, the provider's form, back to the UI's callback.
+    The callback's answer, and the user the UI hands its page (the `user0` cookie) if it signed them in."""
+    async with httpx.AsyncClient(timeout=20) as browser:
+        to_provider = await browser.get(f"{cluster.ui_url}/auth/sso")
+        assert to_provider.status_code == 302 and to_provider.headers["location"].startswith(f"{issuer}/authorize")
+        form = await browser.get(to_provider.headers["location"])
+        request_id = re.search(r'name="request_id" value="([^"]+)"', form.text)
+        assert form.status_code == 200 and request_id, form.text
+        signed_in = await browser.post(
+            f"{issuer}/authorize", data={"request_id": request_id.group(1), "username": sub, "password": password(sub)}
+        )
+        assert signed_in.status_code == 303 and signed_in.headers["location"].startswith(cluster.ui_url)
+        callback = await browser.get(signed_in.headers["location"])
+        user = browser.cookies.get("user0")
+    return callback, json.loads(base64.b64decode(user)) if user else {}
+
+
+async def test_the_ui_signs_ops_in_at_the_provider_and_reads_with_their_token(
+    cluster: Cluster, identity_provider: RunningIdentityProvider
+) -> None:
+    namespaces = f"{cluster.ui_url}/api/v1/namespaces"
+    assert httpx.get(namespaces, timeout=10).status_code == 401
+
+    callback, user = await sign_in_to_the_ui(cluster, identity_provider.base_url, "ops-1")
+    assert callback.status_code == 303, callback.text
+    token = {"Authorization": f"Bearer {user['AccessToken']}"}
+    answer = httpx.get(namespaces, headers=token, timeout=10)
+    assert answer.status_code == 200, answer.text
     assert "default" in [n["namespaceInfo"]["name"] for n in answer.json()["namespaces"]]
+    workflows = httpx.get(f"{namespaces}/default/workflows", headers=token, timeout=10)
+    assert workflows.status_code == 200, workflows.text
+
+    # A reviewer signs in at the provider, but the UI is given no token for them.
+    callback, user = await sign_in_to_the_ui(cluster, identity_provider.base_url, "r-510104-1")
+    assert callback.status_code >= 400 and not user
 
 
 @pytest.mark.skipif(find_cli() is None, reason="Temporal CLI not built")
-def test_the_temporal_cli_connects_with_the_exported_profile(cluster: Cluster) -> None:
+async def test_the_temporal_cli_connects_with_the_exported_profile_and_a_persons_token(
+    cluster: Cluster, identity_provider: RunningIdentityProvider
+) -> None:
     cli = find_cli()
     assert cli is not None
-    env = {**os.environ, **cluster.profile_env("operator")}
-    described = subprocess.run(
-        [str(cli), "operator", "namespace", "describe", "--namespace", "default", "-o", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    # The person's own token, as `export TEMPORAL_API_KEY=$(enroll temporal-token)` gives it.
+    signed_in = await cli_token(identity_provider.base_url, "ops-1")
+    exchanged = enroll(dict(os.environ), "temporal-token", "--token", signed_in, readable=True)
+    assert exchanged.returncode == 0, exchanged.stderr
+    env = {**os.environ, **cluster.profile_env("operator"), "TEMPORAL_API_KEY": exchanged.stdout.strip()}
+
+    def temporal(*args: str, environment: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(cli), *args, "-o", "json"], env=environment, capture_output=True, text=True, timeout=60
+        )
+
+    described = temporal("operator", "namespace", "describe", "--namespace", "default")
     assert described.returncode == 0, described.stderr
     assert json.loads(described.stdout)["config"]["workflowExecutionRetentionTtl"] == "2592000s"
-    attributes = subprocess.run(
-        [str(cli), "operator", "search-attribute", "list", "-o", "json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    attributes = temporal("operator", "search-attribute", "list")
     assert attributes.returncode == 0, attributes.stderr
     assert "CaseStatus" in attributes.stdout
+    without_token = {key: value for key, value in env.items() if key != "TEMPORAL_API_KEY"}
+    refused_cli = temporal("operator", "namespace", "describe", "--namespace", "default", environment=without_token)
+    assert refused_cli.returncode != 0 and "unauthorized" in refused_cli.stderr, refused_cli.stderr
+    # A reviewer is given no Temporal token; the command says why, and no token is printed.
+    reviewer = enroll(
+        dict(os.environ), "temporal-token", "--token", await cli_token(identity_provider.base_url, "r-510104-1")
+    )
+    assert reviewer.returncode != 0 and reviewer.stdout.count(".") < 2, reviewer.stdout
+    assert "a reviewer cannot do this" in reviewer.stderr + reviewer.stdout
 
 
 async def run_batch(
@@ -237,3 +440,41 @@ async def test_worker_killed_mid_batch_loses_and_doubles_nothing(
         return start_worker(product.worker_env, tmp_path / "worker-again.log")
 
     await run_batch(cluster, product, standins, population, people, tmp_path, slice(60, 76), kill_worker)
+
+
+@needs_chromium
+async def test_ops_signs_in_to_the_ui_in_a_browser_and_sees_the_cases(
+    cluster, product, population, identity_provider, tmp_path
+):
+    """The UI behind the frontend's authorizer: it sends the provider's sign-in page, then lists the cases
+    with the ops person's own token."""
+    from playwright.async_api import async_playwright
+
+    application = population.applications[-1]  # beyond the batches above
+    worker = start_worker(product.worker_env, tmp_path / "worker.log")
+    try:
+        handed_in = enroll(product.submit_env, "submit", str(batch_file(tmp_path / "one.jsonl", [application])))
+    finally:
+        worker.terminate()
+        worker.wait(60)
+    assert handed_in.returncode == 0, handed_in.stderr
+    case_id = f"case-{application['application_id']}"
+    await wait_until(
+        lambda: product.client.count_workflows(f'WorkflowId="{case_id}"'),
+        until=lambda counted: counted.count == 1,
+        timeout=30,
+        message="the case is listed",
+    )
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = await browser.new_page(viewport={"width": 1440, "height": 900})
+        await page.goto(f"{cluster.ui_url}/namespaces/default/workflows")
+        sign_in = page.get_by_role("button", name=re.compile("Sign in|统一身份认证|Continue", re.IGNORECASE)).first
+        await sign_in.click(timeout=30_000)
+        await page.wait_for_url(f"{identity_provider.base_url}/**", timeout=30_000)
+        await page.fill("input[name=username]", "ops-1")
+        await page.fill("input[name=password]", password("ops-1"))
+        await page.locator("form button[type=submit], form input[type=submit]").first.click()
+        await page.goto(f"{cluster.ui_url}/namespaces/default/workflows")
+        await page.locator(f'a[href*="{case_id}"]').first.wait_for(timeout=30_000)
+        await browser.close()
