@@ -10,10 +10,14 @@ that place fails, so no check passes vacuously.
 from __future__ import annotations
 
 import ast
+import asyncio
 import copy
 import fnmatch
+import functools
+import itertools
 import json
 import re
+import tempfile
 import tomllib
 from collections.abc import Callable
 from datetime import timedelta
@@ -22,11 +26,18 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml  # PyYAML, from the test extras
+from starlette.requests import Request
 from temporalio.api.enums.v1 import IndexedValueType
 
+from api.__main__ import API_IDENTITY_CLIENT
+from console.backends import CONSOLE_CLIENT
+from enrollment.oidc import TEMPORAL_AUDIENCE
 from enrollment.search_attributes import ALL as SEARCH_ATTRIBUTES
 from stack import certificates, cluster
-from stack.temporal_server import READ_ONLY_UI
+from stack.temporal_server import READ_ONLY_UI, ui_sign_in
+from standins.identity_provider import app as identity_provider_app
+from standins.identity_provider.accounts import Client, Directory
+from standins.identity_provider.grants import Lifetimes
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -43,13 +54,14 @@ SETTINGS_SERVICES = ("setup", "case-worker", "verification-worker", "api", "cons
 HOLDS = {
     "setup": {
         "DATABASE_URL",
+        "ENROLL_IDENTITY_CLIENT_SECRET",
         "ENROLL_WORKER_DB_PASSWORD",
         "ENROLL_CONSOLE_DB_PASSWORD",
         "ENROLL_API_DB_PASSWORD",
         "ENROLL_AUDITOR_DB_PASSWORD",
     },
-    "case-worker": {"DATABASE_URL", "ENROLL_LOOKUP_KEY", "ENROLL_PAYLOAD_KEYS"},
-    "verification-worker": {"ENROLL_PAYLOAD_KEYS"},
+    "case-worker": {"DATABASE_URL", "ENROLL_LOOKUP_KEY", "ENROLL_PAYLOAD_KEYS", "ENROLL_IDENTITY_CLIENT_SECRET"},
+    "verification-worker": {"ENROLL_PAYLOAD_KEYS", "ENROLL_IDENTITY_CLIENT_SECRET"},
     "api": {"DATABASE_URL", "ENROLL_LOOKUP_KEY", "ENROLL_PAYLOAD_KEYS", "ENROLL_IDENTITY_CLIENT_SECRET"},
     "console": {"DATABASE_URL", "ENROLL_LOOKUP_KEY", "ENROLL_PAYLOAD_KEYS", "ENROLL_IDENTITY_CLIENT_SECRET"},
     "codec-server": {"ENROLL_PAYLOAD_KEYS", "ENROLL_IDENTITY_CLIENT_SECRET"},
@@ -64,6 +76,10 @@ STANDINS_SERVICE, UI_SERVICE, SETUP_SERVICE = "standins", "temporal-ui", "setup"
 # Temporal as stack/cluster.py runs it: a one-shot schema job, a service per server role, a one-shot namespace job.
 SCHEMA_JOB, NAMESPACE_JOB = "temporal-schema", "temporal-namespace"
 SERVER_SERVICES = {f"temporal-{role}": role for role in cluster.SERVICES}
+# Started first, one at a time, before the namespace job; the internal frontend serves the server's own calls.
+FRONTEND_SERVICES = [f"temporal-{role}" for role in cluster.FRONTENDS]
+INTERNAL_FRONTEND_SERVICE = "temporal-internal-frontend"
+IDENTITY_SERVICE = "identity-provider"
 SERVER_IMAGE, ADMIN_TOOLS_IMAGE = "temporalio/server", "temporalio/admin-tools"
 # The server image renders its config from the environment with this template, then loads this file first.
 SERVER_BASE_CONFIG, SERVER_BASE_TARGET = ROOT / "deploy" / "temporal" / "base.yaml", "/etc/temporal/config/base.yaml"
@@ -81,10 +97,22 @@ TEMPORAL_PROFILES = {
     "api": "api",
     "console": "console",
 }
-# The private keys each service is given, and nothing more (the CA keys, which sign certificates, never).
+# The provider's client whose own token for Temporal each of them sends (ENROLL_TEMPORAL_CLIENT_ID): the api and
+# the console the client they already are (its secret their ENROLL_IDENTITY_CLIENT_SECRET), the workers their own,
+# and setup the cluster's setup client, as the namespace job.
+WORKERS_TEMPORAL_CLIENT = "enroll-workers"
+TEMPORAL_CLIENTS = {
+    "setup": cluster.SETUP_CLIENT,
+    "case-worker": WORKERS_TEMPORAL_CLIENT,
+    "verification-worker": WORKERS_TEMPORAL_CLIENT,
+    "api": API_IDENTITY_CLIENT,
+    "console": CONSOLE_CLIENT,
+}
+# The private keys each service is given, and nothing more (the CA keys, which sign certificates, never). The
+# frontend's operator key is its healthcheck's client certificate (a health check needs no token).
 KEY_FILES = {
-    "temporal-frontend": {"frontend.key", "internode.key", "client-system-worker.key"},
-    **{name: {"internode.key", "client-system-worker.key"} for name in SERVER_SERVICES if name != "temporal-frontend"},
+    "temporal-frontend": {"frontend.key", "internode.key", "client-operator.key"},
+    **{name: {"internode.key"} for name in SERVER_SERVICES if name != "temporal-frontend"},
     NAMESPACE_JOB: {"client-operator.key"},
     UI_SERVICE: {"client-ui.key"},
     **{name: {f"client-{profile}.key"} for name, profile in TEMPORAL_PROFILES.items()},
@@ -136,9 +164,10 @@ DEPARTMENT_URLS = (
     "ENROLL_NATURAL_RESOURCES_URL",
     "ENROLL_PLATFORM_URL",
 )
-# KEY_ID names which key is active, not key material, so it may have a default.
 MONITORING_SERVICES = ("prometheus", "grafana")
-SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|(^|_)KEYS?($|_(?!ID$))")
+# KEY_ID names which key is active, not key material, so it may have a default; the server's
+# TEMPORAL_JWT_KEY_SOURCE<n> and TEMPORAL_JWT_KEY_REFRESH say where and how often it fetches public keys.
+SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|(^|_)KEYS?($|_(?!ID$|SOURCE[0-9]+$|REFRESH$))")
 # A required reference with no default: ${NAME}, ${NAME:?message} or ${NAME?message}.
 SECRET_REFERENCE = re.compile(r"\$\{[A-Z][A-Z0-9_]*(:?\?[^}]*)?\}")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -341,6 +370,88 @@ def template_tls(env: dict) -> dict:
     }
 
 
+def template_authorization(env: dict) -> dict:
+    """`global.authorization` as the server image renders it from `env`: docker/config_template.yaml of server
+    1.29.1, lines `authorization:` to `claimMapper:` (a key source only where its variable is set; an empty
+    authorizer or claim mapper is the server's no-op one, which lets every call through)."""
+
+    def get(name: str, default: str = "") -> str:
+        return resolve(env.get(name, "")) or default
+
+    sources = [get(f"TEMPORAL_JWT_KEY_SOURCE{number}") for number in (1, 2)]
+    return {
+        "jwtKeyProvider": {
+            "keySourceURIs": [source for source in sources if source],
+            "refreshInterval": get("TEMPORAL_JWT_KEY_REFRESH", "1m"),
+        },
+        "permissionsClaimName": get("TEMPORAL_JWT_PERMISSIONS_CLAIM", "permissions"),
+        "permissionsRegex": get("TEMPORAL_JWT_PERMISSIONS_REGEX"),
+        "authorizer": get("TEMPORAL_AUTH_AUTHORIZER"),
+        "claimMapper": get("TEMPORAL_AUTH_CLAIM_MAPPER"),
+    }
+
+
+def loaded_config(*files: dict) -> dict:
+    """The config temporal-server ends up with from `files` in load order (base.yaml, then what the image
+    renders): each is decoded into the same struct, so a later file overrides the keys it sets and keeps the
+    others (common/config/loader.go, yaml.v3); a list is replaced whole."""
+
+    def merge(into: dict, update: dict) -> None:
+        for key, value in update.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = copy.deepcopy(value)
+
+    config: dict = {}
+    for file in files:
+        merge(config, file)
+    return config
+
+
+def template_ui_auth(env: dict) -> dict:
+    """ui-server's `auth` as its config/docker.yaml renders it from `env` (one provider; scopes split at commas)."""
+
+    def get(name: str, default: str = "") -> str:
+        return resolve(env.get(name, "")) or default
+
+    provider = {
+        "label": get("TEMPORAL_AUTH_LABEL", "sso"),
+        "type": get("TEMPORAL_AUTH_TYPE", "oidc"),
+        "providerUrl": get("TEMPORAL_AUTH_PROVIDER_URL"),
+        "issuerUrl": get("TEMPORAL_AUTH_ISSUER_URL"),
+        "clientId": get("TEMPORAL_AUTH_CLIENT_ID"),
+        "clientSecret": get("TEMPORAL_AUTH_CLIENT_SECRET"),
+        "callbackUrl": get("TEMPORAL_AUTH_CALLBACK_URL"),
+        "useIdTokenAsBearer": get("TEMPORAL_AUTH_USE_ID_TOKEN_AS_BEARER", "false").lower() == "true",
+        "scopes": [scope for scope in get("TEMPORAL_AUTH_SCOPES").split(",") if scope],
+    }
+    return {"enabled": get("TEMPORAL_AUTH_ENABLED", "false").lower() == "true", "providers": [provider]}
+
+
+@functools.cache
+def published_jwks_uri(issuer: str) -> str:
+    """Where the stand-in provider serving as `issuer` says its keys are (`jwks_uri` of its discovery document,
+    which stack/cluster.py reads for the local cluster's frontend)."""
+    with tempfile.TemporaryDirectory() as state:
+        app = identity_provider_app.create_app(issuer, Path(state), Directory.load(), "unused", Lifetimes())
+        request = Request({"type": "http", "method": "GET", "path": "/", "headers": [], "app": app})
+        loop = asyncio.new_event_loop()  # its own loop: the tests' session loop stays as it is
+        try:
+            response = loop.run_until_complete(identity_provider_app.discovery(request))
+        finally:
+            loop.close()
+    return str(json.loads(bytes(response.body))["jwks_uri"])
+
+
+def standin_clients(compose: dict) -> dict[str, Client]:
+    """The clients the stand-in provider of the `standins` profile knows: standins/identity_provider/clients.json,
+    in the image, since its command names no other file."""
+    command = command_of(compose["services"][IDENTITY_SERVICE])
+    assert "--clients" not in command, f"{IDENTITY_SERVICE}: another clients file than the one the checks read"
+    return Directory.load().clients
+
+
 def go_duration(text: str) -> timedelta:
     match = re.fullmatch(r"(\d+)(h|m|s)", text)
     assert match, f"{text!r} is not a duration in hours, minutes or seconds"
@@ -502,7 +613,8 @@ def check_temporal_persistence(compose: dict) -> None:
 
 
 def check_temporal_topology(compose: dict) -> None:
-    """The server services are stack/cluster.py's: its version, roles, shard count, base config and start order."""
+    """The server services are stack/cluster.py's: its version, roles (the internal frontend among them), shard
+    count, base config and start order."""
     services = compose["services"]
     servers = server_services(compose)
     assert set(servers) == set(SERVER_SERVICES), (
@@ -524,13 +636,22 @@ def check_temporal_topology(compose: dict) -> None:
             f"{name}: deploy/temporal/base.yaml must be mounted read-only at {SERVER_BASE_TARGET}"
         )
         assert svc.get("restart") == "unless-stopped", f"{name}: restart: unless-stopped"
-    # As cluster.py starts them: the frontend alone, the namespace and its search attributes, then the rest.
-    assert depends_on(services[NAMESPACE_JOB]).get(TEMPORAL_SERVICE, {}).get("condition") == "service_healthy"
+        # The template then renders the internal-frontend service, which every service finds through
+        # membership, and no publicClient (the server refuses one next to an internal frontend, config.go).
+        assert resolve(env.get("USE_INTERNAL_FRONTEND", "")), f"{name}: USE_INTERNAL_FRONTEND must be set"
+    # As cluster.py starts them: the frontends one at a time (the first process on new databases writes the
+    # cluster's metadata), the namespace and its search attributes, then the rest.
+    for earlier, later in itertools.pairwise(FRONTEND_SERVICES):
+        condition = depends_on(servers[later]).get(earlier, {}).get("condition")
+        assert condition == "service_healthy", f"{later} must start once {earlier} is healthy"
+    for name in FRONTEND_SERVICES:
+        assert "healthcheck" in servers[name], f"{name} needs a healthcheck"
+        condition = depends_on(services[NAMESPACE_JOB]).get(name, {}).get("condition")
+        assert condition == "service_healthy", f"{NAMESPACE_JOB} must wait for {name} healthy"
     for name in servers:
-        if name != TEMPORAL_SERVICE:
+        if name not in FRONTEND_SERVICES:
             condition = depends_on(servers[name]).get(NAMESPACE_JOB, {}).get("condition")
             assert condition == "service_completed_successfully", f"{name} must start after {NAMESPACE_JOB}"
-    assert "healthcheck" in servers[TEMPORAL_SERVICE], "the frontend needs a healthcheck"
 
 
 def check_temporal_jobs(compose: dict) -> None:
@@ -577,13 +698,49 @@ def check_temporal_jobs(compose: dict) -> None:
     assert address == [f"{TEMPORAL_SERVICE}:{TEMPORAL_FRONTEND_PORT}"], f"{NAMESPACE_JOB}: --address {address}"
 
 
+def check_namespace_job_token(compose: dict) -> None:
+    """The namespace job sends the setup client's own token for Temporal, as stack/cluster.py's setup does: from
+    the provider's token endpoint (client_credentials for the `temporal` audience) to the CLI's TEMPORAL_API_KEY,
+    before each call, with the secret read from the environment and never on a command line."""
+    services = compose["services"]
+    job = services[NAMESPACE_JOB]
+    env, script = env_of(job), job_script(job)
+    assert env.get("IDENTITY_CLIENT_ID") == cluster.SETUP_CLIENT, f"{NAMESPACE_JOB}: not {cluster.SETUP_CLIENT}"
+    assert env.get("IDENTITY_ISSUER") == compose[ENV_BLOCK]["ENROLL_IDENTITY_ISSUER"], (
+        f"{NAMESPACE_JOB}: another identity provider than the services'"
+    )
+    # The same secret as setup's, which is the same client.
+    assert env.get("IDENTITY_CLIENT_SECRET") == env_of(services[SETUP_SERVICE]).get("ENROLL_IDENTITY_CLIENT_SECRET")
+    token = re.search(r"^\s*TEMPORAL_API_KEY=\$\((.*)\)(.*)$", script, re.MULTILINE)
+    assert token, f"{NAMESPACE_JOB}: gets no token into TEMPORAL_API_KEY"
+    request, after = token.groups()
+    for part in ('"$IDENTITY_ISSUER/token"', "grant_type=client_credentials", f"audience={TEMPORAL_AUDIENCE}"):
+        assert part in request, f"{NAMESPACE_JOB}: the token request lacks {part}"
+    assert re.search(r"\bjq -er \.access_token$", request), f"{NAMESPACE_JOB}: the token is the answer's access_token"
+    assert "export TEMPORAL_API_KEY" in after, f"{NAMESPACE_JOB}: TEMPORAL_API_KEY is not given to the CLI"
+    assert "env.IDENTITY_CLIENT_SECRET" in request, f"{NAMESPACE_JOB}: the secret is not read from the environment"
+    assert not re.search(r"\$\{?IDENTITY_CLIENT_SECRET\b", script), (
+        f"{NAMESPACE_JOB}: the shell expands the secret, so it lands on a command line"
+    )
+    # Every try signs in again (a token lasts minutes, the tries up to two each).
+    assert re.search(r"^\s*sign_in\(\) \{$", script, re.MULTILINE), f"{NAMESPACE_JOB}: no sign_in function"
+    loops = [line.strip() for line in script.splitlines() if line.strip().startswith("until ")]
+    assert loops and all(line.startswith("until sign_in && ") for line in loops), (
+        f"{NAMESPACE_JOB}: each retried step must sign in first: {loops}"
+    )
+
+
 def check_temporal_tls(compose: dict) -> None:
     """mTLS as cluster.py configures it (tls_config), the server image's variables rendered as its template does."""
     services = compose["services"]
-    expected = cluster.tls_config(certificates.layout(Path(SERVER_CERTS)))
+    paths = certificates.layout(Path(SERVER_CERTS))
+    expected = cluster.tls_config(paths)
     assert expected["frontend"]["server"]["requireClientAuth"], (
         "stack/cluster.py no longer requires client certificates"
     )
+    # The template has no variables for it, and base.yaml none (check_server_base_config): the internal worker
+    # reaches the internal frontend with the internode certificate.
+    assert "systemWorker" not in expected, "stack/cluster.py gives the internal worker a certificate again"
     for name, svc in server_services(compose).items():
         rendered = template_tls(env_of(svc))
         assert rendered["internode"] == expected["internode"], f"{name}: internode TLS differs from stack/cluster.py"
@@ -592,17 +749,29 @@ def check_temporal_tls(compose: dict) -> None:
             path = resolve(value)
             if key.startswith("TEMPORAL_TLS_") and path.startswith("/"):
                 assert mounted.get(path) == PurePosixPath(path).name, f"{name}: {key}={path} is not mounted"
-    # The frontend requires a client certificate from the cluster CA, as in cluster.py. (frontend.client is
-    # not compared: with systemWorker set, the server uses it instead, local_store_tls_provider.go.)
+    # The frontend requires a client certificate from the cluster CA, as in cluster.py. (frontend.client is not
+    # compared: with an internal frontend, every system client of the server uses the internode client instead,
+    # resource/fx.go, and nothing reads frontend.client.)
     frontend = template_tls(env_of(services[TEMPORAL_SERVICE]))["frontend"]["server"]
     assert frontend == expected["frontend"]["server"], f"{TEMPORAL_SERVICE}: {frontend}, cluster.py: {expected}"
-    base = yaml.safe_load(SERVER_BASE_CONFIG.read_text(encoding="utf-8"))
-    assert base == {"global": {"tls": {"systemWorker": expected["systemWorker"]}}}, (
-        "deploy/temporal/base.yaml must hold cluster.py's systemWorker TLS, and nothing else"
-    )
+    # The healthchecks present a certificate the service accepts, from files mounted in it: the operator's to
+    # the frontend, the internode one to the internal frontend, each checking the server's own name.
+    healthchecks = {
+        TEMPORAL_SERVICE: (paths.ca, paths.client("operator"), certificates.FRONTEND_SERVER_NAME),
+        INTERNAL_FRONTEND_SERVICE: (paths.internode_ca, paths.internode, certificates.INTERNODE_SERVER_NAME),
+    }
+    for name, (ca, pair, server_name) in healthchecks.items():
+        test = [str(part) for part in services[name].get("healthcheck", {}).get("test", [])]
+        flags = ("--tls-ca-path", "--tls-cert-path", "--tls-key-path")
+        presented = {flag: flag_value(test, flag) for flag in flags}
+        wanted = dict(zip(flags, (str(ca), str(pair.cert), str(pair.key)), strict=True))
+        assert presented == wanted, f"{name}: the healthcheck presents {presented}, not {wanted}"
+        assert flag_value(test, "--tls-server-name") == server_name, f"{name}: healthcheck's --tls-server-name"
+        mounted = certificate_mounts(services[name])
+        for path in presented.values():
+            assert mounted.get(path) == PurePosixPath(path).name, f"{name}: the healthcheck's {path} is not mounted"
     # The UI is a client with its own certificate, configured as stack/cluster.py configures it.
     ui_env = {key: resolve(value) for key, value in env_of(services[UI_SERVICE]).items()}
-    paths = certificates.layout(Path(SERVER_CERTS))
     ui_tls = {
         "TEMPORAL_TLS_CA": str(paths.ca),
         "TEMPORAL_TLS_CERT": str(paths.client("ui").cert),
@@ -614,6 +783,34 @@ def check_temporal_tls(compose: dict) -> None:
     mounted = certificate_mounts(services[UI_SERVICE])
     for key in ("TEMPORAL_TLS_CA", "TEMPORAL_TLS_CERT", "TEMPORAL_TLS_KEY"):
         assert mounted.get(ui_tls[key]) == PurePosixPath(ui_tls[key]).name, f"temporal-ui: {key} not mounted"
+
+
+def check_server_base_config(base: dict) -> None:
+    """deploy/temporal/base.yaml holds what no variable of the template sets, and nothing else: the audience
+    stack/cluster.py's frontend requires of a token (no systemWorker TLS: see check_temporal_tls)."""
+    assert base == {"global": {"authorization": {"audience": TEMPORAL_AUDIENCE}}}, (
+        f"deploy/temporal/base.yaml must hold global.authorization.audience {TEMPORAL_AUDIENCE}, and nothing else"
+    )
+
+
+def check_temporal_authorization(compose: dict) -> None:
+    """Every server service checks tokens as stack/cluster.py's (authorization_config): what the image renders
+    from its variables over base.yaml, with the keys where the identity provider publishes them."""
+    base = yaml.safe_load(SERVER_BASE_CONFIG.read_text(encoding="utf-8"))
+    check_server_base_config(base)
+    issuer = resolve(compose[ENV_BLOCK]["ENROLL_IDENTITY_ISSUER"])
+    # cluster.py reads jwks_uri from the running provider's discovery document; compose cannot, so it names the
+    # address the provider publishes for this issuer.
+    expected = cluster.authorization_config(published_jwks_uri(issuer))
+    assert expected["authorizer"] and expected["claimMapper"], "stack/cluster.py no longer checks tokens"
+    expected["permissionsRegex"] = ""  # cluster.py leaves it unset: empty, as the template renders it
+    for name, svc in server_services(compose).items():
+        env = env_of(svc)
+        # The --allow-no-auth flag's variable, for a server that lets every call through (no authorizer).
+        assert "TEMPORAL_ALLOW_NO_AUTH" not in env, f"{name}: TEMPORAL_ALLOW_NO_AUTH, and tokens go unchecked"
+        rendered = loaded_config(base, {"global": {"authorization": template_authorization(env)}})
+        authorization = rendered["global"]["authorization"]
+        assert authorization == expected, f"{name}: authorization {authorization}, stack/cluster.py's {expected}"
 
 
 def check_temporal_clients(compose: dict) -> None:
@@ -641,6 +838,20 @@ def check_temporal_clients(compose: dict) -> None:
     assert connecting == TEMPORAL_PROFILES, (
         f"services connecting to Temporal {connecting}, expected {TEMPORAL_PROFILES}"
     )
+    # Each sends its own token for Temporal: a client of the provider's whose own tokens Temporal accepts, whose
+    # secret the service holds (enrollment/client.py; the stand-in's clients as the `standins` profile runs it).
+    clients = standin_clients(compose)
+    sending = {
+        name: resolve(env_of(svc)["ENROLL_TEMPORAL_CLIENT_ID"])
+        for name, svc in project_services(compose).items()
+        if "ENROLL_TEMPORAL_CLIENT_ID" in env_of(svc)
+    }
+    assert sending == TEMPORAL_CLIENTS, f"ENROLL_TEMPORAL_CLIENT_ID {sending}, expected {TEMPORAL_CLIENTS}"
+    for name, client_id in sending.items():
+        client = clients.get(client_id)
+        assert client is not None and client.temporal.own, f"{name}: {client_id} gets no own token for Temporal"
+        secret = env_of(compose["services"][name]).get("ENROLL_IDENTITY_CLIENT_SECRET")
+        assert secret, f"{name}: no secret for {client_id}"
 
 
 def check_key_files(compose: dict) -> None:
@@ -739,6 +950,28 @@ def check_ui(compose: dict) -> None:
         variable = "TEMPORAL_" + re.sub(r"(?<!^)([A-Z])", r"_\1", key).upper()
         assert str(env.get(variable)).lower() == "true", f"temporal-ui: {variable} must be true (read-only for ops)"
     assert 8080 in {container_port(p) for p in ui.get("ports", [])}, "the UI must publish its port 8080"
+
+
+def check_ui_sign_in(compose: dict) -> None:
+    """People sign in to the UI as stack/cluster.py's UI (ui_sign_in with its UI client), at the services'
+    provider, back at the UI's own address; the stand-in knows that client and its callback, and gives the
+    UI tokens for Temporal, which the UI sends (not the ID token, whose audience is the UI's client id)."""
+    env = env_of(compose["services"][UI_SERVICE])
+    auth = template_ui_auth(env)
+    provider = auth["providers"][0]
+    assert provider.pop("useIdTokenAsBearer") is False, f"{UI_SERVICE}: must send the access token"
+    issuer = resolve(compose[ENV_BLOCK]["ENROLL_IDENTITY_ISSUER"])
+    ui_url = resolve(env.get("TEMPORAL_CORS_ORIGINS", ""))
+    assert SECRET_REFERENCE.fullmatch(str(env.get("TEMPORAL_AUTH_CLIENT_SECRET"))), f"{UI_SERVICE}: client secret"
+    expected = ui_sign_in(issuer, cluster.UI_CLIENT, provider["clientSecret"], ui_url)
+    assert auth == expected, f"{UI_SERVICE}: sign-in {auth}, stack/cluster.py's {expected}"
+    client = standin_clients(compose)[cluster.UI_CLIENT]
+    assert client.audience == TEMPORAL_AUDIENCE and client.temporal.people, f"{cluster.UI_CLIENT}: no Temporal tokens"
+    # The UI server sends no PKCE challenge; its secret and the ID token's nonce bind the code to it.
+    assert not client.require_pkce, f"{cluster.UI_CLIENT}: the stand-in requires PKCE, which the UI server never sends"
+    assert identity_provider_app._registered(provider["callbackUrl"], client.redirect_uris), (
+        f"{cluster.UI_CLIENT}: the stand-in does not accept the callback {provider['callbackUrl']}"
+    )
 
 
 def check_volumes(compose: dict) -> None:
@@ -867,7 +1100,9 @@ COMPOSE_CHECKS = [
     check_temporal_persistence,
     check_temporal_topology,
     check_temporal_jobs,
+    check_namespace_job_token,
     check_temporal_tls,
+    check_temporal_authorization,
     check_temporal_clients,
     check_key_files,
     check_databases_healthy,
@@ -875,6 +1110,7 @@ COMPOSE_CHECKS = [
     check_standins,
     check_workers_scalable,
     check_ui,
+    check_ui_sign_in,
     check_volumes,
     check_dependencies,
     check_no_literal_secrets,
@@ -946,15 +1182,27 @@ def test_server_environment_is_the_images(compose: dict) -> None:
     script), and the schema job's are temporal-sql-tool's, in the server's Go module of cluster.py's version."""
     module = server_module()
     template = (module / "docker" / "config_template.yaml").read_text(encoding="utf-8")
-    # Read elsewhere: SERVICES by the image's start script (one --service flag per role), and the one below by
-    # temporal-server itself (the --allow-no-auth flag's variable).
-    read_by_the_server = re.findall(
-        r'EnvKeyAllowNoAuth = "([A-Z_]+)"', (module / "common/config/loader.go").read_text()
-    )
-    assert read_by_the_server == ["TEMPORAL_ALLOW_NO_AUTH"]
     for name, svc in server_services(compose).items():
-        unknown = {key for key in env_of(svc) if f".Env.{key} " not in template} - {"SERVICES", *read_by_the_server}
+        # SERVICES is read by the image's start script (one --service flag per role), not the template.
+        unknown = {key for key in env_of(svc) if f".Env.{key} " not in template} - {"SERVICES"}
         assert not unknown, f"{name}: {sorted(unknown)} are not read by docker/config_template.yaml"
+    # What the checks assume of the template: USE_INTERNAL_FRONTEND renders the internal-frontend service and no
+    # publicClient (check_temporal_topology), and its authorization has no audience, which base.yaml therefore
+    # sets (check_temporal_authorization; template_authorization renders the rest).
+    internal_frontend = r"\{\{- if \.Env\.USE_INTERNAL_FRONTEND \}\}\s*\n\s*internal-frontend:"
+    assert re.search(internal_frontend, template), "USE_INTERNAL_FRONTEND no longer renders the internal frontend"
+    no_public_client = r"\{\{- if or \(\.Env\.USE_INTERNAL_FRONTEND\)[^\n]*\}\}\s*\n[^\n]*publicClient is not needed"
+    assert re.search(no_public_client, template), "USE_INTERNAL_FRONTEND no longer drops the publicClient"
+    authorization = template.split("\n    authorization:\n", 1)[1].split("\n\n", 1)[0]
+    assert "audience" not in authorization.lower(), "the template sets the audience now: drop it from base.yaml"
+    for variable in (
+        "TEMPORAL_JWT_KEY_SOURCE1",
+        "TEMPORAL_JWT_KEY_REFRESH",
+        "TEMPORAL_JWT_PERMISSIONS_CLAIM",
+        "TEMPORAL_AUTH_AUTHORIZER",
+        "TEMPORAL_AUTH_CLAIM_MAPPER",
+    ):
+        assert f".Env.{variable} " in authorization, f"{variable} is no longer the template's authorization"
     sql_tool = (module / "tools" / "sql" / "main.go").read_text(encoding="utf-8")
     unknown = {key for key in env_of(compose["services"][SCHEMA_JOB]) if f'EnvVar: "{key}"' not in sql_tool}
     assert not unknown, f"{SCHEMA_JOB}: {sorted(unknown)} are not temporal-sql-tool settings"
@@ -1061,8 +1309,13 @@ MUTATIONS = [
         check_least_privilege,
     ),
     (
-        "client secret for the workers",
-        _set("services/case-worker/environment/ENROLL_IDENTITY_CLIENT_SECRET", "${S:?x}"),
+        "client secret for the stand-ins",
+        _set("services/standins/environment", {"ENROLL_IDENTITY_CLIENT_SECRET": "${S:?x}"}),
+        check_least_privilege,
+    ),
+    (
+        "no client secret for the verifiers",
+        _set("services/verification-worker/environment/ENROLL_IDENTITY_CLIENT_SECRET", _DELETE),
         check_least_privilege,
     ),
     ("ui writable", _set("services/temporal-ui/environment/TEMPORAL_WORKFLOW_SIGNAL_DISABLED", "false"), check_ui),
@@ -1277,6 +1530,145 @@ MUTATIONS = [
         _set("services/setup/depends_on/temporal-namespace/condition", "service_started"),
         check_dependencies,
     ),
+    ("no internal frontend", _set("services/temporal-internal-frontend", _DELETE), check_temporal_topology),
+    (
+        "internal frontend unknown to history",
+        _set("services/temporal-history/environment/USE_INTERNAL_FRONTEND", _DELETE),
+        check_temporal_topology,
+    ),
+    (
+        "frontends at once",
+        _set(
+            "services/temporal-internal-frontend/depends_on",
+            {"temporal-schema": {"condition": "service_completed_successfully"}},
+        ),
+        check_temporal_topology,
+    ),
+    (
+        "namespace before the internal frontend",
+        _set("services/temporal-namespace/depends_on/temporal-internal-frontend", _DELETE),
+        check_temporal_topology,
+    ),
+    (
+        "internal frontend without a healthcheck",
+        _set("services/temporal-internal-frontend/healthcheck", _DELETE),
+        check_temporal_topology,
+    ),
+    (
+        "healthcheck with the internal worker's old certificate",
+        _edit(
+            "services/temporal-frontend/healthcheck/test",
+            lambda test: [part.replace("client-operator", "client-system-worker") for part in test],
+        ),
+        check_temporal_tls,
+    ),
+    (
+        "internal frontend checked as the public one",
+        _edit(
+            "services/temporal-internal-frontend/healthcheck/test",
+            lambda test: [part.replace("internode.temporal", "localhost") for part in test],
+        ),
+        check_temporal_tls,
+    ),
+    (
+        "system worker certificate back",
+        _edit(
+            "services/temporal-worker/volumes",
+            lambda v: [*v, "./deploy/secrets/temporal-certs/client-system-worker.key:/etc/temporal/certs/sw.key:ro"],
+        ),
+        check_key_files,
+    ),
+    (
+        "no authorizer",
+        _set("services/temporal-matching/environment/TEMPORAL_AUTH_AUTHORIZER", ""),
+        check_temporal_authorization,
+    ),
+    (
+        "no claim mapper",
+        _set("services/temporal-frontend/environment/TEMPORAL_AUTH_CLAIM_MAPPER", _DELETE),
+        check_temporal_authorization,
+    ),
+    (
+        "keys from elsewhere",
+        _set("services/temporal-frontend/environment/TEMPORAL_JWT_KEY_SOURCE1", "http://elsewhere.example/jwks"),
+        check_temporal_authorization,
+    ),
+    (
+        "permissions in another claim",
+        _set("services/temporal-frontend/environment/TEMPORAL_JWT_PERMISSIONS_CLAIM", "roles"),
+        check_temporal_authorization,
+    ),
+    (
+        "keys refreshed hourly",
+        _set("services/temporal-frontend/environment/TEMPORAL_JWT_KEY_REFRESH", "1h"),
+        check_temporal_authorization,
+    ),
+    (
+        "allow no auth",
+        _set("services/temporal-frontend/environment/TEMPORAL_ALLOW_NO_AUTH", "true"),
+        check_temporal_authorization,
+    ),
+    (
+        "namespace job without a token",
+        _script("temporal-namespace", "&& export TEMPORAL_API_KEY", ""),
+        check_namespace_job_token,
+    ),
+    (
+        "namespace job signs in as the workers",
+        _set("services/temporal-namespace/environment/IDENTITY_CLIENT_ID", "enroll-workers"),
+        check_namespace_job_token,
+    ),
+    (
+        "namespace job with a token for the product",
+        _script("temporal-namespace", "audience=temporal", "audience=enrollment"),
+        check_namespace_job_token,
+    ),
+    (
+        "secret on a command line",
+        _script("temporal-namespace", "env.IDENTITY_CLIENT_SECRET", '"$$IDENTITY_CLIENT_SECRET"'),
+        check_namespace_job_token,
+    ),
+    (
+        "a try without signing in",
+        _script("temporal-namespace", "until sign_in && temporal", "until temporal"),
+        check_namespace_job_token,
+    ),
+    (
+        "workers without their client",
+        _set("services/verification-worker/environment/ENROLL_TEMPORAL_CLIENT_ID", _DELETE),
+        check_temporal_clients,
+    ),
+    (
+        "api as the workers' client",
+        _set("services/api/environment/ENROLL_TEMPORAL_CLIENT_ID", "enroll-workers"),
+        check_temporal_clients,
+    ),
+    (
+        "stand-in with other clients",
+        _edit("services/identity-provider/command", lambda command: [*command, "--clients", "/data/identity/c.json"]),
+        check_temporal_clients,
+    ),
+    ("ui without sign-in", _set("services/temporal-ui/environment/TEMPORAL_AUTH_ENABLED", "false"), check_ui_sign_in),
+    (
+        "ui signs in as the console",
+        _set("services/temporal-ui/environment/TEMPORAL_AUTH_CLIENT_ID", "enroll-console"),
+        check_ui_sign_in,
+    ),
+    (
+        "ui callback elsewhere",
+        _set("services/temporal-ui/environment/TEMPORAL_AUTH_CALLBACK_URL", "http://localhost:8080/callback"),
+        check_ui_sign_in,
+    ),
+    (
+        "ui sends the id token",
+        _set("services/temporal-ui/environment/TEMPORAL_AUTH_USE_ID_TOKEN_AS_BEARER", "true"),
+        check_ui_sign_in,
+    ),
+    (
+        "ui at another provider",
+        _set("services/temporal-ui/environment/TEMPORAL_AUTH_ISSUER_URL", "https://elsewhere.example"),
+        check_ui_sign_in,
+    ),
 ]
 
 
@@ -1286,6 +1678,25 @@ def test_check_catches(compose: dict, mutate: Callable[[dict], None], check: Cal
     mutate(broken)
     with pytest.raises(AssertionError):
         check(broken)
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        {"global": {"authorization": {"audience": "enrollment"}}},
+        {"global": {"authorization": {}}},
+        {
+            "global": {
+                "authorization": {"audience": TEMPORAL_AUDIENCE},
+                "tls": {"systemWorker": {"certFile": "/etc/temporal/certs/client-system-worker.pem"}},
+            }
+        },
+    ],
+    ids=["another audience", "no audience", "system worker certificate"],
+)
+def test_base_config_check_catches(base: dict) -> None:
+    with pytest.raises(AssertionError):
+        check_server_base_config(base)
 
 
 @pytest.mark.parametrize(
