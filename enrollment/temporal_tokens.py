@@ -59,6 +59,10 @@ class TemporalCredentials:
                 # The token in use is still good for up to a minute; the next round tries again.
                 log.warning("temporal token not renewed", client=self.client_id, reason=error.reason)
                 continue
+            except Exception as error:  # whatever went wrong, the loop must outlive it
+                # An answer the provider should never give; only its kind is logged (no body, no token).
+                log.error("temporal token not renewed", client=self.client_id, reason=type(error).__name__)
+                continue
             if token != client.api_key:
                 client.api_key = token
                 log.info("temporal token renewed", client=self.client_id)

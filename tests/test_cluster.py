@@ -257,30 +257,38 @@ async def test_the_frontend_lets_a_call_through_only_with_the_providers_token_th
     assert no_token.value.error == "invalid_target"
 
 
-async def test_a_long_running_client_renews_its_token_before_the_frontend_refuses_it(
+async def test_a_long_running_client_renews_its_token_and_rides_out_a_short_provider_outage(
     cluster: Cluster, identity_provider: RunningIdentityProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Tokens live minutes and workers run for weeks: the token on a client's connection is replaced in time.
+    """Tokens live minutes and workers run for weeks: the token on a client's connection is replaced in time,
+    and a provider that is down for less than a token's remaining life goes unnoticed.
 
     A provider on the same keys whose tokens live 8 seconds, and the renewal's check every second (instead
-    of every 20): for 20 seconds the client keeps calling, which an expired token would have refused.
+    of every 20): for 20 seconds the client keeps calling, which an expired token would have refused. From the
+    6th to the 9th second the provider is down; it comes back on the same address.
     """
     monkeypatch.setattr(temporal_tokens, "CHECK_SECONDS", 1.0)
     describe = DescribeNamespaceRequest(namespace=cluster.namespace)
-    with start_identity_provider(identity_provider.state_dir, lifetimes=Lifetimes(access_token=8)) as short_lived:
-        credentials = TemporalCredentials(short_lived.base_url, "enroll-workers", CLIENT_SECRETS["enroll-workers"])
-        client = await with_token(cluster, await credentials.token())
-        renewal = credentials.keep_fresh(client)
-        try:
-            tokens_used = set()
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                await client.workflow_service.describe_namespace(describe)
-                tokens_used.add(client.api_key)
-                await asyncio.sleep(1)
-        finally:
-            renewal.cancel()
-    assert len(tokens_used) >= 3, "a new token about every 4 seconds"
+    short_lived = Lifetimes(access_token=8)
+    provider = start_identity_provider(identity_provider.state_dir, lifetimes=short_lived)
+    port = provider.port
+    credentials = TemporalCredentials(provider.base_url, "enroll-workers", CLIENT_SECRETS["enroll-workers"])
+    client = await with_token(cluster, await credentials.token())
+    renewal = credentials.keep_fresh(client)
+    tokens_used = set()
+    try:
+        for second in range(20):
+            if second == 6:
+                provider.stop()
+            if second == 9:
+                provider = start_identity_provider(identity_provider.state_dir, lifetimes=short_lived, port=port)
+            await client.workflow_service.describe_namespace(describe)
+            tokens_used.add(client.api_key)
+            await asyncio.sleep(1)
+    finally:
+        renewal.cancel()
+        provider.stop()
+    assert len(tokens_used) >= 3, "a new token about every 4 seconds, the outage's included"
 
 
 async def sign_in_to_the_ui(cluster: Cluster, issuer: str, sub: str) -> tuple[httpx.Response, dict[str, str]]:
