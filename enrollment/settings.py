@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     # The identity provider (OpenID Connect issuer) people sign in with, and which signs message proofs.
     # Product processes hold only its public keys, fetched from its discovery document.
     identity_issuer: str = _env("ENROLL_IDENTITY_ISSUER", "http://127.0.0.1:8900")
-    # This process's own client secret at the provider (console, API, codec server); workers need none.
+    # This process's own client secret at the provider (console, API, codec server; workers with Temporal tokens).
     identity_client_secret: SecretStr | None = _env("ENROLL_IDENTITY_CLIENT_SECRET", None)
     # This process's client at the provider whose own tokens Temporal's frontend accepts (enroll-workers,
     # enroll-api, enroll-console), its secret ENROLL_IDENTITY_CLIENT_SECRET; unset, no token is sent (a

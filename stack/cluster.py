@@ -684,10 +684,8 @@ async def start_cluster(
     """Start PostgreSQL, the five Temporal services and the read-only UI; return when cases can run.
 
     The identity provider must be serving: the frontend fetches its keys, the setup signs in there, and the UI
-    signs people in there.
-
-        The state folder keeps everything (database, certificates, config, logs), so a second start with the
-        same folder resumes the same cluster. Failing half-way stops whatever was started.
+    signs people in there. The state folder keeps everything (database, certificates, config, logs), so a
+    second start with the same folder resumes the same cluster. Failing half-way stops whatever was started.
     """
     find_binary("temporal-server")  # fail before starting anything
     if not postgres_available():
