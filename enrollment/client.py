@@ -60,11 +60,8 @@ async def connect(settings: Settings, runtime: Runtime | None = None, converter:
     from the identity provider (renewed while the process runs) to a frontend that checks them. `converter`
     replaces the product's encrypting data converter (a benchmark's plain workflows)."""
     options = connect_options(settings)
-    credentials = temporal_credentials(settings)
-    if credentials is not None:
-        options["api_key"] = await credentials.token()
     converter = converter or data_converter(settings)
-    client = await Client.connect(**options, data_converter=converter, runtime=runtime)
-    if credentials is not None:
-        credentials.keep_fresh(client)
-    return client
+    credentials = temporal_credentials(settings)
+    if credentials is None:
+        return await Client.connect(**options, data_converter=converter, runtime=runtime)
+    return await credentials.connect(**options, data_converter=converter, runtime=runtime)

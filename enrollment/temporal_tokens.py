@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from temporalio.client import Client
@@ -41,6 +42,12 @@ class TemporalCredentials:
         if self._provider is None:
             self._provider = IdentityProvider(self.issuer)
         return await self._provider.client_credentials(self.client_id, self.secret, TEMPORAL_AUDIENCE)
+
+    async def connect(self, **options: Any) -> Client:
+        """Client.connect with this client's token as the bearer, kept fresh while the process runs."""
+        client = await Client.connect(**{**options, "api_key": await self.token()})
+        self.keep_fresh(client)
+        return client
 
     def keep_fresh(self, client: Client) -> asyncio.Task[None]:
         """Give `client` a new token whenever the provider issues one, until the task is cancelled (or the

@@ -538,9 +538,7 @@ class Cluster:
         connect = ClientConfig.load_client_connect_config(
             profile, config_file=str(self.client_profile), disable_env=True
         )
-        client = await Client.connect(**{**connect, "api_key": await self.credentials.token(), **options})
-        self.credentials.keep_fresh(client)
-        return client
+        return await self.credentials.connect(**{**connect, **options})
 
     def start_service(self, service: str) -> subprocess.Popen[bytes]:
         if service == "postgres":
