@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -51,59 +52,63 @@ def _hashed(number: str, lookup: LookupSecret) -> str:
 
 
 async def save_progress(pool: AsyncConnectionPool, snapshot: CaseSnapshot, lookup: LookupSecret) -> None:
+    async with pool.connection() as conn, conn.transaction():
+        await _write_progress(conn, snapshot, lookup)
+
+
+async def _write_progress(conn: AsyncConnection, snapshot: CaseSnapshot, lookup: LookupSecret) -> None:
     row = snapshot.model_dump(exclude={"events", "first_seq", "student_id_number", "guardian_id_numbers"})
     row["student_key"] = _hashed(snapshot.student_id_number, lookup)
     row["guardian_keys"] = [_hashed(number, lookup) for number in snapshot.guardian_id_numbers]
     entered = (entry.at for entry in reversed(snapshot.events) if entry.step == snapshot.status)
     row["status_since"] = snapshot.status_since or next(entered, snapshot.submitted_at)
     row["verification_outcomes"] = Jsonb(snapshot.verification_outcomes)
-    async with pool.connection() as conn, conn.transaction():
-        await conn.execute(
+    await conn.execute(
+        """
+        INSERT INTO cases (application_id, workflow_id, status, progress, routing_phase, channel, stage,
+                           registration_type, district_code, school_year, policy_version, student_key,
+                           guardian_keys, auto_filled_count, platform_synced, submitted_at, updated_at,
+                           status_since, verification_outcomes, materials_count, reminded, escalated,
+                           claimed_by, claimed_until)
+        VALUES (%(application_id)s, %(workflow_id)s, %(status)s, %(progress)s, %(routing_phase)s, %(channel)s,
+                %(stage)s, %(registration_type)s, %(district_code)s, %(school_year)s, %(policy_version)s,
+                %(student_key)s, %(guardian_keys)s, %(auto_filled_count)s, %(platform_synced)s,
+                %(submitted_at)s, now(), %(status_since)s, %(verification_outcomes)s, %(materials_count)s,
+                %(reminded)s, %(escalated)s, %(claimed_by)s, %(claimed_until)s)
+        ON CONFLICT (application_id) DO UPDATE SET
+            status = EXCLUDED.status, progress = EXCLUDED.progress, routing_phase = EXCLUDED.routing_phase,
+            policy_version = EXCLUDED.policy_version, auto_filled_count = EXCLUDED.auto_filled_count,
+            platform_synced = EXCLUDED.platform_synced, updated_at = now(),
+            status_since = EXCLUDED.status_since, verification_outcomes = EXCLUDED.verification_outcomes,
+            materials_count = EXCLUDED.materials_count, reminded = EXCLUDED.reminded,
+            escalated = EXCLUDED.escalated, claimed_by = EXCLUDED.claimed_by,
+            claimed_until = EXCLUDED.claimed_until
+        WHERE cases.progress <= EXCLUDED.progress
+        """,
+        row,
+    )
+    async with conn.cursor() as cursor:
+        await cursor.executemany(
             """
-            INSERT INTO cases (application_id, workflow_id, status, progress, routing_phase, channel, stage,
-                               registration_type, district_code, school_year, policy_version, student_key,
-                               guardian_keys, auto_filled_count, platform_synced, submitted_at, updated_at,
-                               status_since, verification_outcomes, materials_count, reminded, escalated,
-                               claimed_by, claimed_until)
-            VALUES (%(application_id)s, %(workflow_id)s, %(status)s, %(progress)s, %(routing_phase)s, %(channel)s,
-                    %(stage)s, %(registration_type)s, %(district_code)s, %(school_year)s, %(policy_version)s,
-                    %(student_key)s, %(guardian_keys)s, %(auto_filled_count)s, %(platform_synced)s,
-                    %(submitted_at)s, now(), %(status_since)s, %(verification_outcomes)s, %(materials_count)s,
-                    %(reminded)s, %(escalated)s, %(claimed_by)s, %(claimed_until)s)
-            ON CONFLICT (application_id) DO UPDATE SET
-                status = EXCLUDED.status, progress = EXCLUDED.progress, routing_phase = EXCLUDED.routing_phase,
-                policy_version = EXCLUDED.policy_version, auto_filled_count = EXCLUDED.auto_filled_count,
-                platform_synced = EXCLUDED.platform_synced, updated_at = now(),
-                status_since = EXCLUDED.status_since, verification_outcomes = EXCLUDED.verification_outcomes,
-                materials_count = EXCLUDED.materials_count, reminded = EXCLUDED.reminded,
-                escalated = EXCLUDED.escalated, claimed_by = EXCLUDED.claimed_by,
-                claimed_until = EXCLUDED.claimed_until
-            WHERE cases.progress <= EXCLUDED.progress
+            INSERT INTO case_events (application_id, seq, at, step, actor, detail, credential)
+            VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (application_id, seq) DO NOTHING
             """,
-            row,
+            [
+                (
+                    snapshot.application_id,
+                    snapshot.first_seq + offset,
+                    e.at,
+                    e.step,
+                    e.actor,
+                    e.detail,
+                    e.credential,
+                )
+                for offset, e in enumerate(snapshot.events)
+            ],
         )
-        async with conn.cursor() as cursor:
-            await cursor.executemany(
-                """
-                INSERT INTO case_events (application_id, seq, at, step, actor, detail, credential)
-                VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (application_id, seq) DO NOTHING
-                """,
-                [
-                    (
-                        snapshot.application_id,
-                        snapshot.first_seq + offset,
-                        e.at,
-                        e.step,
-                        e.actor,
-                        e.detail,
-                        e.credential,
-                    )
-                    for offset, e in enumerate(snapshot.events)
-                ],
-            )
-        if snapshot.status in PLACE_FREED_BY:
-            # The family may apply again for this school year (store/intake.py holds the rule).
-            await conn.execute("DELETE FROM open_applications WHERE application_id = %s", (snapshot.application_id,))
+    if snapshot.status in PLACE_FREED_BY:
+        # The family may apply again for this school year (store/intake.py holds the rule).
+        await conn.execute("DELETE FROM open_applications WHERE application_id = %s", (snapshot.application_id,))
 
 
 def archive_documents(application: Application, view: CaseView, lookup: LookupSecret) -> dict[str, dict[str, Any]]:
@@ -161,8 +166,17 @@ def archive_documents(application: Application, view: CaseView, lookup: LookupSe
     return {"acceptance": acceptance, "review": review, "result": result}
 
 
-async def archive(pool: AsyncConnectionPool, application_id: str, documents: dict[str, dict[str, Any]]) -> None:
+async def archive(
+    pool: AsyncConnectionPool,
+    application_id: str,
+    documents: dict[str, dict[str, Any]],
+    last_progress: tuple[CaseSnapshot, LookupSecret] | None = None,
+) -> None:
+    """File a finished case's documents; with `last_progress`, its last steps in the same transaction, so the
+    archive and the case row that says the result reached the platform appear together."""
     async with pool.connection() as conn, conn.transaction():
+        if last_progress is not None:
+            await _write_progress(conn, *last_progress)
         for kind, document in documents.items():
             await conn.execute(
                 "INSERT INTO archive_documents (application_id, kind, document) VALUES (%s, %s, %s)"

@@ -157,3 +157,29 @@ async def test_the_event_log_is_append_only(store_pool):
     async with store_pool.connection() as conn:
         with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
             await conn.execute("UPDATE case_events SET step = 'forged' WHERE application_id = 'SC2027-STORE01'")
+
+
+async def test_the_last_steps_and_the_archive_land_together_once(store_pool):
+    app_id = "SC2027-STORE02"
+
+    def of_this_case(status: CaseStatus, progress: int, first_seq: int, steps: list[str]) -> CaseSnapshot:
+        return snapshot(status, progress, first_seq, steps).model_copy(
+            update={"application_id": app_id, "workflow_id": f"case-{app_id}"}
+        )
+
+    first = of_this_case("approved", 3, 0, ["submitted", "accepted", "approved"])
+    await cases.save_progress(store_pool, first, LOOKUP_KEY)
+    last = of_this_case("approved", 4, 3, ["result_synced_to_platform"]).model_copy(update={"platform_synced": True})
+    # A document that cannot be stored (a NUL character) fails the archive step: nothing of it is written.
+    with pytest.raises(psycopg.DataError):
+        await cases.archive(store_pool, app_id, {"result": {"status": "\x00"}}, (last, LOOKUP_KEY))
+    record = await cases.case_record(store_pool, app_id)
+    assert record is not None and not record["case"]["platform_synced"] and len(record["events"]) == 3
+    assert record["archive"] == []
+    documents = {"result": {"status": "approved"}}
+    await cases.archive(store_pool, app_id, documents, (last, LOOKUP_KEY))
+    await cases.archive(store_pool, app_id, documents, (last, LOOKUP_KEY))  # a retried step
+    record = await cases.case_record(store_pool, app_id)
+    assert record is not None and record["case"]["platform_synced"] and record["case"]["progress"] == 4
+    assert [e["step"] for e in record["events"]] == ["submitted", "accepted", "approved", "result_synced_to_platform"]
+    assert [d["kind"] for d in record["archive"]] == ["result"]
