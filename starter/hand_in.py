@@ -31,6 +31,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from enrollment import identity
+from enrollment import search_attributes as sa
 from enrollment.application import Application
 from enrollment.case import CASE_TASK_QUEUE, CaseInput, HandIn, IntakeAnswer, workflow_id_for
 from enrollment.identity import LookupSecret
@@ -139,6 +140,7 @@ async def _ask_the_case(client: Client, application: Application, digest: str) -
         task_queue=CASE_TASK_QUEUE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=sa.at_start(application),
         static_summary=summary(application),
         static_details=details(application),
     )

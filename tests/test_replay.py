@@ -41,7 +41,7 @@ from tests.support.people import People, reviewer_of, staff_of
 from tests.support.policies import district_policy
 from tests.support.stack import running_workers, settings_for
 from workers.build import workflow_runner
-from workflows.enrollment_case import EnrollmentCase
+from workflows.enrollment_case import FEWER_STEPS_PATCH, EnrollmentCase
 
 HISTORIES = Path(__file__).parent / "histories"
 MESSAGES = {
@@ -121,12 +121,43 @@ def _review(application, decision: str, opinion: str = "同意", district: str |
     return Review(reviewer_id=reviewer_of(district), district_code=district, decision=decision, opinion=opinion)
 
 
+def _patches(history: WorkflowHistory) -> list[str]:
+    return [
+        json.loads(event.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        for event in history.events
+        if event.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+
+
+def _first_step_upserts(history: WorkflowHistory) -> list[set[str]]:
+    """The search attributes each upsert of the case's first workflow task set."""
+    first_task_done = next(e.event_id for e in history.events if e.HasField("workflow_task_completed_event_attributes"))
+    upserts = []
+    for event in history.events:
+        if event.event_id > first_task_done and event.HasField("workflow_task_scheduled_event_attributes"):
+            break
+        if event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            upserts.append(set(fields))
+    return upserts
+
+
+def _assert_fewer_steps(name: str, history: WorkflowHistory) -> None:
+    """Release 1.4: whatever messages a case takes, one patch marker. What the case is came with its start, so
+    its first step upserts at most its routing phase and first status, together (a case that is not eligible
+    tells the platform first, and sets them when it ends)."""
+    assert _patches(history) == [FEWER_STEPS_PATCH], name
+    upserts = _first_step_upserts(history)
+    assert upserts in ([{"TemporalChangeVersion"}], [{"TemporalChangeVersion"}, {"CaseStatus", "RoutingPhase"}]), name
+
+
 async def _record(stack, handles: dict[str, WorkflowHandle]) -> None:
     for name, handle in handles.items():
         await stack.result(handle)
         history = await handle.fetch_history()
         result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{name}: {result.replay_failure}"
+        _assert_fewer_steps(name, history)
         if os.environ.get("RECORD_HISTORIES"):
             (HISTORIES / f"{os.environ['RECORD_HISTORIES']}-{name}.json").write_text(
                 history.to_json(), encoding="utf-8"

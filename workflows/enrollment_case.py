@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -92,6 +92,12 @@ MAX_OPINION_LENGTH = 2000
 MESSAGE_PROOFS_PATCH = "1.1-message-proofs"
 # Release 1.1: a signal (which carries no proof) is refused and recorded instead of left waiting unread.
 SIGNALS_REFUSED_PATCH = "1.1-signals-refused"
+# Release 1.4: fewer steps per case at the server. A case asks this patch first thing, in its first step, and
+# one that has it runs today's code throughout: it never asks the patches of earlier releases, each of which
+# cost a marker and a search-attribute upsert in its history (one per message, for the message proofs). Under
+# it, the search attributes of the first step go out with the first status in one upsert instead of three,
+# and the last case-store write travels with the archive.
+FEWER_STEPS_PATCH = "1.4-fewer-steps"
 _SHOWABLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
 # A proof naming a key the case has not seen makes it fetch the provider's keys again, at most this often.
 KEYS_REFETCH_INTERVAL = timedelta(minutes=1)
@@ -126,22 +132,21 @@ class EnrollmentCase:
             entered_at=workflow.now(),
             school_choice=case.application.school_choice,
         )
+        # Search attributes waiting to go out with the case's next status, by name (release 1.4).
+        self._unpublished: dict[str, SearchAttributeUpdate[Any]] = {}
 
     # The flow.
 
     @workflow.run
     async def run(self, case: CaseInput) -> CaseView:
+        self._current_release()  # asked first, so that its answer is fixed in the case's first step
         app = self.case.application
         self._record("submitted", f"applicant via {app.channel}")
-        workflow.upsert_search_attributes(
-            [
-                sa.CASE_STATUS.value_set(self.case.status),
-                sa.ENROLL_STAGE.value_set(app.stage),
-                sa.REGISTRATION_TYPE.value_set(app.registration_type),
-                sa.DISTRICT_CODE.value_set(app.district_code),
-                sa.INTAKE_CHANNEL.value_set(app.channel),
-                sa.SCHOOL_YEAR.value_set(app.school_year),
-            ]
+        # From release 1.4 the starter sets these on the start request (sa.at_start); the case sets any it did
+        # not, or set otherwise than the application says.
+        given = workflow.info().typed_search_attributes
+        self._search_attributes(
+            *(u for u in sa.describing(app) if not self._current_release() or given.get(u.key) != u.value)
         )
         policy = await self._accept()
         self.case.eligibility_problems = self._acceptance_problems(policy)
@@ -177,7 +182,7 @@ class EnrollmentCase:
         )
         self.case.policy = setup.policy
         self.case.routing_phase = setup.routing_phase
-        workflow.upsert_search_attributes([sa.ROUTING_PHASE.value_set(setup.routing_phase)])
+        self._search_attributes(sa.ROUTING_PHASE.value_set(setup.routing_phase))
         version = setup.policy.version if setup.policy else "none"
         self._record("accepted", "enrollment_system", f"{setup.routing_phase}, policy {version}")
         return setup.policy
@@ -215,7 +220,7 @@ class EnrollmentCase:
             result = await self._ask(spec, request, VERIFICATION_BUDGET, VERIFICATION_RETRY)
         except ActivityError as err:
             unanswered = f"no answer within the retry budget: {_cause(err)}"
-            if patient and workflow.patched(OUTAGE_IS_A_DELAY_PATCH):
+            if patient and (self._current_release() or workflow.patched(OUTAGE_IS_A_DELAY_PATCH)):
                 patience = policy.verification_patience.of(verifier)
                 await self._delayed(verifier)
                 try:
@@ -394,12 +399,15 @@ class EnrollmentCase:
         self.case.platform_synced = True
         self._record("result_synced_to_platform", "enrollment_system")
         await workflow.wait_condition(workflow.all_handlers_finished)
-        await self._save_progress()
+        last_progress = self._unsaved_progress() if self._current_release() else None
+        if last_progress is None:
+            await self._save_progress()
         await self._bookkeeping(
             ArchiveActivities.archive_case,
-            ArchiveRequest(application=app, view=self.case.view()),
+            ArchiveRequest(application=app, view=self.case.view(), last_progress=last_progress),
             "archive acceptance, review and result",
         )
+        self.case.stored = len(self.case.timeline)
         return self.case.view()
 
     def _actor_for(self, outcome: CaseStatus, review: ReviewRecord | None) -> str:
@@ -419,7 +427,7 @@ class EnrollmentCase:
         workflow.metric_meter().create_counter("enrollment_case_transitions", "cases entering a status").add(
             1, {"status": status, "routing_phase": self.case.routing_phase or "pending"}
         )
-        workflow.upsert_search_attributes([sa.CASE_STATUS.value_set(status)])
+        self._search_attributes(sa.CASE_STATUS.value_set(status), with_status=True)
         workflow.set_current_details(self._current_details())
         await self._save_progress()
         if self.case.routing_phase == "phase_two":
@@ -433,26 +441,45 @@ class EnrollmentCase:
 
     async def _save_progress(self) -> None:
         """Write the case row and the timeline entries the store has not seen yet."""
+        snapshot = self._unsaved_progress()
+        if snapshot is None:
+            return
+        await self._bookkeeping(ArchiveActivities.record_progress, snapshot, f"case store: {self.case.status}")
+        self.case.stored = max(self.case.stored, snapshot.progress)
+
+    def _unsaved_progress(self) -> CaseSnapshot | None:
+        """The case row with the timeline entries the store has not seen yet; None when it has seen them all."""
         upto = len(self.case.timeline)
         if self.case.stored == upto:
-            return
+            return None
         app = self.case.application
-        await self._bookkeeping(
-            ArchiveActivities.record_progress,
-            CaseSnapshot(
-                **self.case.summary(),
-                **self.case.queue_facts(),
-                workflow_id=workflow.info().workflow_id,
-                progress=upto,
-                student_id_number=app.student.id_number,
-                guardian_id_numbers=[g.id_number for g in app.guardians],
-                submitted_at=self.case.timeline[0].at,
-                first_seq=self.case.stored,
-                events=self.case.timeline[self.case.stored : upto],
-            ),
-            f"case store: {self.case.status}",
+        return CaseSnapshot(
+            **self.case.summary(),
+            **self.case.queue_facts(),
+            workflow_id=workflow.info().workflow_id,
+            progress=upto,
+            student_id_number=app.student.id_number,
+            guardian_id_numbers=[g.id_number for g in app.guardians],
+            submitted_at=self.case.timeline[0].at,
+            first_seq=self.case.stored,
+            events=self.case.timeline[self.case.stored : upto],
         )
-        self.case.stored = max(self.case.stored, upto)
+
+    def _current_release(self) -> bool:
+        """True for a case started on release 1.4 or later (FEWER_STEPS_PATCH); the SDK keeps the answer."""
+        return workflow.patched(FEWER_STEPS_PATCH)
+
+    def _search_attributes(self, *updates: SearchAttributeUpdate[Any], with_status: bool = False) -> None:
+        """Set search attributes; from release 1.4 they wait for the case's next status and go out with it.
+
+        Every upsert is a history event and a write to visibility. A case's first step sets three groups
+        (what it is, its routing phase, its first status) in one workflow task, so they become visible
+        together either way.
+        """
+        self._unpublished.update((update.key.name, update) for update in updates)
+        if with_status or not self._current_release():
+            workflow.upsert_search_attributes(list(self._unpublished.values()))
+            self._unpublished.clear()
 
     async def _bookkeeping(
         self,
@@ -560,7 +587,7 @@ class EnrollmentCase:
         Its payload is never decoded (it may be forged or unreadable). Release 1.0 left such signals
         waiting unread, so a case that received one then keeps doing so.
         """
-        if workflow.patched(SIGNALS_REFUSED_PATCH):
+        if self._current_release() or workflow.patched(SIGNALS_REFUSED_PATCH):
             shown = name if _SHOWABLE_NAME.fullmatch(name) else "(unprintable name)"
             self._refuse("signal", "unknown sender", f"signal {shown}: a case takes messages only as proven updates")
 
@@ -614,7 +641,7 @@ class EnrollmentCase:
         applicant's message has neither: the platform's system relays it and signs as itself.
         """
         self.case.messages += 1
-        if not workflow.patched(f"{MESSAGE_PROOFS_PATCH}-{self.case.messages}"):
+        if not self._current_release() and not workflow.patched(f"{MESSAGE_PROOFS_PATCH}-{self.case.messages}"):
             return _Sender(actor=actor, credential=getattr(message, "credential", None))
         keys = self.case.trusted_keys or _NO_KEYS
         check = self._check_with(keys, message)
