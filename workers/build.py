@@ -28,6 +28,9 @@ from workers.log_context import CaseLogContext
 from workflows.enrollment_case import EnrollmentCase
 
 ROLES = ("case", "verification")
+# Connections from one worker process to the departments and the platform, at most; a call beyond them waits
+# for one to be free.
+HTTP_CONNECTIONS = 200
 
 
 def server_rate_for(quota: float) -> float:
@@ -56,7 +59,9 @@ def new_http_client(settings: Settings) -> httpx.AsyncClient:
     """The workers' client, authenticating to the departments and the platform as ENROLL_OUTBOUND_AUTH says."""
     return httpx.AsyncClient(
         timeout=httpx.Timeout(settings.http_timeout_seconds),
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        # Every connection is kept for the next call: a case's calls come in bursts across the departments, and
+        # one closed after each call beyond a smaller keep-alive pool costs a new TCP (and TLS) handshake.
+        limits=httpx.Limits(max_connections=HTTP_CONNECTIONS, max_keepalive_connections=HTTP_CONNECTIONS),
         verify=outbound_tls(settings),
         auth=outbound_auth(settings),
     )
