@@ -30,7 +30,9 @@ async def readyz(request: Request) -> Health:
     try:
         client = await temporal.client()
         await client.service_client.check_health()
-    except (IntakeUnavailable, RPCError):
+    except IntakeUnavailable as err:
+        unreachable.append(f"temporal: {err}")
+    except RPCError:
         unreachable.append("temporal: unreachable")
     try:
         await ping(request.app.state.pool)

@@ -20,15 +20,19 @@ from temporalio.service import RPCError
 
 from api.callers import RegisteredClient
 from api.signing import MISMATCH, SignedRequests
+from api.temporal import NO_TOKEN
 from codec_server.app import Caller, Decoded
 from codec_server.identity import audit_reporter
 from enrollment.identity import LookupSecret
+from enrollment.temporal_tokens import TemporalCredentials
 from stack.temporal_server import DevServer, free_port
 from standins.population import Population
 from store import audit
 from store import intake as intake_store
 from tests.support.api import served_api
+from tests.support.identity import CLIENT_SECRETS
 from tests.support.identity import console_tokens as people_tokens
+from tests.support.keys import TEST_CONVERTER
 from tests.support.policies import district_policy
 from tests.support.served import ServedApp
 from tests.support.waiting import wait_until
@@ -339,6 +343,27 @@ async def test_temporal_unreachable_is_a_503_and_the_same_request_later_succeeds
         assert (await httpx.AsyncClient(base_url=cut_off.base_url).get("/readyz")).status_code == 503
     async with caller(front_door, "platform") as platform:
         assert (await platform.post("/v1/applications", json=body)).status_code == 201
+
+
+async def test_the_identity_provider_down_at_connect_is_a_503_too(
+    dev_server, environment, database_url, districts, population
+):
+    """The API's Temporal connection needs a token from the provider first: while the provider is down,
+    callers get 503 and /readyz says why, as when Temporal itself is down."""
+    down = f"http://127.0.0.1:{free_port()}"
+    credentials = TemporalCredentials(down, "enroll-api", CLIENT_SECRETS["enroll-api"])
+
+    async def with_a_token() -> Client:
+        return await credentials.connect(target_host=dev_server.address, data_converter=TEST_CONVERTER)
+
+    body = application(population, "hukou_verified", 4)
+    served = served_api(dev_server.address, database_url, registered(districts), LOOKUP_KEY, temporal=with_a_token)
+    async with served, caller(served, "platform") as platform:
+        response = await platform.post("/v1/applications", json=body)
+        assert is_problem(response, 503) and response.headers["retry-after"] == "5"
+        ready = await httpx.AsyncClient(base_url=served.base_url).get("/readyz")
+    assert is_problem(ready, 503) == [f"temporal: {NO_TOKEN}"]
+    assert not await case_exists(await Client.connect(dev_server.address), body["application_id"])
 
 
 async def test_a_client_past_its_rate_gets_429_with_retry_after(dev_server, environment, database_url, districts):

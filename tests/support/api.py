@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
@@ -27,15 +28,17 @@ def served_api(
     clients: list[RegisteredClient],
     lookup_key: LookupSecret,
     issuer: str | None = None,
+    temporal: Callable[[], Awaitable[Client]] | None = None,
     **limits: Any,
 ) -> ServedApp:
     """The API on a free port (`async with`), with these registered clients and limits (ApiLimits fields).
 
     It relays applicants' messages proven as its own client at the identity provider `issuer` (default:
-    the one the tests run, ENROLL_IDENTITY_ISSUER), as `python -m api` does.
+    the one the tests run, ENROLL_IDENTITY_ISSUER), as `python -m api` does. `temporal`: how it connects to
+    Temporal (default: plainly, to `temporal_address`).
     """
 
-    async def temporal() -> Client:
+    async def plain_connection() -> Client:
         return await Client.connect(temporal_address, data_converter=TEST_CONVERTER)
 
     async def case_store() -> AsyncConnectionPool:
@@ -45,5 +48,6 @@ def served_api(
     identity = IdentityProvider(issuer or settings.identity_issuer)
     prove = ClientProver(identity, API_CLIENT, CLIENT_SECRETS[API_CLIENT])
     registry = ClientRegistry(clients)
-    app = create_app(settings, registry, lookup_key, temporal, case_store, prove, identity, ApiLimits(**limits))
+    connect = temporal or plain_connection
+    app = create_app(settings, registry, lookup_key, connect, case_store, prove, identity, ApiLimits(**limits))
     return ServedApp(app)
