@@ -13,10 +13,15 @@ who signed in and the provider's tokens. On every request a session is:
 Refresh and re-check happen with the row locked, so concurrent requests of one session neither
 refresh twice (the provider would take the reused refresh token for theft and end the session)
 nor ask the provider more than once. Every end of a session is audited.
+
+The row's tokens are sealed with a key derived from the session id (`TokenSeal`), which only the
+browser's cookie holds: whoever reads the table, a backup or the console's database role, gets
+no token that signs anyone in or proves a message.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import secrets
@@ -24,6 +29,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from psycopg import AsyncConnection
 from starlette.requests import HTTPConnection
 
@@ -62,6 +71,56 @@ def csrf_token(session_id: str) -> str:
     return hashlib.sha256(f"console-csrf:{session_id}".encode()).hexdigest()[:32]
 
 
+class TokenSeal:
+    """AES-256-GCM on a session's tokens, keyed by HKDF of its id and bound to the row (its id hash).
+
+    Written by hand because it is three calls to `cryptography`: the key must come from the cookie, which
+    no library's session store does, and the store must stay a plain table the console reads by hash.
+    """
+
+    PREFIX = "v1."
+
+    def __init__(self, session_id: str):
+        hkdf = HKDF(algorithm=SHA256(), length=32, salt=None, info=b"enroll-console-session-tokens")
+        self._aes = AESGCM(hkdf.derive(session_id.encode()))
+        self.row = id_hash(session_id)
+
+    def seal(self, tokens: Tokens) -> Tokens:
+        return tokens.model_copy(
+            update={name: self._seal(getattr(tokens, name)) for name in ("access_token", "refresh_token", "id_token")}
+        )
+
+    def open(self, session: StoredSession) -> StoredSession | None:
+        """The row with its tokens readable; None if they cannot be opened with this session's id."""
+        opened: dict[str, str | None] = {}
+        for name in ("access_token", "refresh_token", "id_token"):
+            sealed = getattr(session, name)
+            if sealed is None:
+                opened[name] = None
+                continue
+            token = self._open(sealed)
+            if token is None:
+                return None
+            opened[name] = token
+        return session.model_copy(update=opened)
+
+    def _seal(self, token: str | None) -> str | None:
+        if token is None:
+            return None
+        nonce = secrets.token_bytes(12)
+        sealed = nonce + self._aes.encrypt(nonce, token.encode(), self.row)
+        return self.PREFIX + base64.urlsafe_b64encode(sealed).decode()
+
+    def _open(self, sealed: str) -> str | None:
+        if not sealed.startswith(self.PREFIX):
+            return None  # written in clear before tokens were sealed: not trusted, the person signs in again
+        try:
+            raw = base64.urlsafe_b64decode(sealed.removeprefix(self.PREFIX))
+            return self._aes.decrypt(raw[:12], raw[12:], self.row).decode()
+        except (ValueError, InvalidTag):
+            return None
+
+
 def actor_of(session: StoredSession) -> Actor:
     return Actor(session.subject, session.role, session.district)
 
@@ -96,7 +155,7 @@ async def begin(conn: HTTPConnection, identity: Identity, answer: TokenSet, poli
         role=identity.role,
         district=identity.district,
         provider_sid=identity.sid,
-        tokens=_tokens(answer, identity),
+        tokens=TokenSeal(session_id).seal(_tokens(answer, identity)),
         now=now,
         expires=min(now + policy.lifetime, now + policy.idle),
     )
@@ -110,17 +169,21 @@ async def current(conn: HTTPConnection, session_id: str, policy: SessionPolicy) 
     cannot be asked: nothing is ended, and the request is not served.
     """
     held = backends(conn)
-    key, now = id_hash(session_id), _now()
-    session = await console_sessions.find(held.pool, key)
-    if session is None:
+    key, now, seal = id_hash(session_id), _now(), TokenSeal(session_id)
+    stored = await console_sessions.find(held.pool, key)
+    if stored is None:
         return "required"
-    if session.ended_at is not None:
-        return _SIGNIN_REASON_AFTER.get(session.end_reason or "", "ended")
+    if stored.ended_at is not None:
+        return _SIGNIN_REASON_AFTER.get(stored.end_reason or "", "ended")
+    session = seal.open(stored)
+    if session is None:
+        await finish(conn, stored, "ended", revoke=False)
+        return "ended"
     if now >= session.created + policy.lifetime or now >= session.expires:
         await finish(conn, session, "expired" if now >= session.created + policy.lifetime else "idle")
         return "expired"
     if _due(session, policy, now):
-        confirmed = await _confirm(conn, key, policy, now)
+        confirmed = await _confirm(conn, seal, policy, now)
         if isinstance(confirmed, str):
             return confirmed
         session = confirmed
@@ -132,27 +195,37 @@ def _due(session: StoredSession, policy: SessionPolicy, now: dt.datetime) -> boo
     return session.access_expires - now <= policy.refresh_margin or now - session.last_checked >= policy.recheck
 
 
-async def _confirm(conn: HTTPConnection, key: bytes, policy: SessionPolicy, now: dt.datetime) -> StoredSession | str:
+async def _confirm(
+    conn: HTTPConnection, seal: TokenSeal, policy: SessionPolicy, now: dt.datetime
+) -> StoredSession | str:
     """Refresh or re-check the session at the provider, its row locked; the session as it now is, or "ended"."""
     held = backends(conn)
+    key = seal.row
     async with held.pool.connection() as db, db.transaction():
-        session = await console_sessions.find(db, key, for_update=True)
-        if session is None or session.ended_at is not None:
+        stored = await console_sessions.find(db, key, for_update=True)
+        session = seal.open(stored) if stored is not None and stored.ended_at is None else None
+        if session is None:
             return "ended"
         if not _due(session, policy, now):  # another request of the session confirmed it meanwhile
             return session
-        refusal = await _ask_provider(held, db, session, policy, now)
+        refusal = await _ask_provider(held, db, session, seal, policy, now)
         if refusal is None:
             confirmed = await console_sessions.find(db, key)
-            assert confirmed is not None
-            return confirmed
+            opened = seal.open(confirmed) if confirmed is not None else None
+            assert opened is not None  # written just now, in this transaction, with this seal
+            return opened
         await console_sessions.end(db, key, "ended", now)
     await audit(conn, actor_of(session), "session_end", "ended", reason=refusal)
     return "ended"
 
 
 async def _ask_provider(
-    held: Backends, db: AsyncConnection[Any], session: StoredSession, policy: SessionPolicy, now: dt.datetime
+    held: Backends,
+    db: AsyncConnection[Any],
+    session: StoredSession,
+    seal: TokenSeal,
+    policy: SessionPolicy,
+    now: dt.datetime,
 ) -> str | None:
     """Why the provider no longer stands behind the session, or None once it has confirmed (or refreshed) it."""
     client = held.identity
@@ -165,7 +238,7 @@ async def _ask_provider(
             if identity.sub != session.subject:
                 return "refreshed token names another person"
             await console_sessions.renew(
-                db, session.id_hash, identity.role, identity.district, _tokens(answer, identity), now
+                db, session.id_hash, identity.role, identity.district, seal.seal(_tokens(answer, identity)), now
             )
             return None
         assert session.access_token is not None  # a session that has not ended holds its tokens

@@ -30,7 +30,7 @@ from temporalio.client import Client
 
 from console.app import SESSION_COOKIE, LookupLimits, SessionPolicy
 from console.pages import TEMPLATES
-from console.sessions import id_hash
+from console.sessions import TokenSeal, id_hash
 from console.signin import SIGNIN_COOKIE
 from enrollment import identity
 from enrollment.oidc import IdentityProvider
@@ -155,11 +155,18 @@ async def test_sign_in_through_the_provider_and_sign_out(console, identity_provi
     policy = queue.headers["content-security-policy"]
     assert policy.startswith("default-src 'none'") and f"form-action 'self' {identity_provider.base_url};" in policy
 
-    # The session is a row found by the id's hash, holding the provider's tokens.
+    # The session is a row found by the id's hash, holding the provider's tokens sealed with a key only the
+    # cookie gives: whoever reads the table holds nothing the provider would take.
     row = await console_sessions.find(store_pool, id_hash(session_id))
     assert row is not None and (row.subject, row.role, row.district) == (REVIEWER, "reviewer", DISTRICT)
     assert row.access_token and row.refresh_token and row.id_token and row.ended_at is None
-    access_token = row.access_token
+    provider = IdentityProvider(identity_provider.base_url)
+    assert not await provider.introspect(row.access_token, CONSOLE, CLIENT_SECRETS[CONSOLE])
+    assert TokenSeal("A" * 43).open(row) is None, "another session id opens nothing"
+    opened = TokenSeal(session_id).open(row)
+    assert opened is not None and opened.access_token and opened.access_token.count(".") == 2
+    access_token = opened.access_token
+    assert await provider.introspect(access_token, CONSOLE, CLIENT_SECRETS[CONSOLE])
     signed = (await trail(store_pool, REVIEWER, "sign_in"))[-1]
     assert (signed.outcome, signed.role, signed.district, signed.source) == ("ok", "reviewer", DISTRICT, "127.0.0.1")
 
@@ -177,7 +184,6 @@ async def test_sign_in_through_the_provider_and_sign_out(console, identity_provi
     assert replayed.status_code == 303 and replayed.headers["location"].startswith("/signin?reason=signed_out")
     ended = await console_sessions.find(store_pool, id_hash(session_id))
     assert ended is not None and ended.end_reason == "signed_out" and ended.access_token is None
-    provider = IdentityProvider(identity_provider.base_url)
     assert not await provider.introspect(access_token, CONSOLE, CLIENT_SECRETS[CONSOLE])
     await provider.aclose()
     assert (await trail(store_pool, REVIEWER, "sign_out"))[-1].outcome == "ok"
@@ -552,15 +558,33 @@ async def test_the_access_token_is_refreshed_before_it_expires(another_console, 
     # A margin longer than the access token lives: every request refreshes, as one near expiry would.
     async with another_console(session_policy=SessionPolicy(refresh_margin=dt.timedelta(minutes=11))) as console:
         reviewer = signed_in(console, REVIEWER)
-        key = id_hash(reviewer.cookies[SESSION_COOKIE])
-        first = await console_sessions.find(store_pool, key)
-        assert reviewer.get("/queue").status_code == 200
-        second = await console_sessions.find(store_pool, key)
-        assert reviewer.get("/queue").status_code == 200
-        third = await console_sessions.find(store_pool, key)
+        seal = TokenSeal(reviewer.cookies[SESSION_COOKIE])
+        rows = []
+        for _ in range(3):
+            rows.append(await console_sessions.find(store_pool, seal.row))
+            assert reviewer.get("/queue").status_code == 200
+    first, second, third = (seal.open(row) if row else None for row in rows)
     assert first and second and third and third.ended_at is None
     assert len({first.access_token, second.access_token, third.access_token}) == 3
     assert len({first.refresh_token, second.refresh_token, third.refresh_token}) == 3, "rotated at each use"
+
+
+async def test_a_session_whose_tokens_are_in_clear_is_ended_not_used(another_console, store_pool):
+    """A row written before tokens were sealed, or by anyone who can write the table: its tokens are not taken."""
+    async with another_console() as console:
+        reviewer = signed_in(console, REVIEWER)
+        seal = TokenSeal(reviewer.cookies[SESSION_COOKIE])
+        row = await console_sessions.find(store_pool, seal.row)
+        opened = seal.open(row) if row else None
+        assert opened is not None and opened.access_token
+        async with store_pool.connection() as conn:
+            await conn.execute(
+                "UPDATE console_sessions SET access_token = %s WHERE id_hash = %s", (opened.access_token, seal.row)
+            )
+        answer = reviewer.get("/queue")
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/signin?reason=ended")
+    ended = await console_sessions.find(store_pool, seal.row)
+    assert ended is not None and ended.end_reason == "ended" and ended.access_token is None
 
 
 async def test_signing_in_again_replaces_the_session(another_console, store_pool):
