@@ -36,10 +36,14 @@ RESTING = {
 
 
 def slow_departments(standins: RunningStandins) -> None:
-    """Slow departments keep verifications in flight while a fault happens."""
+    """Slow departments keep verifications in flight while a fault happens.
+
+    Slow enough that a batch is still verifying when the last of it has been handed in: at 300 ms, the
+    first cases of a batch could come to rest before the fault came, and in a fast run all of them could.
+    """
     for service in ("hukou", "residence_permit", "social_insurance", "property"):
         httpx.put(
-            f"{standins.base_url}/admin/faults/{service}", json={"latency": {"median_ms": 300, "p99_ms": 900}}
+            f"{standins.base_url}/admin/faults/{service}", json={"latency": {"median_ms": 1500, "p99_ms": 3000}}
         ).raise_for_status()
 
 
