@@ -43,7 +43,7 @@ from enrollment.case import Review
 from enrollment.client import data_converter
 from enrollment.codec import new_key_spec
 from enrollment.identity import LookupSecret
-from enrollment.oidc import DEVICE_CODE, IdentityProvider
+from enrollment.oidc import DEVICE_CODE, IdentityProvider, IdentityUnavailable
 from enrollment.provers import PersonProver
 from enrollment.settings import Settings
 from enrollment.verifiers import VERIFIERS
@@ -65,6 +65,8 @@ LOOKUP_KEY = "bench"
 BOT_CLIENT = "enroll-cli"
 # Signed in again this long after signing in: access tokens live 10 minutes.
 BOT_SIGN_IN_SECONDS = 8 * 60
+# A review whose proof the provider did not answer for (a dropped connection under load) is sent again, this often.
+PROOF_ATTEMPTS = 3
 
 
 def say(text: str) -> None:
@@ -474,8 +476,16 @@ async def product(
         async with reviewing:
             # The reviewer's token is taken only now: a review queued here may wait longer than a token lives.
             prover = await reviewers.prover(district_code)
-            signalled_at[app_id] = time.time()
-            receipt = await send_message(client, app_id, message, prover)
+            for attempt in range(PROOF_ATTEMPTS):
+                signalled_at[app_id] = time.time()
+                try:
+                    receipt = await send_message(client, app_id, message, prover)
+                    break
+                except IdentityUnavailable:
+                    # The proof is asked before anything is sent: a reviewer whose click failed clicks again.
+                    if attempt == PROOF_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(1)
         if not receipt.accepted:
             raise RuntimeError(f"{app_id}: the review was refused: {receipt.reason}")
 
