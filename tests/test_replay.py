@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 from temporalio import workflow
-from temporalio.client import WorkflowHandle, WorkflowHistory
+from temporalio.client import WorkflowExecutionDescription, WorkflowHandle, WorkflowHistory
 from temporalio.worker import Replayer
 
+from enrollment import search_attributes as sa
 from enrollment.case import (
     WORKFLOW_TYPE,
     CaseInput,
@@ -142,22 +143,27 @@ def _first_step_upserts(history: WorkflowHistory) -> list[set[str]]:
     return upserts
 
 
-def _assert_fewer_steps(name: str, history: WorkflowHistory) -> None:
+def _assert_fewer_steps(name: str, history: WorkflowHistory, described: WorkflowExecutionDescription, view: CaseView):
     """Release 1.4: whatever messages a case takes, one patch marker. What the case is came with its start, so
-    its first step upserts at most its routing phase and first status, together (a case that is not eligible
-    tells the platform first, and sets them when it ends)."""
+    its first step upserts only its routing phase with its first status (a case that is not eligible tells the
+    platform first: its routing phase goes before that call). Visibility ends showing the case as it ended."""
     assert _patches(history) == [FEWER_STEPS_PATCH], name
-    upserts = _first_step_upserts(history)
-    assert upserts in ([{"TemporalChangeVersion"}], [{"TemporalChangeVersion"}, {"CaseStatus", "RoutingPhase"}]), name
+    started = history.events[0].workflow_execution_started_event_attributes.search_attributes.indexed_fields
+    assert set(started) == {key.name for key in sa.ALL} - {sa.ROUTING_PHASE.name}, name
+    own = {"RoutingPhase"} if name == "not_eligible" else {"CaseStatus", "RoutingPhase"}
+    assert _first_step_upserts(history) == [{"TemporalChangeVersion"}, own], name
+    shown = described.typed_search_attributes
+    assert (shown.get(sa.CASE_STATUS), shown.get(sa.ROUTING_PHASE)) == (view.status, view.routing_phase), name
+    assert (shown.get(sa.DISTRICT_CODE), shown.get(sa.SCHOOL_YEAR)) == (view.district_code, view.school_year), name
 
 
 async def _record(stack, handles: dict[str, WorkflowHandle]) -> None:
     for name, handle in handles.items():
-        await stack.result(handle)
+        view = await stack.result(handle)
         history = await handle.fetch_history()
         result = await replayer().replay_workflow(history, raise_on_replay_failure=False)
         assert result.replay_failure is None, f"{name}: {result.replay_failure}"
-        _assert_fewer_steps(name, history)
+        _assert_fewer_steps(name, history, await handle.describe(), view)
         if os.environ.get("RECORD_HISTORIES"):
             (HISTORIES / f"{os.environ['RECORD_HISTORIES']}-{name}.json").write_text(
                 history.to_json(), encoding="utf-8"

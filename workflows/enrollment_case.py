@@ -427,7 +427,7 @@ class EnrollmentCase:
         workflow.metric_meter().create_counter("enrollment_case_transitions", "cases entering a status").add(
             1, {"status": status, "routing_phase": self.case.routing_phase or "pending"}
         )
-        self._search_attributes(sa.CASE_STATUS.value_set(status), with_status=True)
+        self._search_attributes(sa.CASE_STATUS.value_set(status), now=True)
         workflow.set_current_details(self._current_details())
         await self._save_progress()
         if self.case.routing_phase == "phase_two":
@@ -469,15 +469,16 @@ class EnrollmentCase:
         """True for a case started on release 1.4 or later (FEWER_STEPS_PATCH); the SDK keeps the answer."""
         return workflow.patched(FEWER_STEPS_PATCH)
 
-    def _search_attributes(self, *updates: SearchAttributeUpdate[Any], with_status: bool = False) -> None:
-        """Set search attributes; from release 1.4 they wait for the case's next status and go out with it.
+    def _search_attributes(self, *updates: SearchAttributeUpdate[Any], now: bool = False) -> None:
+        """Set search attributes; from release 1.4 they are held until the case's next status, or until it first
+        waits on anything outside its worker (`now`), and go out together.
 
-        Every upsert is a history event and a write to visibility. A case's first step sets three groups
-        (what it is, its routing phase, its first status) in one workflow task, so they become visible
-        together either way.
+        Every upsert is a history event and a write to visibility. A case's first workflow task sets three
+        groups (what it is, its routing phase, its first status), so they become visible together either way;
+        a case that is not eligible tells the platform before its status, so its routing phase goes first.
         """
         self._unpublished.update((update.key.name, update) for update in updates)
-        if with_status or not self._current_release():
+        if self._unpublished and (now or not self._current_release()):
             workflow.upsert_search_attributes(list(self._unpublished.values()))
             self._unpublished.clear()
 
@@ -514,6 +515,7 @@ class EnrollmentCase:
         idempotency_key: str,
         body: dict[str, Any],
     ) -> None:
+        self._search_attributes(now=True)  # the platform may take hours to answer: nothing held meanwhile
         await workflow.execute_activity_method(
             activity,
             PlatformMessage(
@@ -534,6 +536,7 @@ class EnrollmentCase:
         def unsaved() -> bool:
             return self.case.stored < len(self.case.timeline)
 
+        self._search_attributes(now=True)
         while True:
             remaining = None if deadline is None else deadline - workflow.now()
             if remaining is not None and remaining <= timedelta(0):
