@@ -71,8 +71,11 @@ def csrf_token(session_id: str) -> str:
     return hashlib.sha256(f"console-csrf:{session_id}".encode()).hexdigest()[:32]
 
 
+_TOKEN_COLUMNS = ("access_token", "refresh_token", "id_token")
+
+
 class TokenSeal:
-    """AES-256-GCM on a session's tokens, keyed by HKDF of its id and bound to the row (its id hash).
+    """AES-256-GCM on a session's tokens, keyed by HKDF of its id and bound to the row (its id hash) and column.
 
     Written by hand because it is three calls to `cryptography`: the key must come from the cookie, which
     no library's session store does, and the store must stay a plain table the console reads by hash.
@@ -86,39 +89,47 @@ class TokenSeal:
         self.row = id_hash(session_id)
 
     def seal(self, tokens: Tokens) -> Tokens:
-        return tokens.model_copy(
-            update={name: self._seal(getattr(tokens, name)) for name in ("access_token", "refresh_token", "id_token")}
-        )
+        return tokens.model_copy(update={name: self._seal(name, getattr(tokens, name)) for name in _TOKEN_COLUMNS})
 
     def open(self, session: StoredSession) -> StoredSession | None:
         """The row with its tokens readable; None if they cannot be opened with this session's id."""
         opened: dict[str, str | None] = {}
-        for name in ("access_token", "refresh_token", "id_token"):
+        for name in _TOKEN_COLUMNS:
             sealed = getattr(session, name)
             if sealed is None:
                 opened[name] = None
                 continue
-            token = self._open(sealed)
+            token = self._open(name, sealed)
             if token is None:
                 return None
             opened[name] = token
         return session.model_copy(update=opened)
 
-    def _seal(self, token: str | None) -> str | None:
+    @classmethod
+    def in_clear(cls, session: StoredSession) -> bool:
+        """Whether the row holds its tokens unsealed (written before they were sealed)."""
+        tokens = [getattr(session, column) for column in _TOKEN_COLUMNS]
+        return any(token and not token.startswith(cls.PREFIX) for token in tokens)
+
+    def _seal(self, column: str, token: str | None) -> str | None:
         if token is None:
             return None
         nonce = secrets.token_bytes(12)
-        sealed = nonce + self._aes.encrypt(nonce, token.encode(), self.row)
+        sealed = nonce + self._aes.encrypt(nonce, token.encode(), self._bound_to(column))
         return self.PREFIX + base64.urlsafe_b64encode(sealed).decode()
 
-    def _open(self, sealed: str) -> str | None:
+    def _open(self, column: str, sealed: str) -> str | None:
         if not sealed.startswith(self.PREFIX):
             return None  # written in clear before tokens were sealed: not trusted, the person signs in again
         try:
             raw = base64.urlsafe_b64decode(sealed.removeprefix(self.PREFIX))
-            return self._aes.decrypt(raw[:12], raw[12:], self.row).decode()
+            return self._aes.decrypt(raw[:12], raw[12:], self._bound_to(column)).decode()
         except (ValueError, InvalidTag):
             return None
+
+    def _bound_to(self, column: str) -> bytes:
+        """Associated data: a sealed token opens only in its own row and column."""
+        return self.row + b":" + column.encode()
 
 
 def actor_of(session: StoredSession) -> Actor:
@@ -177,7 +188,8 @@ async def current(conn: HTTPConnection, session_id: str, policy: SessionPolicy) 
         return _SIGNIN_REASON_AFTER.get(stored.end_reason or "", "ended")
     session = seal.open(stored)
     if session is None:
-        await finish(conn, stored, "ended", revoke=False)
+        # Tokens left in clear are revoked (they were readable in the table); unopenable sealed ones are not tokens.
+        await finish(conn, stored, "ended", revoke=TokenSeal.in_clear(stored))
         return "ended"
     if now >= session.created + policy.lifetime or now >= session.expires:
         await finish(conn, session, "expired" if now >= session.created + policy.lifetime else "idle")
@@ -212,7 +224,8 @@ async def _confirm(
         if refusal is None:
             confirmed = await console_sessions.find(db, key)
             opened = seal.open(confirmed) if confirmed is not None else None
-            assert opened is not None  # written just now, in this transaction, with this seal
+            if opened is None:  # written just now, in this transaction, with this seal
+                raise RuntimeError("console session: the row just written does not open with its own seal")
             return opened
         await console_sessions.end(db, key, "ended", now)
     await audit(conn, actor_of(session), "session_end", "ended", reason=refusal)

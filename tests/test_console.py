@@ -569,8 +569,9 @@ async def test_the_access_token_is_refreshed_before_it_expires(another_console, 
     assert len({first.refresh_token, second.refresh_token, third.refresh_token}) == 3, "rotated at each use"
 
 
-async def test_a_session_whose_tokens_are_in_clear_is_ended_not_used(another_console, store_pool):
-    """A row written before tokens were sealed, or by anyone who can write the table: its tokens are not taken."""
+async def test_a_session_whose_tokens_are_in_clear_is_ended_not_used(another_console, store_pool, identity_provider):
+    """A row written before tokens were sealed, or by anyone who can write the table: its tokens are not taken,
+    and the one found in clear is revoked, since the table showed it."""
     async with another_console() as console:
         reviewer = signed_in(console, REVIEWER)
         seal = TokenSeal(reviewer.cookies[SESSION_COOKIE])
@@ -585,6 +586,9 @@ async def test_a_session_whose_tokens_are_in_clear_is_ended_not_used(another_con
     assert answer.status_code == 303 and answer.headers["location"].startswith("/signin?reason=ended")
     ended = await console_sessions.find(store_pool, seal.row)
     assert ended is not None and ended.end_reason == "ended" and ended.access_token is None
+    provider = IdentityProvider(identity_provider.base_url)
+    assert not await provider.introspect(opened.access_token, CONSOLE, CLIENT_SECRETS[CONSOLE])
+    await provider.aclose()
 
 
 async def test_signing_in_again_replaces_the_session(another_console, store_pool):
