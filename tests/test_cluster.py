@@ -376,7 +376,7 @@ async def run_batch(
     """Hand a batch in, break something (`fault`, given the worker, returns the worker now running), then
     see every case to its result: at rest where its scenario leads, reviewed, at the platform exactly once."""
     await start_afresh(product.pool, standins)
-    slow_departments(standins)
+    slow_departments(standins, median_ms=1200, p99_ms=1800)  # still verifying when the batch is all in
     batch = population.applications[batch_slice]
     ids = [a["application_id"] for a in batch]
     path = batch_file(log_dir / "batch.jsonl", batch)

@@ -35,15 +35,17 @@ RESTING = {
 }
 
 
-def slow_departments(standins: RunningStandins) -> None:
+def slow_departments(standins: RunningStandins, median_ms: float = 300, p99_ms: float = 900) -> None:
     """Slow departments keep verifications in flight while a fault happens.
 
-    Slow enough that a batch is still verifying when the last of it has been handed in: at 300 ms, the
-    first cases of a batch could come to rest before the fault came, and in a fast run all of them could.
+    A test that needs cases still verifying when its fault comes, after a batch was handed in one by one, asks
+    for more: at 300 ms the first cases of a batch could come to rest before the fault came, and in a fast run
+    all of them could. Keep p99 under the tests' HTTP timeout (2 s, tests/support/processes.py): calls past it
+    are retried, and an activity cut off by a fault waits out its own timeout, so slower costs minutes.
     """
     for service in ("hukou", "residence_permit", "social_insurance", "property"):
         httpx.put(
-            f"{standins.base_url}/admin/faults/{service}", json={"latency": {"median_ms": 1500, "p99_ms": 3000}}
+            f"{standins.base_url}/admin/faults/{service}", json={"latency": {"median_ms": median_ms, "p99_ms": p99_ms}}
         ).raise_for_status()
 
 
