@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,7 @@ import httpx
 
 from activities.gateway import post_json
 from enrollment.settings import Settings
+from stack.demo import wait_for_http
 from stack.temporal_server import free_port
 from standins.population import generate
 from workers.build import new_http_client
@@ -59,7 +61,7 @@ def main() -> None:
     parser.add_argument("--median-ms", type=float, default=80)
     parser.add_argument("--p99-ms", type=float, default=400)
     args = parser.parse_args()
-    print(f"sniffio importable: {_sniffio_importable()}")
+    print(f"sniffio importable: {importlib.util.find_spec('sniffio') is not None}")
     with tempfile.TemporaryDirectory(prefix="bench-http-") as work:
         generate(seed=7, families=50).write(Path(work))
         port = free_port()
@@ -70,32 +72,13 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            _wait_until_up(url)
+            wait_for_http(f"{url}/healthz")
             latency = {"latency": {"median_ms": args.median_ms, "p99_ms": args.p99_ms}}
             httpx.put(f"{url}/admin/faults/hukou", json=latency).raise_for_status()
             asyncio.run(measure(url, args.calls, args.concurrency, args.rounds))
         finally:
             standins.terminate()
             standins.wait(30)
-
-
-def _sniffio_importable() -> bool:
-    try:
-        import sniffio  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _wait_until_up(url: str) -> None:
-    for _ in range(100):
-        try:
-            if httpx.get(f"{url}/healthz").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the stand-ins did not start")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from enrollment.provers import PersonProver
 from enrollment.settings import Settings
 from enrollment.verifiers import VERIFIERS
 from stack import temporal_server
+from stack.demo import wait_for_http
 from standins.identity_provider.runner import RunningIdentityProvider
 from standins.identity_provider.runner import start_in_thread as start_identity_provider_thread
 from standins.population import generate
@@ -128,8 +129,8 @@ class Sampler:
                 members += [root, *root.children(recursive=True)]
         return members
 
-    def _sample(self, first: bool = False) -> None:
-        full_sample = self._samples % self.MEMBERSHIP_EVERY == 0
+    def _sample(self, first: bool = False, find_members: bool = False) -> None:
+        full_sample = find_members or self._samples % self.MEMBERSHIP_EVERY == 0
         self._samples += 1
         for name in self._roots:
             if full_sample:
@@ -160,8 +161,7 @@ class Sampler:
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds of each group since the sampler started, sampled now, with every process found anew."""
-        self._samples = 0
-        self._sample()
+        self._sample(find_members=True)
         totals = dict.fromkeys(self._roots, 0.0)
         for seen in self._seen.values():
             totals[seen.group] += seen.last - seen.first
@@ -676,12 +676,7 @@ async def main_async(args) -> None:
         }
     )
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{standins_url}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_for_http(f"{standins_url}/healthz")
         for verifier in VERIFIERS:
             httpx.put(
                 f"{standins_url}/admin/faults/{verifier}",

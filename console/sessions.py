@@ -180,7 +180,8 @@ async def current(conn: HTTPConnection, session_id: str, policy: SessionPolicy) 
     cannot be asked: nothing is ended, and the request is not served.
     """
     held = backends(conn)
-    key, now, seal = id_hash(session_id), _now(), TokenSeal(session_id)
+    seal, now = TokenSeal(session_id), _now()
+    key = seal.row
     stored = await console_sessions.find(held.pool, key)
     if stored is None:
         return "required"

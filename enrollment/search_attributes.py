@@ -36,8 +36,7 @@ def describing(application: Application) -> list[SearchAttributeUpdate[Any]]:
 
 def at_start(application: Application) -> TypedSearchAttributes:
     """`describing` for the start request: set there, they cost the case no upsert of its own (release 1.4)."""
-    pairs = [SearchAttributePair(update.key, update.value) for update in describing(application)]
-    return TypedSearchAttributes([pair for pair in pairs if pair.value is not None])
+    return TypedSearchAttributes([SearchAttributePair(update.key, update.value) for update in describing(application)])
 
 
 async def ensure_registered(client: Client) -> None:
