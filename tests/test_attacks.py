@@ -17,13 +17,17 @@ from typing import Any
 import httpx
 import pytest
 from temporalio.client import WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from enrollment.case import CaseView, OfflineRegistration, Receipt, Review
+from enrollment import search_attributes as sa
+from enrollment.application import Application
+from enrollment.case import CASE_TASK_QUEUE, CaseInput, CaseView, OfflineRegistration, Receipt, Review
 from enrollment.oidc import IdentityError
 from stack.temporal_server import DevServer, find_cli
 from standins.identity_provider.runner import RunningIdentityProvider
 from standins.population import Population
 from starter.cli import build_parser
+from starter.hand_in import fingerprint
 from tests.support.outsider import Product, case_awaiting_review, timeline
 from tests.support.people import People, reviewer_of, staff_of
 from tests.support.processes import needs_temporal_cli
@@ -186,3 +190,39 @@ def test_a_mistyped_command_never_repeats_a_token_or_an_identity_number(capsys):
         assert exit_code.value.code == 2
         error = capsys.readouterr().err
         assert "unrecognized arguments" in error and token not in error and number not in error, error
+
+
+async def test_a_start_that_misdescribes_its_case_is_corrected_by_the_case(product: Product, population: Population):
+    """Someone who may start cases sets search attributes that hide the case from its district's ops queries, or
+    show it decided: the case sets what its application says in its first workflow task (release 1.4)."""
+    application = Application.model_validate(population.by_scenario("hukou_verified")[7])
+    other = "510105" if application.district_code != "510105" else "510104"
+    forged = TypedSearchAttributes(
+        [
+            SearchAttributePair(sa.CASE_STATUS, "approved"),
+            SearchAttributePair(sa.DISTRICT_CODE, other),
+            SearchAttributePair(sa.SCHOOL_YEAR, application.school_year + 1),
+        ]
+    )
+    handle = await product.client.start_workflow(
+        EnrollmentCase.run,
+        CaseInput(application=application, fingerprint=fingerprint(application)),
+        id=f"misdescribed-{application.application_id}",
+        task_queue=CASE_TASK_QUEUE,
+        search_attributes=forged,
+    )
+    try:
+        shown = await wait_until(
+            lambda: handle.describe(),
+            until=lambda described: described.typed_search_attributes.get(sa.ROUTING_PHASE) is not None,
+            timeout=30,
+            interval=0.1,
+            message=f"{handle.id} set its routing phase",
+            describe=lambda described: described.typed_search_attributes,
+        )
+        attributes = shown.typed_search_attributes
+        assert attributes.get(sa.DISTRICT_CODE) == application.district_code
+        assert attributes.get(sa.SCHOOL_YEAR) == application.school_year
+        assert attributes.get(sa.CASE_STATUS) in ("verifying", "awaiting_review", "awaiting_school_selection")
+    finally:
+        await handle.terminate("misdescribed start, test over")
