@@ -3,7 +3,7 @@
 Transport errors, timeouts, 5xx and 429 are transient: they raise retryable
 errors and the activity's retry policy decides how long to keep trying. Other
 4xx mean the request itself is wrong, so retrying cannot help. An HTTP 200 is
-not trusted either: the whole exchange must end within a deadline (httpx's own
+not trusted either: the whole exchange must end within a deadline (the client's
 timeouts apply to each read, so a body dripped a few bytes at a time would never
 time out), the body is counted as it arrives and abandoned past a bound, and it
 must be a JSON object before anything reads it. Such a bad answer is retryable
@@ -22,14 +22,15 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-import httpx
+import aiohttp
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.outbound import OutboundClient
 from enrollment.verification import (
     CODE_FOUND,
     CODE_NAME_MISMATCH,
@@ -57,15 +58,15 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-def exchange_deadline(client: httpx.AsyncClient) -> float:
+def exchange_deadline(client: OutboundClient) -> float:
     """Seconds a whole exchange may take with this client: DEADLINE_FACTOR x its read timeout."""
-    read = client.timeout.read
+    read = client.read_timeout
     return DEADLINE_FACTOR * read if read else DEFAULT_DEADLINE_SECONDS
 
 
-def _retry_after(response: httpx.Response) -> timedelta | None:
+def _retry_after(headers: Mapping[str, str]) -> timedelta | None:
     try:
-        return timedelta(seconds=min(float(response.headers["Retry-After"]), 60.0))
+        return timedelta(seconds=min(float(headers["Retry-After"]), 60.0))
     except (KeyError, ValueError):
         return None
 
@@ -108,7 +109,7 @@ class _Exchange:
 
 
 async def post_json(
-    client: httpx.AsyncClient,
+    client: OutboundClient,
     url: str,
     body: dict[str, Any],
     headers: dict[str, str] | None = None,
@@ -120,33 +121,43 @@ async def post_json(
     """
     deadline = exchange_deadline(client) if deadline is None else deadline
     call = _Exchange(url)
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     # An encoded body is refused, not inflated: a few KiB of gzip can decode to gigabytes, and the
     # bound below counts the bytes that cross the wire.
-    headers = {**(headers or {}), "Accept-Encoding": "identity"}
+    headers = {
+        **(headers or {}),
+        "Content-Type": "application/json",
+        "Accept-Encoding": "identity",
+        **client.signing_headers("POST", url, content),
+    }
     try:
         async with asyncio.timeout(deadline):
-            async with client.stream("POST", url, json=body, headers=headers) as response:
-                call.status = response.status_code
+            async with client.session.post(url, data=content, headers=headers) as response:
+                call.status = response.status
                 if response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+                    response.close()
                     raise call.failed("answered with a content encoding it was not asked for", "DepartmentBadResponse")
-                content = bytearray()
-                async for chunk in response.aiter_raw():
+                answered = bytearray()
+                async for chunk in response.content.iter_any():
                     call.received += len(chunk)
                     if call.received > MAX_RESPONSE_BYTES:
-                        # Leaving the block closes the connection: the rest is never read.
+                        response.close()  # the connection goes with it: the rest is never read
                         raise call.failed(f"answered more than {MAX_RESPONSE_BYTES} bytes", "DepartmentBadResponse")
-                    content += chunk
+                    answered += chunk
+    except aiohttp.ServerTimeoutError as exc:
+        raise call.failed(f"timed out ({type(exc).__name__})", "DepartmentTimeout", level=logging.INFO) from None
+    except aiohttp.ClientError as exc:
+        raise call.failed(f"unreachable ({type(exc).__name__})", "DepartmentUnreachable", level=logging.INFO) from None
     except TimeoutError:
         raise call.failed(f"sent no complete answer within {deadline:g} s", "DepartmentTimeout") from None
-    except httpx.TimeoutException as exc:
-        raise call.failed(f"timed out ({type(exc).__name__})", "DepartmentTimeout", level=logging.INFO) from None
-    except httpx.TransportError as exc:
-        raise call.failed(f"unreachable ({type(exc).__name__})", "DepartmentUnreachable", level=logging.INFO) from None
 
-    status = response.status_code
+    status = response.status
     if status == 429:
         raise call.failed(
-            "is rate limiting", "DepartmentRateLimited", level=logging.INFO, next_retry_delay=_retry_after(response)
+            "is rate limiting",
+            "DepartmentRateLimited",
+            level=logging.INFO,
+            next_retry_delay=_retry_after(response.headers),
         )
     if status >= 500:
         raise call.failed(f"answered HTTP {status}", "DepartmentUnavailable", level=logging.INFO)
@@ -155,7 +166,7 @@ async def post_json(
     try:
         # Not only JSONDecodeError: bad UTF-8, NaN/Infinity, integers past Python's digit limit (all
         # ValueError) and nesting deep enough to exhaust the recursion limit are malformed too.
-        answer = json.loads(content, parse_constant=_refuse_constant)
+        answer = json.loads(answered, parse_constant=_refuse_constant)
     except (ValueError, RecursionError):
         raise call.failed("answered malformed JSON", "DepartmentBadResponse") from None
     if not isinstance(answer, dict):
@@ -215,7 +226,7 @@ class Department:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: OutboundClient,
         base_url: str,
         deadline: float | None = None,
         rate_limits: dict[str, float] | None = None,

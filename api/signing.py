@@ -10,8 +10,9 @@ captured request cannot be sent again. Written here because no kept library
 implements this gateway scheme; the cryptography is the standard library's
 `hmac` and `hashlib`.
 
-`SignedRequests` signs for httpx clients (the stand-in platform, `enroll`, the
-tests and the benchmark); `verify` is the server's check.
+`signed_headers` signs one request; `SignedRequests` signs for httpx clients (the
+stand-in platform, `enroll`, the tests and the benchmark), the workers' client
+calls it itself (activities/outbound.py); `verify` is the server's check.
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ def signature(secret: bytes, message: bytes) -> str:
     return base64.b64encode(hmac.new(secret, message, hashlib.sha256).digest()).decode()
 
 
+def signed_headers(client_id: str, secret: bytes, method: str, path: str, query: str, body: bytes) -> dict[str, str]:
+    """The headers that sign one request as `client_id`: a fresh nonce and the current time, each call."""
+    timestamp = str(int(time.time()))
+    nonce = secrets.token_urlsafe(24)
+    message = string_to_sign(method, path, query, timestamp, nonce, body)
+    return {
+        CLIENT_HEADER: client_id,
+        TIMESTAMP_HEADER: timestamp,
+        NONCE_HEADER: nonce,
+        SIGNATURE_HEADER: signature(secret, message),
+    }
+
+
 class SignedRequests(httpx.Auth):
     """httpx authentication that signs every request as one registered client."""
 
@@ -63,15 +77,16 @@ class SignedRequests(httpx.Auth):
         self._secret = secret
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        timestamp = str(int(time.time()))
-        nonce = secrets.token_urlsafe(24)
-        message = string_to_sign(
-            request.method, request.url.path, request.url.query.decode(), timestamp, nonce, request.content
+        request.headers.update(
+            signed_headers(
+                self._client_id,
+                self._secret,
+                request.method,
+                request.url.path,
+                request.url.query.decode(),
+                request.content,
+            )
         )
-        request.headers[CLIENT_HEADER] = self._client_id
-        request.headers[TIMESTAMP_HEADER] = timestamp
-        request.headers[NONCE_HEADER] = nonce
-        request.headers[SIGNATURE_HEADER] = signature(self._secret, message)
         yield request
 
 

@@ -5,7 +5,7 @@ call costs the client is worth knowing on its own, away from the rest of a case.
 workers' own client (`workers.build.new_http_client`) and `activities.gateway.post_json`, with the stand-in's
 verifier latency the main benchmark uses, at a fixed concurrency, and prints the client process's CPU
 milliseconds per call for each round. Run it by hand, as `pip uninstall sniffio` and back shows what httpcore
-costs without sniffio.
+costs without sniffio. The workers' client was httpx until 2026-11-26 (bench/README.md has both figures).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from activities.gateway import post_json
+from activities.outbound import OutboundClient
 from enrollment.settings import Settings
 from stack.demo import wait_for_http
 from stack.temporal_server import free_port
@@ -31,7 +32,7 @@ from workers.build import new_http_client
 HUKOU = "/public-security/hukou/v1/verify"
 
 
-async def one_round(client: httpx.AsyncClient, url: str, calls: int, concurrency: int) -> tuple[float, float]:
+async def one_round(client: OutboundClient, url: str, calls: int, concurrency: int) -> tuple[float, float]:
     """CPU milliseconds of this process per call, and the round's seconds."""
     limit = asyncio.Semaphore(concurrency)
 

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from activities.gateway import post_json
 from api import signing
@@ -34,10 +36,12 @@ UNKNOWN_NUMBER = identity.make("510104", dt.date(2020, 5, 1), 999, "male")
 # -- settings ---------------------------------------------------------------------------------------
 
 
-def test_no_outbound_authentication_by_default(monkeypatch):
+async def test_no_outbound_authentication_by_default(monkeypatch):
     configured = settings(monkeypatch)
     assert configured.outbound_auth == "none"
-    assert new_http_client(configured).auth is None
+    async with new_http_client(configured) as http:
+        assert http.signer is None
+        assert http.signing_headers("POST", f"{configured.public_security_url}/v1/hukou/verify", b"{}") == {}
 
 
 @pytest.mark.parametrize(
@@ -156,20 +160,28 @@ def enquiry(request_id: str = "outbound-1") -> dict[str, str]:
 async def test_the_workers_signed_calls_pass_the_gateway(monkeypatch, gateway):
     configured = signed_settings(monkeypatch, gateway)
     async with new_http_client(configured) as http:
-        # The way every department activity calls (activities/gateway.py), then a plain POST for the status.
+        # The way every department and platform activity calls (activities/gateway.py).
         answer = await post_json(http, f"{gateway.base_url}{VERIFIER_PATHS['hukou']}", enquiry())
         assert answer["code"] == "1001"  # no such record: an answer, past the signature check
-        verified = await http.post(f"{gateway.base_url}{VERIFIER_PATHS['property']}", json=enquiry("outbound-2"))
-        assert verified.status_code == 200 and verified.request.headers[signing.CLIENT_HEADER] == CLIENT_ID
-        pushed = await http.post(
+        pushed = await post_json(
+            http,
             f"{configured.platform_url}/v1/cases/SC2027-900001/status",
-            json={"status": "verifying"},
+            {"status": "verifying"},
             headers={"Idempotency-Key": "outbound-auth-1"},
         )
-        assert (pushed.status_code, pushed.json()["code"]) == (200, "0000")
+        assert pushed["code"] == "0000"
         # Only the departments and the platform see the signature: not another address on the same client.
-        health = await http.get(f"{gateway.base_url}/healthz")
-        assert health.status_code == 200 and signing.SIGNATURE_HEADER not in health.request.headers
+        signed = http.signing_headers("POST", f"{gateway.base_url}{VERIFIER_PATHS['property']}", b"{}")
+        assert signed[signing.CLIENT_HEADER] == CLIENT_ID
+        assert http.signing_headers("GET", f"{gateway.base_url}/healthz", b"") == {}
+        assert http.signing_headers("POST", f"{gateway.base_url}/public-securityX/v1/verify", b"{}") == {}
+
+
+async def _signed_post(http, url: str, body: bytes) -> tuple[int, dict, dict[str, str]]:
+    """POST through the workers' own session with the headers the workers sign with; status, answer, headers."""
+    headers = {"Content-Type": "application/json", **http.signing_headers("POST", url, body)}
+    async with http.session.post(url, data=body, headers=headers) as response:
+        return response.status, await response.json(), headers
 
 
 async def test_an_unsigned_call_is_refused(gateway):
@@ -188,33 +200,28 @@ async def test_an_unsigned_call_is_refused(gateway):
 
 
 async def test_a_wrong_secret_is_refused(monkeypatch, gateway):
+    url = f"{gateway.base_url}{VERIFIER_PATHS['hukou']}"
     async with new_http_client(signed_settings(monkeypatch, gateway, secret="not-the-issued-secret")) as http:
-        refused = await http.post(f"{gateway.base_url}{VERIFIER_PATHS['hukou']}", json=enquiry())
-    assert (refused.status_code, refused.json()["message"]) == (401, f"请求签名校验失败: {signing.MISMATCH}")
+        status, answer, _ = await _signed_post(http, url, json.dumps(enquiry()).encode())
+        assert (status, answer["message"]) == (401, f"请求签名校验失败: {signing.MISMATCH}")
+        # As an activity meets it: a refusal no retry can mend.
+        with pytest.raises(ApplicationError) as refused:
+            await post_json(http, url, enquiry("outbound-wrong-secret"))
+    assert (refused.value.type, refused.value.non_retryable) == ("DepartmentRejectedRequest", True)
 
 
 async def test_a_replayed_or_altered_request_is_refused(monkeypatch, gateway):
     url = f"{gateway.base_url}{VERIFIER_PATHS['social_insurance']}"
+    body = json.dumps(enquiry("outbound-3")).encode()
     async with new_http_client(signed_settings(monkeypatch, gateway)) as http, httpx.AsyncClient(timeout=5) as plain:
-        first = await http.post(url, json=enquiry("outbound-3"))
-        assert first.status_code == 200
-        sent = first.request
-        proof = {
-            name: sent.headers[name]
-            for name in (
-                "content-type",
-                signing.CLIENT_HEADER,
-                signing.TIMESTAMP_HEADER,
-                signing.NONCE_HEADER,
-                signing.SIGNATURE_HEADER,
-            )
-        }
-        again = await plain.post(url, content=sent.content, headers=proof)
+        status, _, proof = await _signed_post(http, url, body)
+        assert status == 200
+        again = await plain.post(url, content=body, headers=proof)
         assert (again.status_code, again.json()["message"]) == (
             401,
             f"请求签名校验失败: {signing.NONCE_HEADER}: already used (a replayed request)",
         )
-        altered = await plain.post(url, content=sent.content.replace(b"outbound-3", b"outbound-4"), headers=proof)
+        altered = await plain.post(url, content=body.replace(b"outbound-3", b"outbound-4"), headers=proof)
         assert altered.status_code == 401 and signing.MISMATCH in altered.json()["message"]
 
 
@@ -300,7 +307,8 @@ async def test_the_workers_client_certificate_passes_mutual_tls(monkeypatch, pki
     async with new_http_client(configured) as http:
         answered = await post_json(http, f"{configured.public_security_url}/v1/hukou/verify", enquiry())
         assert answered["code"] == "0000"
-        assert (await http.get(f"{tls_gateway}/healthz")).status_code == 200
+        async with http.session.get(f"{tls_gateway}/healthz") as health:
+            assert health.status == 200
 
 
 async def test_a_client_without_the_certificate_is_refused_at_the_handshake(pki, tls_gateway):
@@ -333,12 +341,14 @@ async def test_a_certificate_from_another_ca_is_refused(monkeypatch, pki, tls_ga
         ENROLL_OUTBOUND_CLIENT_KEY=str(pki.stranger_key),
     )
     async with new_http_client(stranger) as http:
-        with pytest.raises(httpx.TransportError):
-            await http.get(f"{tls_gateway}/healthz")
+        with pytest.raises(ApplicationError) as refused:
+            await post_json(http, f"{stranger.public_security_url}/v1/hukou/verify", enquiry())
+    assert refused.value.type == "DepartmentUnreachable"
 
 
 async def test_without_the_gateway_ca_the_server_is_not_trusted(monkeypatch, pki, tls_gateway):
     untrusting = mtls_settings(monkeypatch, pki, tls_gateway).model_copy(update={"outbound_ca": None})
     async with new_http_client(untrusting) as http:
-        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            await http.get(f"{tls_gateway}/healthz")
+        with pytest.raises(aiohttp.ClientConnectorCertificateError, match="CERTIFICATE_VERIFY_FAILED"):
+            async with http.session.get(f"{tls_gateway}/healthz"):
+                pass

@@ -7,7 +7,6 @@ scaled or throttled without touching case processing.
 
 from __future__ import annotations
 
-import httpx
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -16,7 +15,7 @@ from activities.archive import ArchiveActivities
 from activities.identity import IdentityActivities
 from activities.intake import IntakeActivities
 from activities.natural_resources import NaturalResourcesActivities
-from activities.outbound import outbound_auth, outbound_tls
+from activities.outbound import OutboundClient
 from activities.platform import PlatformActivities
 from activities.public_security import PublicSecurityActivities
 from activities.social_insurance import SocialInsuranceActivities
@@ -28,9 +27,6 @@ from workers.log_context import CaseLogContext
 from workflows.enrollment_case import EnrollmentCase
 
 ROLES = ("case", "verification")
-# Connections from one worker process to the departments and the platform, at most; a call beyond them waits
-# for one to be free.
-HTTP_CONNECTIONS = 200
 
 
 def server_rate_for(quota: float) -> float:
@@ -55,22 +51,15 @@ def workflow_runner(sandboxed: bool) -> WorkflowRunner:
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_all_modules())
 
 
-def new_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The workers' client, authenticating to the departments and the platform as ENROLL_OUTBOUND_AUTH says."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(settings.http_timeout_seconds),
-        # Every connection is kept for the next call: a case's calls come in bursts across the departments, and
-        # one closed after each call beyond a smaller keep-alive pool costs a new TCP (and TLS) handshake.
-        limits=httpx.Limits(max_connections=HTTP_CONNECTIONS, max_keepalive_connections=HTTP_CONNECTIONS),
-        verify=outbound_tls(settings),
-        auth=outbound_auth(settings),
-    )
+def new_http_client(settings: Settings) -> OutboundClient:
+    """The workers' client to the departments and the platform, authenticating as ENROLL_OUTBOUND_AUTH says."""
+    return OutboundClient(settings)
 
 
 def build_workers(
     client: Client,
     settings: Settings,
-    http: httpx.AsyncClient,
+    http: OutboundClient,
     archive: ArchiveActivities | None,
     roles: tuple[str, ...] = ROLES,
     **worker_options,
@@ -83,7 +72,7 @@ def build_workers(
             raise ValueError("the case worker needs the case store (archive activities)")
         platform = PlatformActivities(http, settings.platform_url)
         intake = IntakeActivities(settings)
-        identity = IdentityActivities(IdentityProvider(settings.identity_issuer, http))
+        identity = IdentityActivities(IdentityProvider(settings.identity_issuer, http.identity_http))
         workers.append(
             Worker(
                 client,
