@@ -107,7 +107,8 @@ class Sampler:
 
     The sampler shares the machine it measures, so the costly part is done every MEMBERSHIP_EVERY samples only:
     finding each group's children (psutil reads every process's stat for it) and PostgreSQL's proportional
-    memory. A process started in between counts from the sample that finds it.
+    memory. A process started in between counts from the sample that finds it. It runs in the driver's process
+    and keeps count of its own CPU (`own_seconds`), which the driver's figure leaves out.
     """
 
     MEMBERSHIP_EVERY = 10
@@ -117,6 +118,7 @@ class Sampler:
         self._members_of: dict[str, list[psutil.Process]] = {}
         self._samples = 0
         self._seen: dict[tuple[int, float], Seen] = {}
+        self.own_seconds = 0.0
         self.peak_rss = dict.fromkeys(pids, 0)
         self.peak_pss = dict.fromkeys(PSS_GROUPS, 0)
         self._sample(first=True)
@@ -130,6 +132,13 @@ class Sampler:
         return members
 
     def _sample(self, first: bool = False, find_members: bool = False) -> None:
+        started = time.thread_time()  # the sampler runs on the driver's event loop thread
+        try:
+            self._sample_groups(first, find_members)
+        finally:
+            self.own_seconds += time.thread_time() - started
+
+    def _sample_groups(self, first: bool, find_members: bool) -> None:
         full_sample = find_members or self._samples % self.MEMBERSHIP_EVERY == 0
         self._samples += 1
         for name in self._roots:
@@ -169,11 +178,17 @@ class Sampler:
 
     def rss(self, name: str) -> int:
         """Resident memory of a group now: the sum of RSS, or of PSS for PSS_GROUPS."""
+        started = time.thread_time()
         total = 0
         for process in self._members(name):
             with contextlib.suppress(psutil.Error):
                 total += process.memory_full_info().pss if name in PSS_GROUPS else process.memory_info().rss
+        self.own_seconds += time.thread_time() - started
         return total
+
+    def driver_cpu(self) -> float:
+        """This process's CPU seconds, less the sampler's own."""
+        return time.process_time() - self.own_seconds
 
     async def _run(self) -> None:
         while True:
@@ -296,7 +311,7 @@ async def engine_ceiling(target: Target, cases: int, concurrency: int, already_d
     say(f"[ceiling] {cases} trivial workflows (4 no-op activities, a signal, a final activity)")
     worker = subprocess.Popen(target.ceiling_worker_command, env={**os.environ, **target.worker_env})
     sampler = Sampler({"ceiling_worker": [worker.pid], **target.server_processes})
-    driver_at = time.process_time()
+    driver_at = sampler.driver_cpu()
     client = await target.connect()
     run_id = dt.datetime.now().strftime("%H%M%S")
     ids = [f"ceiling-{run_id}-{i}" for i in range(cases)]
@@ -320,7 +335,7 @@ async def engine_ceiling(target: Target, cases: int, concurrency: int, already_d
         ]
     finally:
         usage = sampler.stop()
-        driver_cpu = time.process_time() - driver_at
+        driver_cpu = sampler.driver_cpu() - driver_at
         worker.terminate()
         worker.wait(30)
     rate = sustained_rate(finished)
@@ -328,7 +343,13 @@ async def engine_ceiling(target: Target, cases: int, concurrency: int, already_d
     # The driver is this process: starting and signalling the workflows, and counting them in visibility.
     cpu_ms = per_case_ms({name: group["cpu_seconds"] for name, group in usage.items()} | {"driver": driver_cpu}, cases)
     say(f"[ceiling] {rate} workflows/s sustained, {overall}/s overall; CPU ms per workflow {cpu_ms}")
-    return {"cases": cases, "sustained_per_second": rate, "overall_per_second": overall, "cpu_ms_per_case": cpu_ms}
+    return {
+        "cases": cases,
+        "sustained_per_second": rate,
+        "overall_per_second": overall,
+        "cpu_ms_per_case": cpu_ms,
+        "sampler_cpu_ms_per_case": round(sampler.own_seconds / cases * 1000, 1),
+    }
 
 
 async def direct_floor(standins_url: str, applications: list[dict], concurrency: int) -> dict:
@@ -399,7 +420,7 @@ async def product(
     pool = await open_pool(target.store_url, max_size=4)
     servers = list(target.server_processes)
     sampler = Sampler({"workers": [w.pid for w in workers], **target.server_processes, "standins": [standins.pid]})
-    driver_at = time.process_time()
+    driver_at = sampler.driver_cpu()
     httpx.post(f"{standins_url}/admin/reset")
     cases = len(applications)
     # With --hold-reviews: storage before, with every case waiting, and after; figures while every case waits.
@@ -437,7 +458,7 @@ async def product(
 
     async def while_all_wait() -> None:
         """Memory, visibility and storage while every case waits; their time and CPU are left out of the run's."""
-        held_at, cpu_at, driver_cpu_at = time.monotonic(), sampler.cpu(), time.process_time()
+        held_at, cpu_at, driver_cpu_at = time.monotonic(), sampler.cpu(), sampler.driver_cpu()
         rss_waiting = {name: sampler.rss(name) for name in servers}
         at_rest["server_rss_mib_before_handing_in"] = {name: mib(rss_before[name]) for name in servers}
         at_rest["server_rss_mib_all_waiting"] = {name: mib(rss_waiting[name]) for name in servers}
@@ -463,7 +484,7 @@ async def product(
         held["seconds"] = round(time.monotonic() - held_at, 1)
         cpu_now = sampler.cpu()
         held["cpu"] = {name: round(cpu_now[name] - cpu_at[name], 1) for name in cpu_now}
-        held["cpu"]["driver"] = round(time.process_time() - driver_cpu_at, 1)
+        held["cpu"]["driver"] = round(sampler.driver_cpu() - driver_cpu_at, 1)
 
     reviewers = Reviewers(issuer)
     # A review is a Workflow Update, answered once the case's worker has run it: released all at once (a held run),
@@ -549,7 +570,7 @@ async def product(
     elapsed = time.monotonic() - t0
     active = elapsed - held["seconds"]
     usage = sampler.stop()
-    driver_cpu = time.process_time() - driver_at
+    driver_cpu = sampler.driver_cpu() - driver_at
     for name, group in usage.items():
         if args.hold_reviews:
             group["cpu_seconds_while_held"] = held["cpu"].get(name, 0.0)
@@ -605,6 +626,7 @@ async def product(
             | {"driver": driver_cpu - held["cpu"].get("driver", 0.0)},
             cases,
         ),
+        "sampler_cpu_ms_per_case": round(sampler.own_seconds / cases * 1000, 1),
         "cases_lost": len(applications) - results_at_platform + lost,
         # Hand-ins the case did not answer within the intake's time (starter/hand_in.py), made again.
         "hand_ins_made_again": len(hand_ins_again),
