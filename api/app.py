@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
@@ -22,6 +23,8 @@ from enrollment.oidc import IdentityProvider
 from enrollment.provers import ClientProver
 from enrollment.settings import Settings
 from starter.hand_in import IntakeUnavailable
+
+log = structlog.get_logger()
 
 API_VERSION = "1.0"
 DESCRIPTION = """\
@@ -91,6 +94,12 @@ def create_app(
     async def temporal_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RPCError)
         if exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return await unavailable(request, exc)
+        if exc.status in (RPCStatusCode.UNAUTHENTICATED, RPCStatusCode.PERMISSION_DENIED):
+            # The API's own credentials, not the caller's: its token for Temporal lapsed while the identity
+            # provider could not renew it (enrollment/temporal_tokens.py), or its role lacks the right. The
+            # caller's request was sound; ops see why here.
+            log.error("temporal refused the api's credentials", status=exc.status.name)
             return await unavailable(request, exc)
         raise exc
 

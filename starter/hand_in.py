@@ -50,6 +50,17 @@ class IntakeUnavailable(Exception):
     """Temporal could not be reached; nothing was created and the same request may be sent again."""
 
 
+# What Temporal's frontend answers for a call it did not let through, and what the caller is told. A frontend
+# that checks tokens refuses a lapsed one as it refuses a role without the right (PERMISSION_DENIED, "Request
+# unauthorized"): the service's own token for it (enrollment/temporal_tokens.py) lapses when the identity
+# provider is down for longer than a token lives, and the next renewal mends it.
+REFUSED_BEFORE_THE_CASE = {
+    RPCStatusCode.UNAVAILABLE: "the case service cannot be reached",
+    RPCStatusCode.UNAUTHENTICATED: "the case service refused this service's credentials",
+    RPCStatusCode.PERMISSION_DENIED: "the case service refused this service's credentials",
+}
+
+
 @dataclass
 class HandInResult:
     outcome: Outcome
@@ -109,10 +120,10 @@ async def hand_in(
         # and the same request later gets the answer.
         raise IntakeUnavailable(f"the case did not answer within {ANSWER_WITHIN_SECONDS} s") from None
     except RPCError as err:
-        if err.status == RPCStatusCode.UNAVAILABLE:
-            # Refused before it reached the server: no case exists, so the child's place is let go.
+        if err.status in REFUSED_BEFORE_THE_CASE:
+            # Refused before it reached the server's history: no case exists, so the child's place is let go.
             await store.release_place(pool, app_id)
-            raise IntakeUnavailable("the case service cannot be reached") from None
+            raise IntakeUnavailable(REFUSED_BEFORE_THE_CASE[err.status]) from None
         if err.status == RPCStatusCode.DEADLINE_EXCEEDED:
             # The case may exist: the place stays with it, and the same request later finds it.
             raise IntakeUnavailable("the case service did not answer in time") from None

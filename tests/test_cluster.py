@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -32,6 +33,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 from psycopg_pool import AsyncConnectionPool
+from pydantic import SecretStr
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import (
@@ -44,7 +46,10 @@ from temporalio.client import Client
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
+from api.callers import RegisteredClient
+from api.signing import SignedRequests
 from enrollment import temporal_tokens
+from enrollment.case import workflow_id_for
 from enrollment.oidc import IdentityError, IdentityProvider
 from enrollment.temporal_tokens import TemporalCredentials
 from stack.certificates import INTERNODE_SERVER_NAME, ensure_certificates
@@ -67,6 +72,7 @@ from standins.population import Population
 from standins.runner import RunningStandins
 from store import roles
 from store.database import migrate, open_pool
+from tests.support.api import served_api
 from tests.support.batches import (
     assert_finished_once,
     batch_file,
@@ -77,7 +83,7 @@ from tests.support.batches import (
 )
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, needs_chromium
 from tests.support.identity import CLIENT_SECRETS, cli_token, password
-from tests.support.keys import TEST_CONVERTER
+from tests.support.keys import LOOKUP_KEY, TEST_CONVERTER
 from tests.support.people import People
 from tests.support.processes import enroll, product_environment, start_worker
 from tests.support.stack import start_afresh
@@ -178,14 +184,14 @@ async def test_five_server_processes_serve_only_clients_with_a_certificate(clust
     assert info.server_version.startswith("1.29")
 
 
-async def with_token(cluster: Cluster, api_key: str | None) -> Client:
-    """A client with the tests' certificate and this bearer token (or none)."""
+async def with_token(cluster: Cluster, api_key: str | None, **options: Any) -> Client:
+    """A client with the tests' certificate and this bearer token (or none); `options` for Client.connect."""
     connect = ClientConfig.load_client_connect_config(
         "tests", config_file=str(cluster.client_profile), disable_env=True
     )
     if api_key is not None:
         connect["api_key"] = api_key
-    return await Client.connect(**connect)
+    return await Client.connect(**connect, **options)
 
 
 async def refused(call: Awaitable[object]) -> None:
@@ -289,6 +295,86 @@ async def test_a_long_running_client_renews_its_token_and_rides_out_a_short_prov
         renewal.cancel()
         provider.stop()
     assert len(tokens_used) >= 3, "a new token about every 4 seconds, the outage's included"
+
+
+async def test_a_hand_in_while_the_apis_token_has_lapsed_is_to_be_sent_again_and_keeps_no_place(
+    cluster: Cluster,
+    product: Product,
+    identity_provider: RunningIdentityProvider,
+    population: Population,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The provider down for longer than the API's token for Temporal lives: the frontend refuses the token, so
+    the platform is told to send the application again (503 with Retry-After, not a 500), no case is made and
+    the child's one open place is not held. Once the provider is back and the token renewed, the same hand-in
+    is accepted."""
+    monkeypatch.setattr(temporal_tokens, "CHECK_SECONDS", 1.0)
+    short_lived = Lifetimes(access_token=4)
+    provider = start_identity_provider(identity_provider.state_dir, lifetimes=short_lived)
+    port = provider.port
+    credentials = TemporalCredentials(provider.base_url, "enroll-api", CLIENT_SECRETS["enroll-api"])
+    client = await with_token(cluster, await credentials.token(), data_converter=TEST_CONVERTER)
+    renewal = credentials.keep_fresh(client)
+
+    async def the_apis_client() -> Client:
+        return client
+
+    platform = RegisteredClient(client_id="platform", kind="platform", secret=SecretStr("platform-secret"))
+    api = served_api(
+        cluster.address,
+        cluster.database.url(STORE_OWNER, STORE_DATABASE),
+        [platform],
+        LOOKUP_KEY,
+        issuer=identity_provider.base_url,
+        temporal=the_apis_client,
+    )
+    # Beyond the batches and not the one the UI test hands in; handed in by the platform, through its channel.
+    application = {**population.applications[-2], "channel": "platform"}
+    app_id = application["application_id"]
+    worker = None
+    try:
+        async with (
+            api,
+            httpx.AsyncClient(
+                base_url=api.base_url, auth=SignedRequests("platform", b"platform-secret"), timeout=30
+            ) as caller,
+        ):
+            provider.stop()
+            await asyncio.sleep(6)  # the token in use has lapsed, and no new one could be had
+            refused = await caller.post("/v1/applications", json=application)
+            assert (refused.status_code, refused.headers["retry-after"]) == (503, "5"), refused.text
+            assert (await caller.get(f"/v1/applications/{app_id}")).status_code == 503
+            async with product.pool.connection() as conn:
+                held = await (
+                    await conn.execute("SELECT count(*) FROM open_applications WHERE application_id = %s", (app_id,))
+                ).fetchone()
+            assert held == (0,), "the child's place is let go: no case holds it"
+
+            provider = start_identity_provider(identity_provider.state_dir, lifetimes=short_lived, port=port)
+            worker = start_worker(product.worker_env, tmp_path / "worker.log")
+
+            async def lets_calls_through() -> bool:
+                try:
+                    await client.workflow_service.describe_namespace(
+                        DescribeNamespaceRequest(namespace=cluster.namespace)
+                    )
+                except RPCError:
+                    return False
+                return True
+
+            await wait_until(lets_calls_through, timeout=15, interval=0.5, message="a renewed token for the API")
+            with pytest.raises(RPCError) as no_case:
+                await client.get_workflow_handle(workflow_id_for(app_id)).describe()
+            assert no_case.value.status == RPCStatusCode.NOT_FOUND, "the refused hand-in made no case"
+            sent_again = await caller.post("/v1/applications", json=application)
+            assert sent_again.status_code == 201, sent_again.text
+    finally:
+        renewal.cancel()
+        provider.stop()
+        if worker is not None:
+            worker.terminate()
+            worker.wait(60)
 
 
 async def sign_in_to_the_ui(cluster: Cluster, issuer: str, sub: str) -> tuple[httpx.Response, dict[str, str]]:
