@@ -345,6 +345,9 @@ async def test_a_hand_in_while_the_apis_token_has_lapsed_is_to_be_sent_again_and
             refused = await caller.post("/v1/applications", json=application)
             assert (refused.status_code, refused.headers["retry-after"]) == (503, "5"), refused.text
             assert (await caller.get(f"/v1/applications/{app_id}")).status_code == 503
+            not_ready = await caller.get("/readyz")  # what ops and the load balancer see meanwhile
+            assert not_ready.status_code == 503
+            assert not_ready.json()["errors"] == ["temporal: the case service refused this service's credentials"]
             async with product.pool.connection() as conn:
                 held = await (
                     await conn.execute("SELECT count(*) FROM open_applications WHERE application_id = %s", (app_id,))
@@ -369,6 +372,7 @@ async def test_a_hand_in_while_the_apis_token_has_lapsed_is_to_be_sent_again_and
             assert no_case.value.status == RPCStatusCode.NOT_FOUND, "the refused hand-in made no case"
             sent_again = await caller.post("/v1/applications", json=application)
             assert sent_again.status_code == 201, sent_again.text
+            assert (await caller.get("/readyz")).json() == {"status": "ready"}
     finally:
         renewal.cancel()
         provider.stop()
