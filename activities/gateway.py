@@ -132,7 +132,9 @@ async def post_json(
     }
     try:
         async with asyncio.timeout(deadline):
-            async with client.session.post(url, data=content, headers=headers) as response:
+            # A redirect is not followed: the request carries identity numbers and names, and its signature,
+            # to the address configured for the party and nowhere else.
+            async with client.session.post(url, data=content, headers=headers, allow_redirects=False) as response:
                 call.status = response.status
                 if response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
                     response.close()

@@ -11,6 +11,10 @@ ENROLL_OUTBOUND_AUTH (enrollment/settings.py):
 ENROLL_OUTBOUND_CA, in any mode, adds the CA of the gateway's server certificate to the usual trust store
 (not in place of it: the identity provider may well have a public certificate).
 
+The calls go to the configured base URLs and nowhere else: no redirect is followed (activities/gateway.py), and
+neither the proxy variables of the environment nor a `.netrc` are read, so nothing outside the settings decides
+where a family's data goes or what credentials ride along.
+
 Why aiohttp and not httpx, which the rest of the product uses: a case makes five to nine calls here, and on
 the workers' own client httpx spent 2 to 5 ms of CPU on each one (its connection pool checks every idle
 connection's socket on each request), aiohttp 0.3 to 0.5 ms (`python -m bench.http_calls`). The identity

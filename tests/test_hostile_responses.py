@@ -219,13 +219,13 @@ async def test_huge_body_is_abandoned_at_the_cap(admin, http, settings, family):
 
 
 @contextlib.asynccontextmanager
-async def answering(answer: Callable[[dict], tuple[bytes, dict[str, str]]]) -> AsyncIterator[str]:
-    """An HTTP server on a free port answering every POST with `answer(the JSON sent)`, its body in 64 KiB
-    chunks as a network would bring them; yields its URL."""
+async def answering(answer: Callable[[dict], tuple[bytes, dict[str, str]]], status: int = 200) -> AsyncIterator[str]:
+    """An HTTP server on a free port answering every POST with `status` and `answer(the JSON sent)`, its body in
+    64 KiB chunks as a network would bring them; yields its URL."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         content, headers = answer(await request.json())
-        response = web.StreamResponse(headers=headers)
+        response = web.StreamResponse(status=status, headers=headers)
         await response.prepare(request)
         for start in range(0, len(content), 64 * 1024):
             await response.write(content[start : start + 64 * 1024])
@@ -275,3 +275,23 @@ async def test_an_undocumented_code_is_not_taken_for_not_found(http):
         with pytest.raises(ApplicationError) as caught:
             await Department(http, department).ask_about("/verify", Person(name="张三", id_number="x"))
     assert caught.value.type == "DepartmentBadResponse" and "unknown code '9999'" in caught.value.message
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_is_not_followed_with_the_familys_data(http, status):
+    """A department (or whoever answers at its address) redirecting elsewhere gets no second request: the name
+    and identity number go to the configured address only, and the call fails retryably."""
+    received: list[dict] = []
+
+    def elsewhere(sent: dict) -> tuple[bytes, dict[str, str]]:
+        received.append(sent)
+        return json.dumps({"code": "0000", "request_id": sent.get("request_id"), "data": None}).encode(), {}
+
+    def redirect(sent: dict) -> tuple[bytes, dict[str, str]]:
+        return b"", {"Location": f"{other}/collect"}
+
+    async with answering(elsewhere) as other, answering(redirect, status=status) as department:
+        with pytest.raises(ApplicationError) as caught:
+            await Department(http, department).ask_about("/verify", Person(name="张三", id_number="x"))
+    assert received == []
+    assert (caught.value.type, caught.value.non_retryable) == ("DepartmentBadResponse", False)
