@@ -129,6 +129,8 @@ class OutboundClient:
                     sock_read=self.read_timeout,
                 ),
                 auto_decompress=False,
+                # Every call stands alone: a cookie one department sets is not sent back with another case's call.
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 

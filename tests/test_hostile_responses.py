@@ -219,11 +219,15 @@ async def test_huge_body_is_abandoned_at_the_cap(admin, http, settings, family):
 
 
 @contextlib.asynccontextmanager
-async def answering(answer: Callable[[dict], tuple[bytes, dict[str, str]]], status: int = 200) -> AsyncIterator[str]:
+async def answering(
+    answer: Callable[[dict], tuple[bytes, dict[str, str]]], status: int = 200, headers_seen: list | None = None
+) -> AsyncIterator[str]:
     """An HTTP server on a free port answering every POST with `status` and `answer(the JSON sent)`, its body in
-    64 KiB chunks as a network would bring them; yields its URL."""
+    64 KiB chunks as a network would bring them; yields its URL. Each request's headers go to `headers_seen`."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
+        if headers_seen is not None:
+            headers_seen.append(dict(request.headers))
         content, headers = answer(await request.json())
         response = web.StreamResponse(status=status, headers=headers)
         await response.prepare(request)
@@ -295,3 +299,17 @@ async def test_a_redirect_is_not_followed_with_the_familys_data(http, status):
             await Department(http, department).ask_about("/verify", Person(name="张三", id_number="x"))
     assert received == []
     assert (caught.value.type, caught.value.non_retryable) == ("DepartmentBadResponse", False)
+
+
+async def test_a_cookie_a_department_sets_is_not_sent_with_the_next_call(http):
+    """Calls stand alone: nothing one answer sets rides along with another case's call."""
+    headers_seen: list[dict[str, str]] = []
+
+    def answer(sent: dict) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps({"code": "0000", "request_id": sent["request_id"], "data": None}).encode()
+        return body, {"Set-Cookie": "tracker=case-one; Path=/"}
+
+    async with answering(answer, headers_seen=headers_seen) as department:
+        for person in (Person(name="张三", id_number="x"), Person(name="李四", id_number="y")):
+            await Department(http, department).ask_about("/verify", person)
+    assert len(headers_seen) == 2 and not any("Cookie" in headers for headers in headers_seen)
