@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from yarl import URL
 
 from activities.outbound import OutboundClient
 from enrollment.verification import (
@@ -65,10 +66,14 @@ def exchange_deadline(client: OutboundClient) -> float:
 
 
 def _retry_after(headers: Mapping[str, str]) -> timedelta | None:
+    """The delay the party asks for, in seconds (0 to 60); None when it asks for none a retry can use."""
     try:
-        return timedelta(seconds=min(float(headers["Retry-After"]), 60.0))
+        seconds = float(headers["Retry-After"])
     except (KeyError, ValueError):
         return None
+    if not seconds >= 0:  # negative, or NaN
+        return None
+    return timedelta(seconds=min(seconds, 60.0))
 
 
 def _refuse_constant(name: str) -> float:
@@ -121,6 +126,7 @@ async def post_json(
     """
     deadline = exchange_deadline(client) if deadline is None else deadline
     call = _Exchange(url)
+    target = URL(url)  # parsed once: what is signed is what is sent
     content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     # An encoded body is refused, not inflated: a few KiB of gzip can decode to gigabytes, and the
     # bound below counts the bytes that cross the wire.
@@ -128,13 +134,13 @@ async def post_json(
         **(headers or {}),
         "Content-Type": "application/json",
         "Accept-Encoding": "identity",
-        **client.signing_headers("POST", url, content),
+        **client.signing_headers("POST", target, content),
     }
     try:
         async with asyncio.timeout(deadline):
             # A redirect is not followed: the request carries identity numbers and names, and its signature,
             # to the address configured for the party and nowhere else.
-            async with client.session.post(url, data=content, headers=headers, allow_redirects=False) as response:
+            async with client.session.post(target, data=content, headers=headers, allow_redirects=False) as response:
                 call.status = response.status
                 if response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
                     response.close()
@@ -152,6 +158,12 @@ async def post_json(
         raise call.failed(f"unreachable ({type(exc).__name__})", "DepartmentUnreachable", level=logging.INFO) from None
     except TimeoutError:
         raise call.failed(f"sent no complete answer within {deadline:g} s", "DepartmentTimeout") from None
+    except ApplicationError:
+        raise
+    except Exception as exc:
+        # What the client raises outside its own error classes: a chunked body broken mid-way (RuntimeError, or
+        # the parser's error quoting the bytes), a header it will not write (ValueError). Classed by kind only.
+        raise call.failed(f"unreachable ({type(exc).__name__})", "DepartmentUnreachable", level=logging.INFO) from None
 
     status = response.status
     if status == 429:
@@ -165,6 +177,9 @@ async def post_json(
         raise call.failed(f"answered HTTP {status}", "DepartmentUnavailable", level=logging.INFO)
     if status >= 400:
         raise call.failed(f"refused the request: HTTP {status}", "DepartmentRejectedRequest", non_retryable=True)
+    if not 200 <= status < 300:
+        # A redirect (never followed) or an informational status is not an answer, whatever its body says.
+        raise call.failed(f"answered HTTP {status}, not an answer", "DepartmentBadResponse")
     try:
         # Not only JSONDecodeError: bad UTF-8, NaN/Infinity, integers past Python's digit limit (all
         # ValueError) and nesting deep enough to exhaust the recursion limit are malformed too.

@@ -8,6 +8,7 @@ personal data of the request. Once the fault is gone the same call succeeds, as 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -292,7 +293,9 @@ async def test_a_redirect_is_not_followed_with_the_familys_data(http, status):
         return json.dumps({"code": "0000", "request_id": sent.get("request_id"), "data": None}).encode(), {}
 
     def redirect(sent: dict) -> tuple[bytes, dict[str, str]]:
-        return b"", {"Location": f"{other}/collect"}
+        # With a body that reads as an answer: a status that is not 2xx is not one, whatever the body says.
+        body = json.dumps({"code": "0000", "request_id": sent["request_id"], "data": None}).encode()
+        return body, {"Location": f"{other}/collect"}
 
     async with answering(elsewhere) as other, answering(redirect, status=status) as department:
         with pytest.raises(ApplicationError) as caught:
@@ -313,3 +316,57 @@ async def test_a_cookie_a_department_sets_is_not_sent_with_the_next_call(http):
         for person in (Person(name="张三", id_number="x"), Person(name="李四", id_number="y")):
             await Department(http, department).ask_about("/verify", person)
     assert len(headers_seen) == 2 and not any("Cookie" in headers for headers in headers_seen)
+
+
+@contextlib.asynccontextmanager
+async def sending_raw(head: bytes, body: bytes, split_at: int) -> AsyncIterator[str]:
+    """A TCP server that reads a request and answers with `head`, then `body` (its first `split_at` bytes, and the
+    rest a moment later, when `split_at` is not 0), then holds the connection open."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head + (body[:split_at] if split_at else body))
+        await writer.drain()
+        if split_at:
+            await asyncio.sleep(0.2)
+            writer.write(body[split_at:])
+            await writer.drain()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("split_at", [0, 12], ids=["at-once", "bad-chunk-later"])
+async def test_a_chunked_body_broken_mid_way_fails_classed_bounded_and_quoting_nothing(http, caplog, split_at):
+    """A chunk whose size line is not a number, after a good chunk, sent with the head or while the client reads:
+    the call fails retryably within the bound, and neither the failure nor a log line quotes the bytes."""
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    body = b'7\r\n{"code"\r\nzz\xe5\xbc\xa0\r\n'
+    started = time.monotonic()
+    async with sending_raw(head, body, split_at) as department:
+        with caplog.at_level(logging.DEBUG), pytest.raises(ApplicationError) as caught:
+            await post_json(http, f"{department}/verify", {"name": "张三"})
+    assert time.monotonic() - started < BOUND
+    assert caught.value.type in ("DepartmentUnreachable", "DepartmentTimeout") and not caught.value.non_retryable
+    for text in (caught.value.message, caplog.text):
+        assert "zz" not in text and "张" not in text
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "delay"),
+    [("7", 7.0), ("3600", 60.0), ("-5", None), ("-1e308", None), ("1e308", 60.0), ("nan", None), ("soon", None)],
+)
+async def test_a_rate_limit_asks_for_a_delay_of_0_to_60_seconds_or_none(http, retry_after, delay):
+    async with answering(lambda sent: (b"{}", {"Retry-After": retry_after}), status=429) as department:
+        with pytest.raises(ApplicationError) as caught:
+            await post_json(http, f"{department}/verify", {})
+    assert caught.value.type == "DepartmentRateLimited" and not caught.value.non_retryable
+    asked = caught.value.next_retry_delay
+    assert (asked.total_seconds() if asked is not None else None) == delay
