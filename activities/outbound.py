@@ -30,10 +30,10 @@ import ssl
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
-from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
+from yarl import URL
 
 from api.signing import signed_headers
 from enrollment.settings import Settings, SettingsError
@@ -68,18 +68,21 @@ def outbound_tls(settings: Settings) -> ssl.SSLContext:
 
 
 class RequestSigner:
-    """Signs the requests under the given base URLs as one gateway client; any other request goes unsigned."""
+    """Signs the requests under the given base URLs as one gateway client; any other request goes unsigned.
+
+    It signs the URL as aiohttp sends it (`yarl.URL`: dot segments resolved, the path quoted again) and as the
+    gateway reads it back, decoded: a base URL with percent-encoding or `./` still passes the check.
+    """
 
     def __init__(self, client_id: str, secret: bytes, base_urls: Iterable[str]) -> None:
         self._client_id = client_id
         self._secret = secret
-        self._prefixes = tuple(url.rstrip("/") + "/" for url in base_urls)
+        self._prefixes = tuple(str(URL(url.rstrip("/") + "/")) for url in base_urls)
 
-    def headers_for(self, method: str, url: str, body: bytes) -> dict[str, str]:
-        if not url.startswith(self._prefixes):
+    def headers_for(self, method: str, url: URL, body: bytes) -> dict[str, str]:
+        if not str(url).startswith(self._prefixes):
             return {}
-        parts = urlsplit(url)
-        return signed_headers(self._client_id, self._secret, method, parts.path, parts.query, body)
+        return signed_headers(self._client_id, self._secret, method, url.path, url.raw_query_string, body)
 
 
 def outbound_signer(settings: Settings) -> RequestSigner | None:
@@ -122,7 +125,9 @@ class OutboundClient:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=CONNECTIONS, ssl=self._tls),
+                # Idle connections are closed after 5 s, as httpx did: below the idle timeout of common servers,
+                # so a call does not go out on a connection the other end is closing.
+                connector=aiohttp.TCPConnector(limit=CONNECTIONS, ssl=self._tls, keepalive_timeout=5.0),
                 timeout=aiohttp.ClientTimeout(
                     total=None,
                     sock_connect=self.read_timeout,
@@ -134,7 +139,7 @@ class OutboundClient:
             )
         return self._session
 
-    def signing_headers(self, method: str, url: str, body: bytes) -> dict[str, str]:
+    def signing_headers(self, method: str, url: URL, body: bytes) -> dict[str, str]:
         """What proves this request to the gateway: nothing unless ENROLL_OUTBOUND_AUTH is `signed`."""
         return self.signer.headers_for(method, url, body) if self.signer is not None else {}
 

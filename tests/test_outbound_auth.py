@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import ssl
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import aiohttp
 import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
+from yarl import URL
 
 from activities.gateway import post_json
 from api import signing
@@ -41,7 +43,7 @@ async def test_no_outbound_authentication_by_default(monkeypatch):
     assert configured.outbound_auth == "none"
     async with new_http_client(configured) as http:
         assert http.signer is None
-        assert http.signing_headers("POST", f"{configured.public_security_url}/v1/hukou/verify", b"{}") == {}
+        assert http.signing_headers("POST", URL(f"{configured.public_security_url}/v1/hukou/verify"), b"{}") == {}
 
 
 @pytest.mark.parametrize(
@@ -171,15 +173,32 @@ async def test_the_workers_signed_calls_pass_the_gateway(monkeypatch, gateway):
         )
         assert pushed["code"] == "0000"
         # Only the departments and the platform see the signature: not another address on the same client.
-        signed = http.signing_headers("POST", f"{gateway.base_url}{VERIFIER_PATHS['property']}", b"{}")
+        signed = http.signing_headers("POST", URL(f"{gateway.base_url}{VERIFIER_PATHS['property']}"), b"{}")
         assert signed[signing.CLIENT_HEADER] == CLIENT_ID
-        assert http.signing_headers("GET", f"{gateway.base_url}/healthz", b"") == {}
-        assert http.signing_headers("POST", f"{gateway.base_url}/public-securityX/v1/verify", b"{}") == {}
+        assert http.signing_headers("GET", URL(f"{gateway.base_url}/healthz"), b"") == {}
+        assert http.signing_headers("POST", URL(f"{gateway.base_url}/public-securityX/v1/verify"), b"{}") == {}
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "/%70ublic-security/hukou/v1/verify",
+        "/public-security/./hukou/v1/verify",
+        "/x/../public-security/hukou/v1/verify",
+    ],
+    ids=["percent-encoded", "dot", "dot-dot"],
+)
+async def test_the_signature_covers_the_path_as_sent_however_the_url_is_spelled(monkeypatch, gateway, spelling):
+    """aiohttp sends a URL as yarl normalises it; the gateway checks the path it received, decoded. A base URL
+    spelled with percent-encoding or dot segments must still pass."""
+    async with new_http_client(signed_settings(monkeypatch, gateway)) as http:
+        answer = await post_json(http, f"{gateway.base_url}{spelling}", enquiry(f"outbound-{uuid.uuid4().hex}"))
+    assert answer["code"] == "1001"
 
 
 async def _signed_post(http, url: str, body: bytes) -> tuple[int, dict, dict[str, str]]:
     """POST through the workers' own session with the headers the workers sign with; status, answer, headers."""
-    headers = {"Content-Type": "application/json", **http.signing_headers("POST", url, body)}
+    headers = {"Content-Type": "application/json", **http.signing_headers("POST", URL(url), body)}
     async with http.session.post(url, data=body, headers=headers) as response:
         return response.status, await response.json(), headers
 
