@@ -15,8 +15,9 @@ The calls go to the configured base URLs and nowhere else: no redirect is follow
 neither the proxy variables of the environment nor a `.netrc` are read, so nothing outside the settings decides
 where a family's data goes or what credentials ride along.
 
-Why aiohttp and not httpx, which the rest of the product uses: a case makes five to nine calls here, and on
-the workers' own client httpx spent 2 to 5 ms of CPU on each one (its connection pool checks every idle
+Why aiohttp and not httpx, which the rest of the product uses: a case makes about four calls here (three
+verifications and the result in the benchmark, one more per notice), and on the workers' own client httpx spent
+2 to 5 ms of CPU on each one (its connection pool checks every idle
 connection's socket on each request), aiohttp 0.3 to 0.5 ms (`python -m bench.http_calls`). The identity
 provider's keys, fetched rarely, go through httpx (`OutboundClient.identity_http`), as enrollment.oidc expects.
 

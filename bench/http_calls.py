@@ -1,11 +1,10 @@
 """`python -m bench.http_calls`: the workers' CPU per department call, against the real stand-ins.
 
-A worker's calls to the departments and the platform are a fifth of its CPU (bench/README.md), so what one
-call costs the client is worth knowing on its own, away from the rest of a case. This sends calls through the
-workers' own client (`workers.build.new_http_client`) and `activities.gateway.post_json`, with the stand-in's
+What one call to a department costs the client is worth knowing on its own, away from the rest of a case: it is
+how httpx was found to cost 2 to 5 ms per call and aiohttp under 0.5 (bench/README.md). This sends calls through
+the workers' own client (`workers.build.new_http_client`) and `activities.gateway.post_json`, with the stand-in's
 verifier latency the main benchmark uses, at a fixed concurrency, and prints the client process's CPU
-milliseconds per call for each round. Run it by hand, as `pip uninstall sniffio` and back shows what httpcore
-costs without sniffio. The workers' client was httpx until 2026-11-26 (bench/README.md has both figures).
+milliseconds per call for each round. Run it by hand.
 """
 
 from __future__ import annotations
